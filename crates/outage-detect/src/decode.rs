@@ -1,0 +1,542 @@
+//! Wire-format decoder: bytes of one Kafka message → [`Report`] or a reason.
+//!
+//! Every byte string is either decoded or rejected with a [`RejectReason`];
+//! nothing panics and nothing is dropped without a reason. Strings are
+//! borrowed from the input, so the common report costs no allocation. The
+//! current time is a parameter (for the clock-skew check): this module never
+//! reads a clock.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::de::{self, Deserializer, Visitor};
+use serde::Deserialize;
+
+use crate::region::Region;
+use crate::report::{Problem, Report};
+
+/// Why a message was rejected. A bounded set: it labels metrics and the
+/// dead-letter header, so it must never carry free text.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum RejectReason {
+    /// Larger than the configured size limit.
+    Oversize,
+    /// Not valid UTF-8.
+    NotUtf8,
+    /// Not a JSON object (syntax error, truncated, array, scalar, empty).
+    NotJson,
+    /// A required field (`service`, `region`, or a timestamp) is absent.
+    MissingField,
+    /// A field has the wrong JSON type, appears twice or is too long.
+    BadField,
+    /// `service` is not a slug `[a-z0-9][a-z0-9._-]{0,63}`.
+    BadService,
+    /// `region` is not an ISO 3166-1 alpha-2 or ISO 3166-2 code.
+    BadRegion,
+    /// `ts` is neither RFC 3339 nor epoch milliseconds in range.
+    BadTimestamp,
+    /// `ts` is further in the future than the allowed clock skew.
+    FutureTimestamp,
+}
+
+impl RejectReason {
+    /// Every reason, for pre-registering metric label values.
+    pub const ALL: [RejectReason; 9] = [
+        RejectReason::Oversize,
+        RejectReason::NotUtf8,
+        RejectReason::NotJson,
+        RejectReason::MissingField,
+        RejectReason::BadField,
+        RejectReason::BadService,
+        RejectReason::BadRegion,
+        RejectReason::BadTimestamp,
+        RejectReason::FutureTimestamp,
+    ];
+
+    /// Stable snake_case name used in headers, metrics and summaries.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            RejectReason::Oversize => "oversize",
+            RejectReason::NotUtf8 => "not_utf8",
+            RejectReason::NotJson => "not_json",
+            RejectReason::MissingField => "missing_field",
+            RejectReason::BadField => "bad_field",
+            RejectReason::BadService => "bad_service",
+            RejectReason::BadRegion => "bad_region",
+            RejectReason::BadTimestamp => "bad_timestamp",
+            RejectReason::FutureTimestamp => "future_timestamp",
+        }
+    }
+
+    /// The reason named by [`RejectReason::as_str`].
+    pub fn from_name(name: &str) -> Option<RejectReason> {
+        RejectReason::ALL.into_iter().find(|r| r.as_str() == name)
+    }
+}
+
+impl fmt::Display for RejectReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A rejected message: the bounded reason plus a human detail for the
+/// dead-letter header and logs.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{reason}: {detail}")]
+pub struct DecodeError {
+    pub reason: RejectReason,
+    pub detail: String,
+}
+
+impl DecodeError {
+    fn new(reason: RejectReason, detail: impl Into<String>) -> DecodeError {
+        DecodeError {
+            reason,
+            detail: detail.into(),
+        }
+    }
+}
+
+/// Limits applied while decoding.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DecodeOptions {
+    /// Largest accepted message value, bytes.
+    pub max_message_bytes: usize,
+    /// How far `ts` may lie ahead of the decoder's clock, milliseconds.
+    pub max_clock_skew_ms: i64,
+    /// Longest accepted `reporter`, bytes.
+    pub max_reporter_bytes: usize,
+    /// Longest accepted `source`, bytes.
+    pub max_source_bytes: usize,
+}
+
+impl Default for DecodeOptions {
+    fn default() -> Self {
+        DecodeOptions {
+            max_message_bytes: 16 * 1024,
+            max_clock_skew_ms: 5 * 60 * 1000,
+            max_reporter_bytes: 256,
+            max_source_bytes: 128,
+        }
+    }
+}
+
+/// Latest accepted event time: 9999-12-31T23:59:59.999Z.
+const MAX_TS_MS: i64 = 253_402_300_799_999;
+
+#[derive(Deserialize)]
+struct Wire<'a> {
+    #[serde(borrow, default)]
+    service: Option<Text<'a>>,
+    #[serde(borrow, default)]
+    region: Option<Text<'a>>,
+    #[serde(borrow, default)]
+    ts: Option<WireTs<'a>>,
+    #[serde(borrow, default)]
+    problem: Option<Text<'a>>,
+    #[serde(borrow, default)]
+    reporter: Option<Text<'a>>,
+    #[serde(borrow, default)]
+    source: Option<Text<'a>>,
+}
+
+/// A JSON string borrowed from the input when it has no escapes. (serde's
+/// own `Cow<str>` always allocates when wrapped in an `Option`.)
+struct Text<'a>(Cow<'a, str>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct TextVisitor;
+        impl<'de> Visitor<'de> for TextVisitor {
+            type Value = Text<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Text(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Text(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+                Ok(Text(Cow::Owned(v)))
+            }
+        }
+        deserializer.deserialize_str(TextVisitor)
+    }
+}
+
+/// `ts` as sent: a number (epoch ms) or a string (RFC 3339).
+enum WireTs<'a> {
+    Millis(i64),
+    Text(Cow<'a, str>),
+    /// A number that is not an integer number of milliseconds in range.
+    Invalid(f64),
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for WireTs<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct TsVisitor;
+        impl<'de> Visitor<'de> for TsVisitor {
+            type Value = WireTs<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("epoch milliseconds or an RFC 3339 string")
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+                Ok(WireTs::Millis(v))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+                Ok(i64::try_from(v).map_or(WireTs::Invalid(v as f64), WireTs::Millis))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+                if v.fract() == 0.0 && v.abs() < 9.0e15 {
+                    Ok(WireTs::Millis(v as i64))
+                } else {
+                    Ok(WireTs::Invalid(v))
+                }
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(WireTs::Text(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(WireTs::Text(Cow::Owned(v.to_owned())))
+            }
+        }
+        deserializer.deserialize_any(TsVisitor)
+    }
+}
+
+/// Whether `s` is a service slug: `[a-z0-9][a-z0-9._-]{0,63}`.
+#[inline]
+pub fn is_service_slug(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b.len() <= 64
+        && (b[0].is_ascii_lowercase() || b[0].is_ascii_digit())
+        && b[1..].iter().all(|&c| {
+            c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'.' | b'_' | b'-')
+        })
+}
+
+/// Parses an RFC 3339 timestamp to epoch milliseconds (sub-millisecond
+/// digits are truncated).
+pub fn parse_rfc3339_ms(text: &str) -> Option<i64> {
+    chrono::DateTime::parse_from_rfc3339(text)
+        .ok()
+        .map(|t| t.timestamp_millis())
+}
+
+/// Decodes one message value.
+///
+/// `message_ts_ms` is the Kafka message timestamp, used when the report has
+/// no `ts`. `now_ms` is the decoder's clock, used only for the clock-skew
+/// check.
+pub fn decode<'a>(
+    bytes: &'a [u8],
+    message_ts_ms: Option<i64>,
+    now_ms: i64,
+    opts: &DecodeOptions,
+) -> Result<Report<'a>, DecodeError> {
+    use RejectReason::*;
+
+    if bytes.len() > opts.max_message_bytes {
+        return Err(DecodeError::new(
+            Oversize,
+            format!(
+                "{} bytes exceeds the limit of {}",
+                bytes.len(),
+                opts.max_message_bytes
+            ),
+        ));
+    }
+    let text = std::str::from_utf8(bytes).map_err(|e| {
+        DecodeError::new(
+            NotUtf8,
+            format!("invalid UTF-8 at byte {}", e.valid_up_to()),
+        )
+    })?;
+    if !text.trim_start().starts_with('{') {
+        return Err(DecodeError::new(NotJson, "not a JSON object"));
+    }
+    let wire: Wire<'a> = serde_json::from_str(text).map_err(|e| {
+        let reason = if e.is_data() { BadField } else { NotJson };
+        DecodeError::new(reason, e.to_string())
+    })?;
+
+    let service = wire
+        .service
+        .map(|t| t.0)
+        .ok_or_else(|| DecodeError::new(MissingField, "missing field `service`"))?;
+    if !is_service_slug(&service) {
+        return Err(DecodeError::new(
+            BadService,
+            format!("service {:?} is not a slug", truncated(&service)),
+        ));
+    }
+    let region_text = wire
+        .region
+        .map(|t| t.0)
+        .ok_or_else(|| DecodeError::new(MissingField, "missing field `region`"))?;
+    let region = Region::parse(&region_text).ok_or_else(|| {
+        DecodeError::new(
+            BadRegion,
+            format!(
+                "region {:?} is not an ISO 3166 code",
+                truncated(&region_text)
+            ),
+        )
+    })?;
+
+    let ts_ms = match wire.ts {
+        Some(WireTs::Millis(ms)) => ms,
+        Some(WireTs::Text(text)) => parse_rfc3339_ms(&text).ok_or_else(|| {
+            DecodeError::new(
+                BadTimestamp,
+                format!("ts {:?} is not RFC 3339", truncated(&text)),
+            )
+        })?,
+        Some(WireTs::Invalid(v)) => {
+            return Err(DecodeError::new(
+                BadTimestamp,
+                format!("ts {v} is not whole epoch milliseconds"),
+            ))
+        }
+        None => message_ts_ms.ok_or_else(|| {
+            DecodeError::new(
+                MissingField,
+                "no `ts` field and the message has no timestamp",
+            )
+        })?,
+    };
+    if !(0..=MAX_TS_MS).contains(&ts_ms) {
+        return Err(DecodeError::new(
+            BadTimestamp,
+            format!("ts {ts_ms} ms is out of range"),
+        ));
+    }
+    if ts_ms > now_ms.saturating_add(opts.max_clock_skew_ms) {
+        return Err(DecodeError::new(
+            FutureTimestamp,
+            format!(
+                "ts is {} ms ahead of the clock, more than the allowed skew",
+                ts_ms - now_ms
+            ),
+        ));
+    }
+
+    let problem = wire
+        .problem
+        .as_ref()
+        .map_or(Problem::Other, |p| Problem::from_name(&p.0));
+    let reporter = wire.reporter.map(|t| t.0);
+    let source = wire.source.map(|t| t.0);
+    if let Some(reporter) = &reporter {
+        if reporter.len() > opts.max_reporter_bytes {
+            return Err(DecodeError::new(
+                BadField,
+                format!(
+                    "reporter is {} bytes, more than {}",
+                    reporter.len(),
+                    opts.max_reporter_bytes
+                ),
+            ));
+        }
+    }
+    if let Some(source) = &source {
+        if source.len() > opts.max_source_bytes {
+            return Err(DecodeError::new(
+                BadField,
+                format!(
+                    "source is {} bytes, more than {}",
+                    source.len(),
+                    opts.max_source_bytes
+                ),
+            ));
+        }
+    }
+
+    Ok(Report {
+        service,
+        region,
+        ts_ms,
+        problem,
+        reporter,
+        source,
+    })
+}
+
+/// At most 40 characters of untrusted text for an error detail.
+fn truncated(s: &str) -> &str {
+    match s.char_indices().nth(40) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::region::Country;
+
+    const NOW: i64 = 1_537_963_200_000; // 2018-09-26T12:00:00Z
+
+    fn ok(json: &str) -> Report<'_> {
+        decode(
+            json.as_bytes(),
+            Some(NOW - 1000),
+            NOW,
+            &DecodeOptions::default(),
+        )
+        .expect(json)
+    }
+
+    fn reject(json: &[u8]) -> RejectReason {
+        decode(json, Some(NOW - 1000), NOW, &DecodeOptions::default())
+            .unwrap_err()
+            .reason
+    }
+
+    #[test]
+    fn decodes_a_full_report_without_allocating() {
+        let r = ok(
+            r#"{"service":"alexa","region":"GB","ts":"2018-09-26T11:59:00Z","problem":"voice","reporter":"u1","source":"web"}"#,
+        );
+        assert!(matches!(r.service, Cow::Borrowed("alexa")));
+        assert!(matches!(r.reporter, Some(Cow::Borrowed("u1"))));
+        assert_eq!(r.region.country_code().as_str(), "GB");
+        assert_eq!(r.ts_ms, NOW - 60_000);
+        assert_eq!(r.problem, Problem::Voice);
+    }
+
+    #[test]
+    fn optional_fields_have_defaults() {
+        let r = ok(r#"{"service":"alexa","region":"us-ca"}"#);
+        assert_eq!(
+            r.ts_ms,
+            NOW - 1000,
+            "absent ts falls back to the message timestamp"
+        );
+        assert_eq!(r.problem, Problem::Other);
+        assert_eq!(r.region.to_string(), "US-CA");
+        let r = ok(
+            r#"{"service":"alexa","region":"XK","ts":1537963100000,"problem":"battery","extra":[1,2]}"#,
+        );
+        assert_eq!(r.region.country_code(), Country::UNKNOWN);
+        assert_eq!(r.ts_ms, 1_537_963_100_000);
+        assert_eq!(r.problem, Problem::Other);
+        let r = ok(r#"{"service":"a","region":"DE","ts":1.5379631E12,"reporter":null}"#);
+        assert_eq!(r.ts_ms, 1_537_963_100_000);
+        assert_eq!(r.reporter, None);
+    }
+
+    #[test]
+    fn escaped_strings_are_unescaped() {
+        let r = ok(r#"{"service":"al\u0065xa","region":"GB","reporter":"a\"b"}"#);
+        assert_eq!(r.service, "alexa");
+        assert_eq!(r.reporter.as_deref(), Some("a\"b"));
+    }
+
+    #[test]
+    fn every_reason_is_reachable() {
+        let opts = DecodeOptions {
+            max_message_bytes: 200,
+            ..DecodeOptions::default()
+        };
+        let big = format!(
+            r#"{{"service":"a","region":"GB","source":"{}"}}"#,
+            "x".repeat(300)
+        );
+        assert_eq!(
+            decode(big.as_bytes(), None, NOW, &opts).unwrap_err().reason,
+            RejectReason::Oversize
+        );
+        assert_eq!(reject(b"{\"service\":\"a\xff\"}"), RejectReason::NotUtf8);
+        assert_eq!(reject(b"not json"), RejectReason::NotJson);
+        assert_eq!(reject(b""), RejectReason::NotJson);
+        assert_eq!(reject(br#"["alexa","GB"]"#), RejectReason::NotJson);
+        assert_eq!(
+            reject(br#"{"service":"alexa","region":"GB""#),
+            RejectReason::NotJson
+        );
+        assert_eq!(reject(br#"{"region":"GB"}"#), RejectReason::MissingField);
+        assert_eq!(
+            reject(br#"{"service":"alexa"}"#),
+            RejectReason::MissingField
+        );
+        assert_eq!(
+            decode(
+                br#"{"service":"a","region":"GB"}"#,
+                None,
+                NOW,
+                &DecodeOptions::default()
+            )
+            .unwrap_err()
+            .reason,
+            RejectReason::MissingField
+        );
+        assert_eq!(
+            reject(br#"{"service":7,"region":"GB"}"#),
+            RejectReason::BadField
+        );
+        assert_eq!(
+            reject(br#"{"service":"a","service":"b","region":"GB"}"#),
+            RejectReason::BadField
+        );
+        let long_reporter = format!(
+            r#"{{"service":"a","region":"GB","reporter":"{}"}}"#,
+            "r".repeat(300)
+        );
+        assert_eq!(reject(long_reporter.as_bytes()), RejectReason::BadField);
+        assert_eq!(
+            reject(br#"{"service":"Alexa","region":"GB"}"#),
+            RejectReason::BadService
+        );
+        assert_eq!(
+            reject(br#"{"service":"","region":"GB"}"#),
+            RejectReason::BadService
+        );
+        assert_eq!(
+            reject(br#"{"service":"a","region":"Great Britain"}"#),
+            RejectReason::BadRegion
+        );
+        assert_eq!(
+            reject(br#"{"service":"a","region":"GB","ts":"yesterday"}"#),
+            RejectReason::BadTimestamp
+        );
+        assert_eq!(
+            reject(br#"{"service":"a","region":"GB","ts":-5}"#),
+            RejectReason::BadTimestamp
+        );
+        assert_eq!(
+            reject(br#"{"service":"a","region":"GB","ts":1.5}"#),
+            RejectReason::BadTimestamp
+        );
+        assert_eq!(
+            reject(br#"{"service":"a","region":"GB","ts":true}"#),
+            RejectReason::BadField
+        );
+        assert_eq!(
+            reject(br#"{"service":"a","region":"GB","ts":"2018-09-26T12:06:00Z"}"#),
+            RejectReason::FutureTimestamp
+        );
+        ok(r#"{"service":"a","region":"GB","ts":"2018-09-26T12:04:59Z"}"#);
+    }
+
+    #[test]
+    fn slugs() {
+        for good in ["a", "0", "alexa", "aws.s3", "x_y-z", &"a".repeat(64)] {
+            assert!(is_service_slug(good), "{good}");
+        }
+        for bad in ["", "-a", ".a", "A", "a b", "ä", &"a".repeat(65)] {
+            assert!(!is_service_slug(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn reasons_have_unique_names() {
+        for r in RejectReason::ALL {
+            assert_eq!(RejectReason::from_name(r.as_str()), Some(r));
+        }
+    }
+}

@@ -1,0 +1,14 @@
+//! outage-detect: the pure domain core of outage-radar.
+//!
+//! It owns the shared types (a decoded [`Report`], its [`Region`] and
+//! [`Problem`]) and the wire-format decoder. It must stay free of I/O: no
+//! tokio, no rdkafka, no HTTP, no clocks. Time is always a parameter, so the
+//! same input gives the same output in tests, replays and production.
+
+pub mod decode;
+pub mod region;
+pub mod report;
+
+pub use decode::{decode, DecodeError, DecodeOptions, RejectReason};
+pub use region::{Country, Region};
+pub use report::{Problem, Report};

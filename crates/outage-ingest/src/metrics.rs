@@ -1,0 +1,89 @@
+//! Pipeline counters of the ingester, registered in the caller's registry.
+//!
+//! Label values come from bounded sets only (reject reasons, fixed kinds);
+//! never from message content or error text.
+
+use outage_detect::RejectReason;
+use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+
+/// The ingester's counters. Cloning shares the underlying series.
+#[derive(Clone, Debug)]
+pub struct IngestMetrics {
+    pub messages_consumed: IntCounter,
+    pub reports_decoded: IntCounter,
+    pub dead_lettered: IntCounterVec,
+    pub dead_letter_errors: IntCounter,
+    pub kafka_errors: IntCounterVec,
+    pub rebalances: IntCounterVec,
+    pub assigned_partitions: IntGauge,
+}
+
+impl IngestMetrics {
+    /// Creates the counters and registers them in `registry`.
+    pub fn register(registry: &Registry) -> prometheus::Result<IngestMetrics> {
+        let m = IngestMetrics::unregistered();
+        registry.register(Box::new(m.messages_consumed.clone()))?;
+        registry.register(Box::new(m.reports_decoded.clone()))?;
+        registry.register(Box::new(m.dead_lettered.clone()))?;
+        registry.register(Box::new(m.dead_letter_errors.clone()))?;
+        registry.register(Box::new(m.kafka_errors.clone()))?;
+        registry.register(Box::new(m.rebalances.clone()))?;
+        registry.register(Box::new(m.assigned_partitions.clone()))?;
+        Ok(m)
+    }
+
+    /// Counters not attached to any registry (tests, benchmarks).
+    pub fn unregistered() -> IngestMetrics {
+        let counter = |name: &str, help: &str| {
+            IntCounter::with_opts(Opts::new(name, help)).expect("static metric definition is valid")
+        };
+        let vec = |name: &str, help: &str, label: &str| {
+            IntCounterVec::new(Opts::new(name, help), &[label])
+                .expect("static metric definition is valid")
+        };
+        let m = IngestMetrics {
+            messages_consumed: counter(
+                "outage_radar_messages_consumed_total",
+                "Kafka messages read from the reports topic.",
+            ),
+            reports_decoded: counter(
+                "outage_radar_reports_decoded_total",
+                "Messages decoded into reports and handed to detection.",
+            ),
+            dead_lettered: vec(
+                "outage_radar_messages_dead_lettered_total",
+                "Messages that could not be decoded, by reason; each is produced to the dead-letter topic.",
+                "reason",
+            ),
+            dead_letter_errors: counter(
+                "outage_radar_dead_letter_errors_total",
+                "Failed deliveries to the dead-letter topic (each is retried; the offset is held back).",
+            ),
+            kafka_errors: vec(
+                "outage_radar_kafka_errors_total",
+                "Kafka client errors by operation (librdkafka retries them).",
+                "operation",
+            ),
+            rebalances: vec(
+                "outage_radar_rebalances_total",
+                "Consumer group rebalances by event (assign, revoke).",
+                "event",
+            ),
+            assigned_partitions: IntGauge::with_opts(Opts::new(
+                "outage_radar_assigned_partitions",
+                "Partitions of the reports topic currently assigned to this instance.",
+            ))
+            .expect("static metric definition is valid"),
+        };
+        for reason in RejectReason::ALL {
+            m.dead_lettered.with_label_values(&[reason.as_str()]);
+        }
+        for op in ["consume", "store", "commit", "produce"] {
+            m.kafka_errors.with_label_values(&[op]);
+        }
+        for ev in ["assign", "revoke"] {
+            m.rebalances.with_label_values(&[ev]);
+        }
+        m
+    }
+}

@@ -1,0 +1,65 @@
+//! Where decoded reports go: the seam between Kafka and detection.
+//!
+//! The ingester calls a [`ReportSink`] on its own thread, in offset order per
+//! partition. A sink must not block for long: anything slow belongs behind a
+//! bounded channel on the sink's side.
+
+use std::collections::BTreeMap;
+
+use outage_detect::Report;
+
+/// Where a report came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Position {
+    pub partition: i32,
+    pub offset: i64,
+    /// The Kafka message timestamp, when the message has one.
+    pub kafka_ts_ms: Option<i64>,
+}
+
+/// Receives decoded reports and partition ownership changes.
+pub trait ReportSink: Send {
+    /// One decoded report. When this returns the report is considered
+    /// handled and its offset may be committed.
+    fn accept(&mut self, at: Position, report: &Report<'_>);
+
+    /// These partitions are now ours (after a rebalance).
+    fn partitions_assigned(&mut self, _partitions: &[i32]) {}
+
+    /// These partitions are about to be taken away; offsets are committed
+    /// right after this returns.
+    fn partitions_revoked(&mut self, _partitions: &[i32]) {}
+
+    /// Called when a poll returned nothing, with the wall clock.
+    fn idle(&mut self, _now_ms: i64) {}
+}
+
+/// Counts reports per partition: the sink used until detection is wired in,
+/// and a cheap way to check delivery guarantees.
+#[derive(Debug, Default, Clone)]
+pub struct CountingSink {
+    pub total: u64,
+    pub per_partition: BTreeMap<i32, u64>,
+    counter: Option<prometheus::IntCounter>,
+}
+
+impl CountingSink {
+    /// A sink that also increments `counter` per report.
+    pub fn with_counter(counter: prometheus::IntCounter) -> CountingSink {
+        CountingSink {
+            counter: Some(counter),
+            ..CountingSink::default()
+        }
+    }
+}
+
+impl ReportSink for CountingSink {
+    #[inline]
+    fn accept(&mut self, at: Position, _report: &Report<'_>) {
+        self.total += 1;
+        *self.per_partition.entry(at.partition).or_default() += 1;
+        if let Some(c) = &self.counter {
+            c.inc();
+        }
+    }
+}

@@ -1,0 +1,184 @@
+//! The Kafka-compatible broker `tansu` (crates.io, 0.6.0).
+//!
+//! In memory for speed; with the sqlite engine when a test needs the data to
+//! survive a broker restart. Topics are not auto-created by tansu, so tests
+//! create them with [`Tansu::create_topic`].
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::ClientConfig;
+use tempfile::TempDir;
+
+use crate::process::{find_binary, free_port, wait_until, Service};
+
+/// A name unique within this test process and across processes, for group
+/// ids and topics (tansu groups must not be shared between tests).
+pub fn unique_name(prefix: &str) -> String {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "{prefix}-{}-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos())
+    )
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Storage {
+    Memory,
+    Sqlite,
+}
+
+/// A running tansu broker on 127.0.0.1; killed on drop.
+pub struct Tansu {
+    service: Service,
+    port: u16,
+    storage: Storage,
+    dir: TempDir,
+}
+
+impl Tansu {
+    /// A broker with in-memory storage (fast, gone when stopped).
+    pub fn start() -> Tansu {
+        Tansu::launch(
+            Storage::Memory,
+            tempfile::tempdir().expect("temp dir"),
+            free_port(),
+        )
+    }
+
+    /// A broker with sqlite storage in its own temp dir: topics, data and
+    /// committed offsets survive [`Tansu::restart`].
+    pub fn start_durable() -> Tansu {
+        Tansu::launch(
+            Storage::Sqlite,
+            tempfile::tempdir().expect("temp dir"),
+            free_port(),
+        )
+    }
+
+    fn launch(storage: Storage, dir: TempDir, port: u16) -> Tansu {
+        let bin = find_binary("TANSU_BIN", &["tansu"]);
+        let url = format!("tcp://127.0.0.1:{port}");
+        let mut cmd = Command::new(bin);
+        cmd.current_dir(dir.path())
+            .arg("broker")
+            .args(["--listener-url", &url, "--advertised-listener-url", &url])
+            .args([
+                "--storage-engine",
+                match storage {
+                    Storage::Memory => "memory://tansu/",
+                    // Must be relative to the working directory (absolute paths fail).
+                    Storage::Sqlite => "sqlite://tansu.db",
+                },
+            ]);
+        let log = dir.path().join("tansu.log");
+        let mut service = Service::spawn("tansu", cmd, log);
+        let bootstrap = format!("127.0.0.1:{port}");
+        service.wait_ready(Duration::from_secs(30), || metadata_ok(&bootstrap, None));
+        Tansu {
+            service,
+            port,
+            storage,
+            dir,
+        }
+    }
+
+    /// `127.0.0.1:PORT`, for `bootstrap.servers`.
+    pub fn bootstrap(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Base client settings tuned for tansu (`fetch.wait.max.ms`=5: with
+    /// librdkafka's default of 500 consumption stalls against it).
+    pub fn client_config(&self) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", self.bootstrap());
+        c
+    }
+
+    /// Creates a topic and waits until its metadata shows every partition.
+    pub fn create_topic(&self, name: &str, partitions: i32, compacted: bool) {
+        let bin = find_binary("TANSU_BIN", &["tansu"]);
+        let mut cmd = Command::new(bin);
+        cmd.current_dir(self.dir.path())
+            .args([
+                "topic",
+                "create",
+                "--broker",
+                &format!("tcp://127.0.0.1:{}", self.port),
+            ])
+            .args(["--partitions", &partitions.to_string()]);
+        if compacted {
+            cmd.args(["--config", "cleanup.policy=compact"]);
+        }
+        cmd.arg(name);
+        let out = cmd.output().expect("tansu topic create runs");
+        assert!(
+            out.status.success(),
+            "tansu topic create {name} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let bootstrap = self.bootstrap();
+        assert!(
+            wait_until(Duration::from_secs(20), || metadata_ok(
+                &bootstrap,
+                Some((name, partitions))
+            )),
+            "topic {name} did not appear with {partitions} partitions"
+        );
+    }
+
+    /// Kills the broker (like a crash) and starts it again on the same port
+    /// and storage. Only meaningful for [`Tansu::start_durable`].
+    pub fn restart(&mut self) {
+        assert_eq!(
+            self.storage,
+            Storage::Sqlite,
+            "a memory broker loses everything on restart"
+        );
+        self.service.kill();
+        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().expect("temp dir"));
+        let fresh = Tansu::launch(self.storage, dir, self.port);
+        *self = fresh;
+    }
+
+    /// The broker's working directory (its log and sqlite file live here).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The broker's output so far, for failure messages.
+    pub fn log_tail(&self) -> String {
+        self.service.log_tail()
+    }
+}
+
+/// Whether the broker answers a metadata request (for `topic`, expecting
+/// `partitions`, when given).
+fn metadata_ok(bootstrap: &str, topic: Option<(&str, i32)>) -> bool {
+    let consumer: BaseConsumer = match ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("log_level", "0")
+        .create()
+    {
+        Ok(c) => c,
+        Err(_) => return false,
+    };
+    match consumer.fetch_metadata(topic.map(|(t, _)| t), Duration::from_secs(2)) {
+        Ok(md) => match topic {
+            None => !md.brokers().is_empty(),
+            Some((name, n)) => md.topics().iter().any(|t| {
+                t.name() == name && t.error().is_none() && t.partitions().len() == n as usize
+            }),
+        },
+        Err(_) => false,
+    }
+}

@@ -1,0 +1,163 @@
+//! Composition root: wires config, metrics, the ingester and signals.
+//!
+//! Owns the only tokio runtime. The consumer runs on a dedicated thread (it
+//! blocks in librdkafka's poll); signals and periodic progress logs run on
+//! the runtime. Nothing here touches a report.
+
+use std::path::Path;
+use std::thread;
+use std::time::Duration;
+
+use anyhow::Context;
+use outage_detect::RejectReason;
+use outage_ingest::{CountingSink, IngestMetrics, Ingester, Shutdown};
+use prometheus::{IntCounter, Registry};
+use tracing::info;
+
+use crate::cli::{Cli, Command};
+use crate::config::{Config, LogFormat};
+
+pub fn main(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Run { config } => {
+            let config = Config::load(config.as_deref())?;
+            init_logging(&config);
+            run(config)
+        }
+        Command::CheckConfig { config } => check_config(config.as_deref()),
+    }
+}
+
+fn check_config(path: Option<&Path>) -> anyhow::Result<()> {
+    let config = Config::load(path)?;
+    println!(
+        "configuration OK{}",
+        path.map(|p| format!(": {}", p.display()))
+            .unwrap_or_default()
+    );
+    println!("kafka: {}", config.kafka.describe());
+    let d = &config.decode;
+    println!(
+        "decode: max_message_bytes={} max_clock_skew={} max_reporter_bytes={} max_source_bytes={}",
+        d.max_message_bytes,
+        humantime::format_duration(d.max_clock_skew),
+        d.max_reporter_bytes,
+        d.max_source_bytes
+    );
+    println!(
+        "log: level={} format={:?}",
+        config.log.level, config.log.format
+    );
+    Ok(())
+}
+
+fn init_logging(config: &Config) {
+    let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| config.log.level.clone());
+    let filter = tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match config.log.format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn run(config: Config) -> anyhow::Result<()> {
+    let registry = Registry::new();
+    let metrics = IngestMetrics::register(&registry).context("cannot register metrics")?;
+    let counted = IntCounter::new(
+        "outage_radar_reports_counted_total",
+        "Reports counted by the sink.",
+    )
+    .context("cannot create metric")?;
+    registry
+        .register(Box::new(counted.clone()))
+        .context("cannot register metrics")?;
+    let sink = CountingSink::with_counter(counted);
+    let ingester = Ingester::new(
+        &config.kafka,
+        config.decode.options(),
+        sink,
+        metrics.clone(),
+    )
+    .context("cannot start the kafka ingester")?;
+
+    let shutdown = Shutdown::new();
+    let consumer = {
+        let shutdown = shutdown.clone();
+        thread::Builder::new()
+            .name("consumer".into())
+            .spawn(move || ingester.run(&shutdown))
+            .context("cannot spawn the consumer thread")?
+    };
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        let mut ticks = 0u64;
+        loop {
+            tokio::select! {
+                biased;
+                signal = shutdown_signal() => {
+                    info!(%signal, "shutting down");
+                    break;
+                }
+                _ = tick.tick() => {
+                    if consumer.is_finished() {
+                        break;
+                    }
+                    ticks += 1;
+                    if ticks % 10 != 0 {
+                        continue;
+                    }
+                    info!(
+                        consumed = metrics.messages_consumed.get(),
+                        decoded = metrics.reports_decoded.get(),
+                        dead_lettered = RejectReason::ALL
+                            .iter()
+                            .map(|r| metrics.dead_lettered.with_label_values(&[r.as_str()]).get())
+                            .sum::<u64>(),
+                        "progress"
+                    );
+                }
+            }
+        }
+    });
+    shutdown.trigger();
+    let (summary, sink) = consumer
+        .join()
+        .map_err(|_| anyhow::anyhow!("the consumer thread panicked"))?
+        .context("the kafka ingester failed")?;
+    info!(
+        consumed = summary.consumed,
+        decoded = summary.decoded,
+        counted = sink.total,
+        dead_lettered = summary.dead_lettered_total(),
+        "stopped cleanly"
+    );
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM with the signal's name.
+async fn shutdown_signal() -> &'static str {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term =
+            signal(SignalKind::terminate()).expect("installing a SIGTERM handler cannot fail");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => "SIGINT",
+            _ = term.recv() => "SIGTERM",
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+        "SIGINT"
+    }
+}

@@ -1,0 +1,228 @@
+//! The TOML configuration file, with `OUTAGE_RADAR_<SECTION>__<FIELD>`
+//! environment overrides.
+//!
+//! Every section owns its struct (`deny_unknown_fields`, documented fields
+//! with units and defaults); `deploy/config.example.toml` shows them all and a
+//! test parses it. Cross-field rules live in [`Config::validate`].
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::Context;
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use outage_detect::DecodeOptions;
+use outage_ingest::KafkaConfig;
+use serde::{Deserialize, Serialize};
+
+/// Prefix of environment overrides: `OUTAGE_RADAR_KAFKA__BROKERS=...`.
+pub const ENV_PREFIX: &str = "OUTAGE_RADAR_";
+
+/// The whole configuration.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Kafka brokers, topics, group and client properties.
+    pub kafka: KafkaConfig,
+    /// Limits applied to each incoming message.
+    pub decode: DecodeConfig,
+    /// Logging.
+    pub log: LogConfig,
+}
+
+/// `[decode]`: what a report may look like before it is dead-lettered.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DecodeConfig {
+    /// Largest accepted message value, bytes. Default 16384.
+    pub max_message_bytes: usize,
+    /// How far a report's `ts` may be ahead of this host's clock before it is
+    /// rejected as `future_timestamp`. Default `5m`.
+    #[serde(with = "humantime_serde")]
+    pub max_clock_skew: Duration,
+    /// Longest `reporter` id, bytes. Default 256.
+    pub max_reporter_bytes: usize,
+    /// Longest `source`, bytes. Default 128.
+    pub max_source_bytes: usize,
+}
+
+impl Default for DecodeConfig {
+    fn default() -> Self {
+        let d = DecodeOptions::default();
+        DecodeConfig {
+            max_message_bytes: d.max_message_bytes,
+            max_clock_skew: Duration::from_millis(d.max_clock_skew_ms as u64),
+            max_reporter_bytes: d.max_reporter_bytes,
+            max_source_bytes: d.max_source_bytes,
+        }
+    }
+}
+
+impl DecodeConfig {
+    pub fn options(&self) -> DecodeOptions {
+        DecodeOptions {
+            max_message_bytes: self.max_message_bytes,
+            max_clock_skew_ms: self.max_clock_skew.as_millis().min(i64::MAX as u128) as i64,
+            max_reporter_bytes: self.max_reporter_bytes,
+            max_source_bytes: self.max_source_bytes,
+        }
+    }
+}
+
+/// `[log]`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// Filter in `RUST_LOG` syntax (`info`, `outage_ingest=debug,info`).
+    /// `RUST_LOG`, when set, wins. Default `info`.
+    pub level: String,
+    /// `text` for people, `json` for log pipelines. Default `text`.
+    pub format: LogFormat,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: "info".into(),
+            format: LogFormat::Text,
+        }
+    }
+}
+
+impl Config {
+    /// Loads defaults, then `path` (if given), then environment overrides,
+    /// and validates the result. Errors name the file, the field and the
+    /// problem.
+    pub fn load(path: Option<&Path>) -> anyhow::Result<Config> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = path {
+            anyhow::ensure!(
+                path.is_file(),
+                "config file {} does not exist",
+                path.display()
+            );
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        // Only `SECTION__FIELD` keys: other OUTAGE_RADAR_* variables (such as
+        // OUTAGE_RADAR_CONFIG for --config) are not config fields.
+        figment = figment.merge(
+            Env::prefixed(ENV_PREFIX)
+                .filter(|k| k.as_str().contains("__"))
+                .split("__"),
+        );
+        let config: Config = figment
+            .extract()
+            .map_err(|e| {
+                let errors: Vec<String> = e
+                    .into_iter()
+                    .map(|e| e.to_string().replace("key \"default.", "key \""))
+                    .collect();
+                anyhow::anyhow!("{}", errors.join("; "))
+            })
+            .with_context(|| match path {
+                Some(p) => format!("invalid configuration in {}", p.display()),
+                None => "invalid configuration".to_string(),
+            })?;
+        config.validate().with_context(|| match path {
+            Some(p) => format!("invalid configuration in {}", p.display()),
+            None => "invalid configuration".to_string(),
+        })?;
+        Ok(config)
+    }
+
+    /// Cross-field rules.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        self.kafka.validate()?;
+        let d = &self.decode;
+        anyhow::ensure!(
+            (256..=16 * 1024 * 1024).contains(&d.max_message_bytes),
+            "decode.max_message_bytes: {} is outside 256..=16777216",
+            d.max_message_bytes
+        );
+        anyhow::ensure!(
+            d.max_clock_skew <= Duration::from_secs(24 * 3600),
+            "decode.max_clock_skew: {} is more than a day",
+            humantime::format_duration(d.max_clock_skew)
+        );
+        tracing_subscriber::EnvFilter::try_new(&self.log.level).map_err(|e| {
+            anyhow::anyhow!("log.level: {:?} is not a valid filter: {e}", self.log.level)
+        })?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(text: &str) -> tempfile::NamedTempFile {
+        let f = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
+        std::fs::write(f.path(), text).unwrap();
+        f
+    }
+
+    #[test]
+    fn the_documented_example_parses_and_equals_the_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/config.example.toml");
+        let config = Config::load(Some(&path)).unwrap();
+        // The example documents every option at its default value.
+        assert_eq!(config, Config::default());
+    }
+
+    #[test]
+    fn unknown_fields_name_the_file_and_field() {
+        let f = write("[kafka]\nbrokerz = \"x:1\"\n");
+        let e = format!("{:#}", Config::load(Some(f.path())).unwrap_err());
+        assert!(e.contains(&f.path().display().to_string()), "{e}");
+        assert!(e.contains("brokerz"), "{e}");
+    }
+
+    #[test]
+    fn bad_durations_and_types_are_explained() {
+        let f = write("[decode]\nmax_clock_skew = \"five minutes\"\n");
+        let e = format!("{:#}", Config::load(Some(f.path())).unwrap_err());
+        assert!(e.contains("max_clock_skew"), "{e}");
+        let f = write("[decode]\nmax_message_bytes = 10\n");
+        let e = format!("{:#}", Config::load(Some(f.path())).unwrap_err());
+        assert!(e.contains("decode.max_message_bytes"), "{e}");
+    }
+
+    #[test]
+    fn environment_overrides_the_file() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "c.toml",
+                "[kafka]\ngroup_id = \"from-file\"\ntopic = \"r\"\n",
+            )?;
+            jail.set_env("OUTAGE_RADAR_KAFKA__GROUP_ID", "from-env");
+            jail.set_env("OUTAGE_RADAR_CONFIG", "ignored.toml");
+            let c = Config::load(Some(Path::new("c.toml"))).map_err(|e| format!("{e:#}"))?;
+            assert_eq!(c.kafka.group_id, "from-env");
+            assert_eq!(c.kafka.topic, "r");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_missing_file_is_an_error() {
+        let e = format!(
+            "{:#}",
+            Config::load(Some(Path::new("/nonexistent/x.toml"))).unwrap_err()
+        );
+        assert!(e.contains("/nonexistent/x.toml"), "{e}");
+    }
+
+    #[test]
+    fn cross_field_rules_apply() {
+        let f = write("[kafka]\ntopic = \"reports\"\ndlq_topic = \"reports\"\n");
+        let e = format!("{:#}", Config::load(Some(f.path())).unwrap_err());
+        assert!(e.contains("kafka.dlq_topic"), "{e}");
+    }
+}
