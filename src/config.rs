@@ -195,6 +195,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::result_large_err)] // figment::Jail's own error type
     fn environment_overrides_the_file() {
         figment::Jail::expect_with(|jail| {
             jail.create_file(

@@ -1,1 +1,164 @@
-fn main() {}
+//! Ingest throughput against a real broker (tansu), as a ratio to a bare
+//! rdkafka consume loop over the same topic in the same run.
+//!
+//! `cargo bench -p outage-ingest --bench ingest` (needs tansu: scripts/test
+//! installs it). Each side consumes the whole topic with a fresh group; time
+//! runs from the first message to the last, so group joins are excluded.
+//! Sides alternate, three rounds each, and the medians are compared.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use outage_detect::{DecodeOptions, Report};
+use outage_ingest::{IngestMetrics, Ingester, KafkaConfig, Position, ReportSink, Shutdown};
+use outage_testkit::{unique_name, Tansu};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::{ClientConfig, Message};
+
+const MESSAGES: usize = 400_000;
+const PARTITIONS: i32 = 4;
+
+fn produce(bootstrap: &str, topic: &str) -> usize {
+    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("linger.ms", "20")
+        .set("queue.buffering.max.messages", "1000000")
+        .create()
+        .unwrap();
+    let services = [
+        "alexa", "aws.s3", "netflix", "whatsapp", "psn", "outlook", "fortnite", "paypal", "steam",
+        "uber",
+    ];
+    let regions = [
+        "GB", "US-CA", "DE", "FR", "JP", "AU", "BR", "IN", "ES", "US-NY", "IT", "NL",
+    ];
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let mut bytes = 0;
+    for i in 0..MESSAGES {
+        let service = services[i % services.len()];
+        let value = format!(
+            r#"{{"service":"{service}","region":"{}","ts":{},"problem":"voice","reporter":"u{:06}","source":"app"}}"#,
+            regions[i * 7 % regions.len()],
+            now - 600_000 + (i as i64 % 600_000),
+            i * 7919 % 1_000_000
+        );
+        bytes += value.len();
+        let mut record = Some(BaseRecord::to(topic).key(service).payload(&value));
+        while let Some(r) = record.take() {
+            if let Err((_, r)) = producer.send(r) {
+                std::thread::sleep(Duration::from_millis(2));
+                record = Some(r);
+            }
+        }
+    }
+    producer.flush(Duration::from_secs(120)).unwrap();
+    bytes / MESSAGES
+}
+
+fn bare_loop(bootstrap: &str, topic: &str) -> Duration {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", unique_name("bare"))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "true")
+        .set("enable.auto.offset.store", "false")
+        .set("fetch.wait.max.ms", "5")
+        .create()
+        .unwrap();
+    consumer.subscribe(&[topic]).unwrap();
+    let mut n = 0;
+    let mut bytes = 0usize;
+    let mut start = None;
+    while n < MESSAGES {
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
+            start.get_or_insert_with(Instant::now);
+            bytes += m.payload().map_or(0, <[u8]>::len);
+            n += 1;
+        }
+    }
+    std::hint::black_box(bytes);
+    start.unwrap().elapsed()
+}
+
+#[derive(Default)]
+struct Clock {
+    start: Option<Instant>,
+    end: Option<Instant>,
+    n: usize,
+}
+
+struct TimingSink(Arc<Mutex<Clock>>, Shutdown);
+
+impl ReportSink for TimingSink {
+    fn accept(&mut self, _at: Position, report: &Report<'_>) {
+        let mut c = self.0.lock().unwrap();
+        c.start.get_or_insert_with(Instant::now);
+        c.n += 1;
+        std::hint::black_box(report.ts_ms);
+        if c.n == MESSAGES {
+            c.end = Some(Instant::now());
+            self.1.trigger();
+        }
+    }
+}
+
+fn ingester(bootstrap: &str, topic: &str) -> Duration {
+    let mut config = KafkaConfig {
+        brokers: bootstrap.into(),
+        topic: topic.into(),
+        dlq_topic: format!("{topic}.dlq"),
+        group_id: unique_name("ours"),
+        ..KafkaConfig::default()
+    };
+    config
+        .consumer_properties
+        .insert("fetch.wait.max.ms".into(), "5".into());
+    let clock = Arc::new(Mutex::new(Clock::default()));
+    let shutdown = Shutdown::new();
+    let sink = TimingSink(clock.clone(), shutdown.clone());
+    let ingester = Ingester::new(
+        &config,
+        DecodeOptions::default(),
+        sink,
+        IngestMetrics::unregistered(),
+    )
+    .unwrap();
+    let (summary, _) = ingester.run(&shutdown).unwrap();
+    assert_eq!(summary.decoded as usize, MESSAGES);
+    let c = clock.lock().unwrap();
+    c.end.unwrap() - c.start.unwrap()
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list" || a == "--test") {
+        return; // `cargo test --benches` / nextest listing: nothing to run quickly.
+    }
+    let broker = Tansu::start();
+    let topic = unique_name("bench");
+    broker.create_topic(&topic, PARTITIONS, false);
+    broker.create_topic(&format!("{topic}.dlq"), PARTITIONS, false);
+    let avg = produce(&broker.bootstrap(), &topic);
+    println!("topic: {MESSAGES} messages, {PARTITIONS} partitions, {avg} bytes average");
+    let (mut bare, mut ours) = (Vec::new(), Vec::new());
+    for round in 1..=3 {
+        let b = MESSAGES as f64 / bare_loop(&broker.bootstrap(), &topic).as_secs_f64();
+        let o = MESSAGES as f64 / ingester(&broker.bootstrap(), &topic).as_secs_f64();
+        println!("round {round}: bare loop {b:>10.0} msg/s   ingester (decode + sink + offsets) {o:>10.0} msg/s   ratio {:.2}", o / b);
+        bare.push(b);
+        ours.push(o);
+    }
+    let (b, o) = (median(bare), median(ours));
+    println!(
+        "median: bare {b:.0} msg/s, ingester {o:.0} msg/s, ratio {:.2}",
+        o / b
+    );
+}

@@ -1,0 +1,298 @@
+//! The ingester against a real Kafka-compatible broker (tansu, started by
+//! outage-testkit): counts, dead letters, committed offsets, restarts.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+use outage_detect::DecodeOptions;
+use outage_ingest::{IngestMetrics, Ingester, Shutdown};
+use outage_testkit::{unique_name, Tansu};
+
+const PARTITIONS: i32 = 4;
+
+fn setup(broker: &Tansu) -> (String, String, String) {
+    let topic = unique_name("reports");
+    let dlq = format!("{topic}.dlq");
+    broker.create_topic(&topic, PARTITIONS, false);
+    broker.create_topic(&dlq, PARTITIONS, false);
+    (topic, dlq, unique_name("group"))
+}
+
+/// Runs an ingester on a thread until `until` is satisfied, then stops it
+/// gracefully and returns its summary.
+fn run_until(
+    config: &outage_ingest::KafkaConfig,
+    recorded: &Recorded,
+    until: impl FnOnce(&Recorded),
+) -> outage_ingest::IngestSummary {
+    let ingester = Ingester::new(
+        config,
+        DecodeOptions::default(),
+        RecordingSink(recorded.clone()),
+        IngestMetrics::unregistered(),
+    )
+    .expect("ingester starts");
+    let shutdown = Shutdown::new();
+    let handle = {
+        let shutdown = shutdown.clone();
+        std::thread::spawn(move || ingester.run(&shutdown))
+    };
+    until(recorded);
+    shutdown.trigger();
+    handle
+        .join()
+        .expect("ingester thread")
+        .expect("ingester ran")
+        .0
+}
+
+#[test]
+fn counts_every_good_report_and_dead_letters_every_bad_one() {
+    let broker = Tansu::start();
+    let (topic, dlq, group) = setup(&broker);
+    let msgs = report_stream(100_000, 1_000);
+    let expected_bad: BTreeMap<String, usize> =
+        msgs.iter()
+            .filter_map(|m| m.bad)
+            .fold(BTreeMap::new(), |mut acc, r| {
+                *acc.entry(r.to_string()).or_default() += 1;
+                acc
+            });
+    assert_eq!(expected_bad.values().sum::<usize>(), 1_000);
+    assert!(expected_bad.len() >= 5, "{expected_bad:?}");
+    produce(&broker.bootstrap(), &topic, &msgs);
+
+    let recorded = Recorded::default();
+    let summary = run_until(
+        &kafka_config(&broker.bootstrap(), &topic, &dlq, &group),
+        &recorded,
+        |r| {
+            r.wait_for(99_000, Duration::from_secs(180));
+            // Let any extra (wrong) report arrive before counting.
+            std::thread::sleep(Duration::from_millis(500));
+        },
+    );
+
+    assert_eq!(
+        recorded.len(),
+        99_000,
+        "exactly the good reports are counted"
+    );
+    assert_eq!(summary.consumed, 100_000);
+    assert_eq!(summary.decoded, 99_000);
+    assert_eq!(summary.dead_lettered_total(), 1_000);
+    assert_eq!(summary.unacknowledged_dead_letters, 0);
+
+    // The dead-letter topic holds exactly the bad messages, each with its
+    // reason, origin and original key, value and headers.
+    let dead = read_topic(&broker.bootstrap(), &dlq);
+    assert_eq!(dead.len(), 1_000);
+    let mut by_reason: BTreeMap<String, usize> = BTreeMap::new();
+    for m in &dead {
+        let reason = header(m, "outage-radar.reason").expect("reason header");
+        *by_reason.entry(reason.clone()).or_default() += 1;
+        assert_eq!(
+            header(m, "outage-radar.source.topic").as_deref(),
+            Some(topic.as_str())
+        );
+        let seq: usize = header(m, "test-seq")
+            .expect("original header kept")
+            .parse()
+            .unwrap();
+        let original = &msgs[seq];
+        assert_eq!(
+            original.bad,
+            Some(reason.as_str()),
+            "message {seq} rejected for the right reason"
+        );
+        use rdkafka::Message;
+        assert_eq!(m.payload(), Some(&original.value[..]));
+        assert_eq!(m.key(), Some(&original.key[..]));
+        assert!(!header(m, "outage-radar.error")
+            .unwrap_or_default()
+            .is_empty());
+        let partition: i32 = header(m, "outage-radar.source.partition")
+            .unwrap()
+            .parse()
+            .unwrap();
+        let offset: i64 = header(m, "outage-radar.source.offset")
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((0..PARTITIONS).contains(&partition) && offset >= 0);
+    }
+    assert_eq!(by_reason, expected_bad);
+
+    // Every message was handled, so the group committed the end offsets.
+    assert_eq!(
+        committed_offsets(&broker.bootstrap(), &group, &topic, PARTITIONS),
+        end_offsets(&broker.bootstrap(), &topic, PARTITIONS)
+    );
+}
+
+#[test]
+fn graceful_stop_and_restart_counts_every_report_exactly_once() {
+    let broker = Tansu::start();
+    let (topic, dlq, group) = setup(&broker);
+    let msgs = report_stream(60_000, 300);
+    produce(&broker.bootstrap(), &topic, &msgs);
+    let config = kafka_config(&broker.bootstrap(), &topic, &dlq, &group);
+
+    let first = Recorded::default();
+    run_until(&config, &first, |r| {
+        r.wait_for(20_000, Duration::from_secs(120))
+    });
+    let first_count = first.len();
+    assert!(first_count < 59_700, "stopped mid-stream ({first_count})");
+
+    let second = Recorded::default();
+    run_until(&config, &second, |r| {
+        r.wait_for(59_700 - first_count, Duration::from_secs(120));
+        std::thread::sleep(Duration::from_millis(500));
+    });
+
+    let mut seen = BTreeSet::new();
+    for (pos, _, _) in first
+        .0
+        .lock()
+        .unwrap()
+        .iter()
+        .chain(second.0.lock().unwrap().iter())
+    {
+        assert!(
+            seen.insert((pos.partition, pos.offset)),
+            "counted twice: {pos:?}"
+        );
+    }
+    assert_eq!(
+        seen.len(),
+        59_700,
+        "every good report counted exactly once across both runs"
+    );
+    assert_eq!(
+        read_topic(&broker.bootstrap(), &dlq).len(),
+        300,
+        "no bad message dead-lettered twice"
+    );
+}
+
+#[test]
+fn kill_without_commit_then_restart_counts_every_report_at_least_once() {
+    let broker = Tansu::start();
+    let (topic, dlq, group) = setup(&broker);
+    let msgs = report_stream(40_000, 200);
+    produce(&broker.bootstrap(), &topic, &msgs);
+    let probe = env!("CARGO_BIN_EXE_outage-ingest-probe");
+    let spawn = || {
+        Command::new(probe)
+            .args([
+                "--brokers",
+                &broker.bootstrap(),
+                "--topic",
+                &topic,
+                "--dlq-topic",
+                &dlq,
+                "--group",
+                &group,
+            ])
+            .args(["--property", "fetch.wait.max.ms=5"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("probe starts")
+    };
+
+    // First run: killed with SIGKILL mid-stream, so nothing is committed
+    // on the way out; only what auto-commit already stored survives.
+    let mut child = spawn();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut seen: BTreeMap<(i32, i64), u32> = BTreeMap::new();
+    let parse = |line: String| -> (i32, i64) {
+        let mut it = line.split_whitespace();
+        (
+            it.next().unwrap().parse().unwrap(),
+            it.next().unwrap().parse().unwrap(),
+        )
+    };
+    for line in lines.by_ref().take(15_000) {
+        *seen.entry(parse(line.unwrap())).or_default() += 1;
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // Whatever was already written to the pipe was handled by the sink.
+    for line in lines.map_while(Result::ok) {
+        *seen.entry(parse(line)).or_default() += 1;
+    }
+    let first = seen.len();
+    assert!(first < 39_800, "killed mid-stream");
+
+    // Second run resumes from the last commit and finishes the topic.
+    let mut child = spawn();
+    let lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut second = 0usize;
+    for line in lines.map_while(Result::ok) {
+        *seen.entry(parse(line)).or_default() += 1;
+        second += 1;
+        if seen.len() == 39_800 {
+            break;
+        }
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(
+        seen.len(),
+        39_800,
+        "every good report counted at least once ({second} in the second run)"
+    );
+    let ends = end_offsets(&broker.bootstrap(), &topic, PARTITIONS);
+    for &(p, o) in seen.keys() {
+        assert!(o < ends[&p]);
+    }
+    // Re-delivery after a crash is expected, but only of what came after
+    // the last auto-commit: never more than the first run saw.
+    let redelivered = seen.values().filter(|&&n| n > 1).count();
+    assert!(
+        redelivered <= first,
+        "{redelivered} redelivered > {first} seen before the kill"
+    );
+}
+
+#[test]
+fn a_report_without_ts_is_placed_at_its_message_timestamp() {
+    let broker = Tansu::start();
+    let (topic, dlq, group) = setup(&broker);
+    let ts = now_ms() - 120_000;
+    let msgs = vec![
+        Msg {
+            key: b"alexa".to_vec(),
+            value: br#"{"service":"alexa","region":"GB"}"#.to_vec(),
+            ts_ms: ts,
+            bad: None,
+        },
+        Msg {
+            key: b"alexa".to_vec(),
+            value: br#"{"service":"alexa","region":"GB","ts":"2023-11-14T22:13:20Z"}"#.to_vec(),
+            ts_ms: ts,
+            bad: None,
+        },
+    ];
+    produce(&broker.bootstrap(), &topic, &msgs);
+    let recorded = Recorded::default();
+    run_until(
+        &kafka_config(&broker.bootstrap(), &topic, &dlq, &group),
+        &recorded,
+        |r| r.wait_for(2, Duration::from_secs(60)),
+    );
+    let got = recorded.0.lock().unwrap().clone();
+    let mut ts_of: Vec<(i64, Option<i64>)> = got
+        .iter()
+        .map(|(pos, ts, _)| (*ts, pos.kafka_ts_ms))
+        .collect();
+    ts_of.sort();
+    assert_eq!(ts_of, vec![(1_700_000_000_000, Some(ts)), (ts, Some(ts))]);
+}
