@@ -84,3 +84,24 @@ proptest! {
         prop_assert_eq!(r.ts_ms, ts_ms);
     }
 }
+
+proptest! {
+    #[test]
+    fn fast_rfc3339_path_matches_chrono(
+        ts_ms in 0i64..253_402_300_799_999,
+        offset_min in -1439i32..1439,
+        frac_digits in 0usize..10,
+    ) {
+        let offset = chrono::FixedOffset::east_opt(offset_min * 60).unwrap();
+        let t = chrono::DateTime::from_timestamp_millis(ts_ms).unwrap().with_timezone(&offset);
+        let mut text = t.format("%Y-%m-%dT%H:%M:%S").to_string();
+        if frac_digits > 0 {
+            let nanos = format!("{:09}", t.timestamp_subsec_nanos());
+            text.push('.');
+            text.push_str(&nanos[..frac_digits]);
+        }
+        text.push_str(&t.format("%:z").to_string());
+        let expected = chrono::DateTime::parse_from_rfc3339(&text).map(|t| t.timestamp_millis()).ok();
+        prop_assert_eq!(outage_detect::decode::parse_rfc3339_ms(&text), expected, "{}", text);
+    }
+}
