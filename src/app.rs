@@ -4,6 +4,7 @@
 //! blocks in librdkafka's poll); signals and periodic progress logs run on
 //! the runtime. Nothing here touches a report.
 
+use std::io::IsTerminal;
 use std::path::Path;
 use std::thread;
 use std::time::Duration;
@@ -56,7 +57,8 @@ fn init_logging(config: &Config) {
     let filter = tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|_| "info".into());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
     match config.log.format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),

@@ -276,7 +276,11 @@ fn fast_rfc3339_ms(b: &[u8]) -> Option<i64> {
         return None;
     }
     let (y, mo, d) = (digits(&b[0..4])?, digits(&b[5..7])?, digits(&b[8..10])?);
-    let (h, mi, s) = (digits(&b[11..13])?, digits(&b[14..16])?, digits(&b[17..19])?);
+    let (h, mi, s) = (
+        digits(&b[11..13])?,
+        digits(&b[14..16])?,
+        digits(&b[17..19])?,
+    );
     if !(1..=12).contains(&mo) || d < 1 || d > days_in_month(y, mo) || h > 23 || mi > 59 || s > 59 {
         return None;
     }
@@ -622,7 +626,9 @@ mod tests {
             "2000-02-29T23:59:59.999z",
             "2400-12-31t00:00:00Z",
         ] {
-            let chrono = chrono::DateTime::parse_from_rfc3339(text).unwrap().timestamp_millis();
+            let chrono = chrono::DateTime::parse_from_rfc3339(text)
+                .unwrap()
+                .timestamp_millis();
             assert_eq!(fast_rfc3339_ms(text.as_bytes()), Some(chrono), "{text}");
         }
         for odd in [
@@ -633,7 +639,10 @@ mod tests {
         ] {
             assert_eq!(fast_rfc3339_ms(odd.as_bytes()), None, "{odd}");
         }
-        assert_eq!(parse_rfc3339_ms("2018-09-26 10:02:11Z"), Some(1_537_956_131_000));
+        assert_eq!(
+            parse_rfc3339_ms("2018-09-26 10:02:11Z"),
+            Some(1_537_956_131_000)
+        );
     }
 
     #[test]

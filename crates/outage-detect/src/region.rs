@@ -41,6 +41,21 @@ const fn build_assigned() -> [u32; 26] {
     table
 }
 
+/// Dense index of every two-letter code: its position in
+/// [`ISO_3166_1_ALPHA2`], or 249 (`ZZ`) when unassigned.
+const DENSE: [u8; 676] = build_dense();
+
+const fn build_dense() -> [u8; 676] {
+    let mut table = [249u8; 676];
+    let mut i = 0;
+    while i < ISO_3166_1_ALPHA2.len() {
+        let b = ISO_3166_1_ALPHA2[i].as_bytes();
+        table[(b[0] - b'A') as usize * 26 + (b[1] - b'A') as usize] = i as u8;
+        i += 1;
+    }
+    table
+}
+
 /// An ISO 3166-1 alpha-2 country, or `ZZ` for a well-formed unknown code.
 ///
 /// Two bytes, `Copy`, ordered: cheap to use as (part of) a map key.
@@ -71,6 +86,27 @@ impl Country {
         match code.as_bytes() {
             [a, b] => Country::from_letters(*a, *b),
             _ => None,
+        }
+    }
+
+    /// Number of distinct countries including `ZZ`: the range of [`Country::index`].
+    pub const COUNT: usize = 250;
+
+    /// A dense index in `0..Country::COUNT` (list order; `ZZ` last), for
+    /// array-indexed per-country state.
+    #[inline]
+    pub fn index(self) -> usize {
+        DENSE[(self.0[0] - b'A') as usize * 26 + (self.0[1] - b'A') as usize] as usize
+    }
+
+    /// The country at a dense index (anything out of range is `ZZ`).
+    pub fn from_index(index: usize) -> Country {
+        match ISO_3166_1_ALPHA2.get(index) {
+            Some(code) => {
+                let b = code.as_bytes();
+                Country([b[0], b[1]])
+            }
+            None => Country::UNKNOWN,
         }
     }
 
@@ -191,6 +227,17 @@ mod tests {
         assert_eq!(sorted, ISO_3166_1_ALPHA2.to_vec());
         let assigned: u32 = ASSIGNED.iter().map(|w| w.count_ones()).sum();
         assert_eq!(assigned, 249);
+    }
+
+    #[test]
+    fn dense_indexes_round_trip() {
+        for (i, code) in ISO_3166_1_ALPHA2.iter().enumerate() {
+            let c = Country::parse(code).unwrap();
+            assert_eq!(c.index(), i);
+            assert_eq!(Country::from_index(i), c);
+        }
+        assert_eq!(Country::UNKNOWN.index(), 249);
+        assert_eq!(Country::from_index(249), Country::UNKNOWN);
     }
 
     #[test]

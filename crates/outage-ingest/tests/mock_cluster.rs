@@ -51,7 +51,7 @@ fn decode_and_dead_letter_path_on_the_mock_cluster() {
     assert_eq!(metrics.messages_consumed.get(), 3_000);
     assert_eq!(metrics.reports_decoded.get(), 2_930);
 
-    let dead = read_topic(&bootstrap, "reports.dlq");
+    let dead = read_topic(&bootstrap, "reports.dlq", 70);
     assert_eq!(dead.len(), 70);
     let mut reasons: BTreeMap<String, u64> = BTreeMap::new();
     for m in &dead {

@@ -90,7 +90,7 @@ fn counts_every_good_report_and_dead_letters_every_bad_one() {
 
     // The dead-letter topic holds exactly the bad messages, each with its
     // reason, origin and original key, value and headers.
-    let dead = read_topic(&broker.bootstrap(), &dlq);
+    let dead = read_topic(&broker.bootstrap(), &dlq, 1_000);
     assert_eq!(dead.len(), 1_000);
     let mut by_reason: BTreeMap<String, usize> = BTreeMap::new();
     for m in &dead {
@@ -175,7 +175,7 @@ fn graceful_stop_and_restart_counts_every_report_exactly_once() {
         "every good report counted exactly once across both runs"
     );
     assert_eq!(
-        read_topic(&broker.bootstrap(), &dlq).len(),
+        read_topic(&broker.bootstrap(), &dlq, 300).len(),
         300,
         "no bad message dead-lettered twice"
     );
@@ -201,6 +201,9 @@ fn kill_without_commit_then_restart_counts_every_report_at_least_once() {
                 &group,
             ])
             .args(["--property", "fetch.wait.max.ms=5"])
+            // The killed member must time out of the group before the next run
+            // gets its partitions; keep that short.
+            .args(["--property", "session.timeout.ms=6000"])
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()

@@ -1,0 +1,81 @@
+//! Black-box checks of the command line: help, config errors, check-config.
+
+use std::process::Command;
+
+fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_outage-radar"));
+    c.env_remove("OUTAGE_RADAR_CONFIG");
+    c
+}
+
+#[test]
+fn help_explains_each_command() {
+    let out = bin().arg("--help").output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    for word in ["run", "check-config", "OUTAGE_RADAR_"] {
+        assert!(text.contains(word), "{word} missing from --help:\n{text}");
+    }
+    let out = bin().args(["run", "--help"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("SIGTERM"));
+}
+
+#[test]
+fn check_config_accepts_the_example_and_redacts_secrets() {
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/config.example.toml");
+    let out = bin()
+        .args(["check-config", "--config", example])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("configuration OK"));
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.toml");
+    std::fs::write(
+        &path,
+        "[kafka.properties_from_env]\n\"sasl.password\" = \"TEST_KAFKA_PASSWORD\"\n",
+    )
+    .unwrap();
+    let out = bin()
+        .args(["check-config", "--config"])
+        .arg(&path)
+        .env("TEST_KAFKA_PASSWORD", "hunter2")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!stdout.contains("hunter2"), "{stdout}");
+    assert!(
+        stdout.contains("sasl.password=<from $TEST_KAFKA_PASSWORD>"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn bad_config_fails_with_file_field_and_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(&path, "[kafka]\npoll_timeout = \"soon\"\n").unwrap();
+    for cmd in ["check-config", "run"] {
+        let out = bin().args([cmd, "--config"]).arg(&path).output().unwrap();
+        assert_eq!(out.status.code(), Some(1), "{cmd}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("bad.toml"), "{err}");
+        assert!(err.contains("kafka.poll_timeout"), "{err}");
+    }
+    let out = bin()
+        .args(["check-config", "--config", "/no/such/file.toml"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/no/such/file.toml"));
+}
