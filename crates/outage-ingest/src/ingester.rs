@@ -31,9 +31,12 @@ use crate::sink::{Position, ReportSink};
 /// (human detail), `outage-radar.source.topic`, `.partition`, `.offset`.
 pub const DLQ_HEADER_PREFIX: &str = "outage-radar.";
 
-/// Handled messages between two offset stores; librdkafka commits stored
-/// offsets every `auto.commit.interval.ms`, so storing more often buys nothing.
-const STORE_EVERY: u32 = 2048;
+/// Handled messages between two looks at the clock.
+const CHECK_EVERY: u32 = 1024;
+/// Milliseconds between two offset stores while busy. librdkafka commits
+/// stored offsets every `auto.commit.interval.ms` (5 s), so storing more
+/// often buys nothing, and each store takes locks the fetcher needs.
+const MAINTAIN_INTERVAL_MS: i64 = 100;
 /// Unacknowledged dead-letter messages at which consumption pauses.
 const MAX_PENDING_DLQ: usize = 10_000;
 
@@ -151,7 +154,8 @@ struct Pipeline<S> {
     dead_letters: BTreeMap<(i32, i64), DeadLetter>,
     summary: IngestSummary,
     clock_ms: i64,
-    since_store: u32,
+    maintained_ms: i64,
+    since_check: u32,
     paused: bool,
 }
 
@@ -180,9 +184,13 @@ impl<S: ReportSink> Pipeline<S> {
             }
             Err(e) => self.dead_letter(msg, e),
         }
-        self.since_store += 1;
-        if self.since_store >= STORE_EVERY {
-            self.maintain(consumer);
+        self.since_check += 1;
+        if self.since_check >= CHECK_EVERY {
+            self.since_check = 0;
+            self.clock_ms = now_ms();
+            if self.clock_ms - self.maintained_ms >= MAINTAIN_INTERVAL_MS {
+                self.maintain(consumer);
+            }
         }
     }
 
@@ -270,8 +278,8 @@ impl<S: ReportSink> Pipeline<S> {
     /// offsets that became safe, and pauses or resumes consumption when too
     /// many dead letters are outstanding.
     fn maintain(&mut self, consumer: &BaseConsumer<IngestContext<S>>) {
-        self.since_store = 0;
         self.clock_ms = now_ms();
+        self.maintained_ms = self.clock_ms;
         self.dlq.poll(Duration::ZERO);
         let acks = std::mem::take(&mut *lock(&self.dlq.context().acks));
         for ack in acks {
@@ -475,7 +483,8 @@ impl<S: ReportSink + 'static> Ingester<S> {
             dead_letters: BTreeMap::new(),
             summary: IngestSummary::default(),
             clock_ms: now_ms(),
-            since_store: 0,
+            maintained_ms: 0,
+            since_check: 0,
             paused: false,
         };
         let context = IngestContext {
