@@ -5,10 +5,16 @@
 //! tokio, no rdkafka, no HTTP, no clocks. Time is always a parameter, so the
 //! same input gives the same output in tests, replays and production.
 
+pub mod baseline;
 pub mod decode;
+pub mod detector;
 pub mod region;
 pub mod report;
+pub mod score;
 
 pub use decode::{decode, DecodeError, DecodeOptions, RejectReason};
+pub use detector::{
+    Detector, DetectorConfig, Event, Incident, Observed, Scope, SeriesState, WindowScore,
+};
 pub use region::{Country, Region};
 pub use report::{Problem, Report};

@@ -214,6 +214,20 @@ impl fmt::Debug for Region {
     }
 }
 
+impl serde::Serialize for Country {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Country {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Country, D::Error> {
+        let code = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        Country::parse(&code)
+            .ok_or_else(|| serde::de::Error::custom(format!("{code:?} is not a country code")))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

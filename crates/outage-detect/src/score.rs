@@ -24,7 +24,9 @@ pub fn surprise(observed: u32, expected: f64, k: f64, cap: f64) -> f64 {
         Poisson::new(mu).map(|d| d.sf(x)).unwrap_or(1.0)
     } else {
         let r = 1.0 / k;
-        NegativeBinomial::new(r, r / (r + mu)).map(|d| d.sf(x)).unwrap_or(1.0)
+        NegativeBinomial::new(r, r / (r + mu))
+            .map(|d| d.sf(x))
+            .unwrap_or(1.0)
     };
     if tail <= 0.0 || !tail.is_finite() {
         cap

@@ -1,0 +1,226 @@
+//! The learned expectation of one series: level × hour-of-week profile, plus
+//! the series' over-dispersion.
+//!
+//! Updated once per closed window, online, in O(1). The profile is indexed by
+//! UTC hour of week, which is the series' own local day and week (each
+//! country's series learns its own shape). Until a slot has been seen, the
+//! same hour on other days stands in for it, so a series is usable after one
+//! day and learns its weekly cycle over the first week. About 880 bytes.
+
+use serde::{Deserialize, Serialize};
+
+/// Hour-of-week slots.
+pub const SLOTS: usize = 168;
+/// Windows a slot must have seen before its own value is used.
+const MIN_SLOT_VISITS: u8 = 3;
+
+/// Per-window learning rates, derived from the configured half-lives and
+/// the window width.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LearnRates {
+    /// Level EWMA weight per window.
+    pub level: f64,
+    /// Profile slot EWMA weight per visit (once a slot has `1/rate` visits).
+    pub profile: f64,
+    /// Dispersion EWMA weight per window.
+    pub dispersion: f64,
+}
+
+impl LearnRates {
+    /// Rates for windows of `width_ms` with the given half-lives.
+    pub fn new(width_ms: i64, level_half_life_ms: i64, profile_half_life_ms: i64) -> LearnRates {
+        let per = |half_life_ms: i64, windows_per: f64| {
+            let n = (half_life_ms as f64 / width_ms as f64 / windows_per).max(1.0);
+            1.0 - 0.5f64.powf(1.0 / n)
+        };
+        // A slot is visited (1 h / width) times per week.
+        let visits_per_week = 3_600_000.0 / width_ms as f64;
+        let weeks = |ms: i64| ms as f64 / (7.0 * 86_400_000.0);
+        LearnRates {
+            level: per(level_half_life_ms, 1.0),
+            profile: 1.0
+                - 0.5f64.powf(1.0 / (visits_per_week * weeks(profile_half_life_ms)).max(1.0)),
+            dispersion: per(level_half_life_ms, 1.0),
+        }
+    }
+}
+
+/// Level, profile and dispersion of one series.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Baseline {
+    /// Expected reports per window where the profile is 1.
+    level: f32,
+    /// Over-dispersion k: variance = μ + kμ².
+    dispersion: f32,
+    /// Windows learned from.
+    windows: u32,
+    /// Sum of learned counts (how much evidence the profile rests on).
+    mass: f32,
+    /// Hour-of-week multipliers (empty until the first update).
+    profile: Vec<f32>,
+    /// Windows seen per slot, saturating.
+    visits: Vec<u8>,
+}
+
+impl Baseline {
+    pub fn new() -> Baseline {
+        Baseline::default()
+    }
+
+    pub fn level(&self) -> f64 {
+        f64::from(self.level)
+    }
+
+    pub fn dispersion(&self) -> f64 {
+        f64::from(self.dispersion)
+    }
+
+    /// Windows this baseline learned from.
+    pub fn windows(&self) -> u32 {
+        self.windows
+    }
+
+    /// Whether the own profile rests on enough reports to be trusted over
+    /// a borrowed one: ~50 reports per hour of day.
+    pub fn profile_learned(&self) -> bool {
+        self.mass >= 1200.0 && self.windows > 0
+    }
+
+    /// The own profile's multiplier for `slot`, or the mean of the same hour
+    /// on other days, or `None` when that hour was never seen.
+    pub fn shape(&self, slot: usize) -> Option<f64> {
+        if self.profile.is_empty() {
+            return None;
+        }
+        if self.visits[slot] >= MIN_SLOT_VISITS {
+            return Some(f64::from(self.profile[slot]));
+        }
+        let hour = slot % 24;
+        let (mut sum, mut n) = (0.0, 0);
+        for day in 0..7 {
+            let s = day * 24 + hour;
+            if self.visits[s] >= MIN_SLOT_VISITS {
+                sum += f64::from(self.profile[s]);
+                n += 1;
+            }
+        }
+        (n > 0).then(|| sum / f64::from(n))
+    }
+
+    /// Expected count in a window at `slot`, using `borrowed` (another
+    /// series' [`Baseline::shape`] at that slot) until this baseline's own
+    /// profile is learned.
+    pub fn expected(&self, slot: usize, borrowed: Option<f64>) -> f64 {
+        f64::from(self.level) * self.shape_in_use(slot, borrowed)
+    }
+
+    fn shape_in_use(&self, slot: usize, borrowed: Option<f64>) -> f64 {
+        let own = self.shape(slot);
+        let shape = if self.profile_learned() {
+            own
+        } else {
+            borrowed.or(own)
+        };
+        shape.unwrap_or(1.0).max(0.05)
+    }
+
+    /// Learns from one window's count at `slot`. `count` should already be
+    /// clipped by the caller when the window is not trusted to be normal.
+    pub fn learn(&mut self, slot: usize, count: f64, borrowed: Option<f64>, rates: &LearnRates) {
+        if self.profile.is_empty() {
+            self.profile = vec![1.0; SLOTS];
+            self.visits = vec![0; SLOTS];
+        }
+        let shape = self.shape_in_use(slot, borrowed);
+        let mu = f64::from(self.level) * shape;
+        let n = f64::from(self.windows);
+        // Running means while young, EWMAs once enough windows were seen.
+        let a = rates.level.max(1.0 / (n + 1.0));
+        if mu >= 1.0 && self.windows >= 10 {
+            let e = ((count - mu).powi(2) - count) / (mu * mu);
+            let d = rates.dispersion.max(1.0 / (n + 1.0));
+            let k = f64::from(self.dispersion);
+            self.dispersion = (k + d * (e.clamp(-1.0, 4.0) - k)).clamp(0.0, 4.0) as f32;
+        }
+        let level = f64::from(self.level) + a * (count / shape - f64::from(self.level));
+        self.level = level.max(0.0) as f32;
+        if level > 0.0 {
+            let v = self.visits[slot];
+            let b = rates.profile.max(1.0 / (f64::from(v) + 1.0));
+            let p = f64::from(self.profile[slot]);
+            self.profile[slot] = (p + b * (count / level - p)).clamp(0.0, 50.0) as f32;
+            self.visits[slot] = v.saturating_add(1);
+        }
+        self.windows = self.windows.saturating_add(1);
+        self.mass += count as f32;
+    }
+
+    /// Heap plus inline bytes of this baseline.
+    pub fn memory_bytes(&self) -> usize {
+        std::mem::size_of::<Baseline>() + self.profile.capacity() * 4 + self.visits.capacity()
+    }
+}
+
+/// Hour-of-week slot of a UTC instant (Monday 00:00 = 0).
+pub fn slot_of(ts_ms: i64) -> usize {
+    // 1970-01-01 was a Thursday: 72 hours after the Monday before.
+    ((ts_ms.div_euclid(3_600_000) + 72).rem_euclid(SLOTS as i64)) as usize
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIN: i64 = 60_000;
+
+    fn rates() -> LearnRates {
+        LearnRates::new(MIN, 86_400_000, 14 * 86_400_000)
+    }
+
+    #[test]
+    fn slots_start_on_monday() {
+        // 2018-09-24 was a Monday.
+        assert_eq!(slot_of(1_537_747_200_000), 0);
+        assert_eq!(slot_of(1_537_747_200_000 + 25 * 3_600_000), 25);
+        assert_eq!(slot_of(1_537_747_200_000 + 7 * 86_400_000), 0);
+    }
+
+    #[test]
+    fn learns_a_daily_cycle_within_a_day() {
+        let mut b = Baseline::new();
+        let r = rates();
+        let start = 1_537_747_200_000;
+        let truth = |t: i64| {
+            10.0 + 8.0 * ((t / 3_600_000 % 24) as f64 / 24.0 * std::f64::consts::TAU).sin()
+        };
+        for w in 0..2 * 1440 {
+            let t = start + w * MIN;
+            b.learn(slot_of(t), truth(t), None, &r);
+        }
+        for h in [2, 6, 12, 18] {
+            let t = start + 2 * 86_400_000 + h * 3_600_000 + 30 * MIN;
+            let e = b.expected(slot_of(t), None);
+            assert!(
+                (e / truth(t) - 1.0).abs() < 0.15,
+                "hour {h}: expected {e}, truth {}",
+                truth(t)
+            );
+        }
+        assert!(b.memory_bytes() < 1024, "{}", b.memory_bytes());
+    }
+
+    #[test]
+    fn follows_slow_growth() {
+        let mut b = Baseline::new();
+        let r = rates();
+        let start = 1_537_747_200_000;
+        let weeks = 3;
+        for w in 0..weeks * 7 * 1440 {
+            let growth = 1.0 + 0.3 * w as f64 / (7.0 * 1440.0);
+            b.learn(slot_of(start + w * MIN), 20.0 * growth, None, &r);
+        }
+        let now = 20.0 * (1.0 + 0.3 * weeks as f64);
+        let e = b.expected(slot_of(start + weeks * 7 * 1440 * MIN), None);
+        assert!((e / now - 1.0).abs() < 0.08, "expected {e} vs {now}");
+    }
+}

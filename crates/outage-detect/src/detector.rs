@@ -1,0 +1,1146 @@
+//! The detector of one Kafka partition: event-time windows per series,
+//! seasonal baselines, count-aware scoring, hysteresis and incidents.
+//!
+//! Pure and deterministic: time comes only from report timestamps and from
+//! the `now` passed to [`Detector::tick`]. All state is plain data (serde),
+//! so a snapshot restored elsewhere continues bit-for-bit. Output goes to an
+//! event buffer the caller drains; nothing here blocks or allocates per
+//! report on the hot path except for a first-seen service or series.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::hash::{BuildHasherDefault, Hash, Hasher};
+use std::time::Duration;
+
+use rustc_hash::FxHasher;
+use serde::{Deserialize, Serialize};
+
+use crate::baseline::{slot_of, Baseline, LearnRates};
+use crate::region::Country;
+use crate::report::{Problem, Report};
+use crate::score;
+
+type FxBuild = BuildHasherDefault<FxHasher>;
+
+/// `[detect]` configuration.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DetectorConfig {
+    /// Width of the tumbling event-time windows. Default `1m`.
+    #[serde(with = "humantime_serde")]
+    pub window: Duration,
+    /// How far behind the newest event a report may arrive and still count.
+    /// Default `30s`.
+    #[serde(with = "humantime_serde")]
+    pub allowed_lateness: Duration,
+    /// After this long without reports, windows close by the wall clock.
+    /// Default `30s`.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// Half-life of the baseline level: how fast a new normal is accepted.
+    /// Default `1d`.
+    #[serde(with = "humantime_serde")]
+    pub level_half_life: Duration,
+    /// Half-life of each hour-of-week profile slot. Default `14d`.
+    #[serde(with = "humantime_serde")]
+    pub profile_half_life: Duration,
+    /// History a series needs before it may alert. Default `1d`.
+    #[serde(with = "humantime_serde")]
+    pub min_history: Duration,
+    /// Surprise (−log10 p) a window needs to count as anomalous. Default 5.
+    pub min_surprise: f64,
+    /// Surprise at which one anomalous window opens an outage. Default 12.
+    pub instant_surprise: f64,
+    /// Cap of the reported surprise. Default 50.
+    pub surprise_cap: f64,
+    /// Reports a window needs to count as anomalous. Default 10.
+    pub min_count: u32,
+    /// observed/expected a window needs to count as anomalous. Default 2.5.
+    pub min_ratio: f64,
+    /// observed/expected the service-wide (`global`) series needs: lower,
+    /// since a worldwide outage that starts in one country moves the total
+    /// less, and the total has the volume to make the surprise reliable.
+    /// Default 1.5.
+    pub global_min_ratio: f64,
+    /// Consecutive anomalous windows that open an outage. Default 2.
+    pub enter_windows: u32,
+    /// Consecutive normal windows that resolve an outage. Default 3.
+    pub resolve_windows: u32,
+    /// Regions in outage within `global_span` that make a global incident.
+    /// Default 3.
+    pub global_min_regions: u32,
+    /// Default `1h`.
+    #[serde(with = "humantime_serde")]
+    pub global_span: Duration,
+    /// Event-time gap after which skipped windows are not learned (data
+    /// gap, not silence). Default `15m`.
+    #[serde(with = "humantime_serde")]
+    pub max_gap: Duration,
+    /// Most series this partition keeps; reports beyond are counted as
+    /// overflow. Default 1000000.
+    pub max_series: usize,
+}
+
+impl Default for DetectorConfig {
+    fn default() -> Self {
+        DetectorConfig {
+            window: Duration::from_secs(60),
+            allowed_lateness: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(30),
+            level_half_life: Duration::from_secs(86_400),
+            profile_half_life: Duration::from_secs(14 * 86_400),
+            min_history: Duration::from_secs(86_400),
+            min_surprise: 5.0,
+            instant_surprise: 12.0,
+            surprise_cap: 50.0,
+            min_count: 10,
+            min_ratio: 2.5,
+            global_min_ratio: 1.5,
+            enter_windows: 2,
+            resolve_windows: 3,
+            global_min_regions: 3,
+            global_span: Duration::from_secs(3600),
+            max_gap: Duration::from_secs(900),
+            max_series: 1_000_000,
+        }
+    }
+}
+
+impl DetectorConfig {
+    /// Cross-field rules, as `field: problem`.
+    pub fn validate(&self) -> Result<(), String> {
+        let ms = |d: Duration| d.as_millis();
+        if ms(self.window) < 1000 || ms(self.window) > 3_600_000 || 3_600_000 % ms(self.window) != 0
+        {
+            return Err("detect.window: must divide one hour and be at least 1s".into());
+        }
+        if self.allowed_lateness > self.window * 10 {
+            return Err("detect.allowed_lateness: at most 10 windows".into());
+        }
+        if self.enter_windows == 0 || self.resolve_windows == 0 {
+            return Err("detect.enter_windows / resolve_windows: must be at least 1".into());
+        }
+        if !(self.min_surprise > 0.0 && self.instant_surprise >= self.min_surprise) {
+            return Err("detect.instant_surprise: must be at least min_surprise (> 0)".into());
+        }
+        if self.surprise_cap < self.instant_surprise {
+            return Err("detect.surprise_cap: must be at least instant_surprise".into());
+        }
+        if self.min_ratio < 1.0 || self.global_min_ratio < 1.0 {
+            return Err("detect.min_ratio / global_min_ratio: must be at least 1".into());
+        }
+        if self.global_min_regions == 0 || self.max_series == 0 {
+            return Err("detect.global_min_regions / max_series: must be at least 1".into());
+        }
+        Ok(())
+    }
+
+    fn width_ms(&self) -> i64 {
+        self.window.as_millis() as i64
+    }
+}
+
+/// Where a series counts: one country, or the service worldwide.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Scope {
+    Region(Country),
+    Global,
+}
+
+impl Scope {
+    /// `GB`, `ZZ` or `global`.
+    pub fn label(&self) -> &str {
+        match self {
+            Scope::Region(c) => c.as_str(),
+            Scope::Global => "global",
+        }
+    }
+}
+
+/// Hysteresis state of a series.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SeriesState {
+    Normal,
+    Pending,
+    Outage,
+}
+
+impl SeriesState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SeriesState::Normal => "normal",
+            SeriesState::Pending => "pending",
+            SeriesState::Outage => "outage",
+        }
+    }
+}
+
+/// One closed window of one series.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WindowScore {
+    pub window_start_ms: i64,
+    pub service: String,
+    pub scope: Scope,
+    pub observed: u32,
+    pub expected: f64,
+    pub surprise: f64,
+    pub ratio: f64,
+    pub anomalous: bool,
+    pub state: SeriesState,
+}
+
+/// A region's place in a global incident.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SpreadEntry {
+    pub region: Country,
+    pub started_at_ms: i64,
+    pub peak_ratio: f64,
+}
+
+/// A region outage or a global incident.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Incident {
+    /// Stable id: the same input always gives the same id.
+    pub id: String,
+    pub service: String,
+    pub scope: Scope,
+    /// Regions in spread order (global incidents).
+    pub regions: Vec<SpreadEntry>,
+    /// Start of the first anomalous window.
+    pub started_at_ms: i64,
+    /// When the detector declared it (end of the confirming window).
+    pub detected_at_ms: i64,
+    pub resolved_at_ms: Option<i64>,
+    pub peak_ratio: f64,
+    pub peak_surprise: f64,
+    /// Reports per problem type over the anomalous windows.
+    pub problems: [u64; 8],
+}
+
+impl Incident {
+    /// Problem types with their counts, largest first.
+    pub fn top_problems(&self) -> Vec<(Problem, u64)> {
+        let mut v: Vec<(Problem, u64)> = Problem::ALL
+            .iter()
+            .map(|&p| (p, self.problems[p as usize]))
+            .filter(|(_, n)| *n > 0)
+            .collect();
+        v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        v
+    }
+}
+
+/// What the detector has to say.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Event {
+    Window(WindowScore),
+    Opened(Incident),
+    Updated(Incident),
+    Resolved(Incident),
+}
+
+/// What became of one report.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Observed {
+    Counted,
+    /// Same reporter, same service, same window: counted once already.
+    Duplicate,
+    /// Its window had already closed.
+    Late,
+    /// `max_series` reached: not counted in any series.
+    Overflow,
+}
+
+/// Counters a caller exports.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DetectorCounters {
+    pub counted: u64,
+    pub duplicates: u64,
+    pub late: u64,
+    pub overflow: u64,
+    pub windows_closed: u64,
+    pub windows_skipped: u64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Series {
+    service: u32,
+    scope: Scope,
+    baseline: Baseline,
+    state: SeriesState,
+    /// Consecutive anomalous (pending) or normal (outage) windows.
+    run: u32,
+    /// Start of the current pending/outage run.
+    since_ms: i64,
+    late: u64,
+    incident: Option<Incident>,
+    /// Problems of the pending run, carried into the incident.
+    pending_problems: [u64; 8],
+    pending_peak: (f64, f64),
+    /// Observed and expected count of the last closed window.
+    last: (u32, f32),
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Service {
+    name: String,
+    /// Series index per country (`u32::MAX` = none yet).
+    regions: Vec<u32>,
+    global: u32,
+    /// Every series of this service, creation order.
+    series: Vec<u32>,
+    incident: Option<Incident>,
+    /// Consecutive windows far below expectation (data gap or holiday).
+    low_run: u32,
+}
+
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize)]
+struct Acc {
+    count: u32,
+    problems: [u32; 8],
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct OpenWindow {
+    start_ms: i64,
+    /// Position in `accs` per series, `u32::MAX` when untouched.
+    slot: Vec<u32>,
+    accs: Vec<(u32, Acc)>,
+    seen: HashSet<u64, FxBuild>,
+}
+
+impl OpenWindow {
+    fn new(start_ms: i64) -> OpenWindow {
+        OpenWindow {
+            start_ms,
+            slot: Vec::new(),
+            accs: Vec::new(),
+            seen: HashSet::default(),
+        }
+    }
+
+    #[inline]
+    fn add(&mut self, series: u32, problem: Problem) {
+        let i = series as usize;
+        if i >= self.slot.len() {
+            self.slot.resize(i + 1, u32::MAX);
+        }
+        let pos = if self.slot[i] == u32::MAX {
+            self.slot[i] = self.accs.len() as u32;
+            self.accs.push((series, Acc::default()));
+            self.accs.len() - 1
+        } else {
+            self.slot[i] as usize
+        };
+        let acc = &mut self.accs[pos].1;
+        acc.count += 1;
+        acc.problems[problem as usize] += 1;
+    }
+
+    fn get(&self, series: u32) -> Acc {
+        match self.slot.get(series as usize) {
+            Some(&p) if p != u32::MAX => self.accs[p as usize].1,
+            _ => Acc::default(),
+        }
+    }
+}
+
+/// The detector state of one partition.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Detector {
+    config: DetectorConfig,
+    services: Vec<Service>,
+    service_ids: HashMap<String, u32, FxBuild>,
+    series: Vec<Series>,
+    open: VecDeque<OpenWindow>,
+    /// Start of the oldest window that is not closed yet.
+    next_close_ms: Option<i64>,
+    max_event_ms: i64,
+    last_activity_wall_ms: Option<i64>,
+    activity_since_tick: bool,
+    counters: DetectorCounters,
+    #[serde(skip)]
+    events: Vec<Event>,
+}
+
+fn stable_id(parts: &[&str]) -> String {
+    // FNV-1a: fixed across platforms and releases, unlike std's hashers.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for part in parts {
+        for b in part.bytes().chain(std::iter::once(0x1f)) {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    format!("{h:016x}")
+}
+
+impl Detector {
+    pub fn new(config: DetectorConfig) -> Detector {
+        Detector {
+            config,
+            services: Vec::new(),
+            service_ids: HashMap::default(),
+            series: Vec::new(),
+            open: VecDeque::new(),
+            next_close_ms: None,
+            max_event_ms: i64::MIN,
+            last_activity_wall_ms: None,
+            activity_since_tick: false,
+            counters: DetectorCounters::default(),
+            events: Vec::new(),
+        }
+    }
+
+    pub fn config(&self) -> &DetectorConfig {
+        &self.config
+    }
+
+    pub fn counters(&self) -> &DetectorCounters {
+        &self.counters
+    }
+
+    /// Live series (regions and global) of this partition.
+    pub fn series_count(&self) -> usize {
+        self.series.len()
+    }
+
+    /// Bytes held by baselines and series bookkeeping (approximate).
+    pub fn memory_bytes(&self) -> usize {
+        self.series
+            .iter()
+            .map(|s| {
+                std::mem::size_of::<Series>() + s.baseline.memory_bytes()
+                    - std::mem::size_of::<Baseline>()
+            })
+            .sum::<usize>()
+            + self
+                .services
+                .iter()
+                .map(|s| {
+                    std::mem::size_of::<Service>()
+                        + s.regions.capacity() * 4
+                        + s.series.capacity() * 4
+                        + s.name.capacity()
+                })
+                .sum::<usize>()
+    }
+
+    /// Event time up to which windows are closed.
+    pub fn watermark_ms(&self) -> Option<i64> {
+        self.next_close_ms
+    }
+
+    /// Takes the events produced so far.
+    pub fn drain_events(&mut self) -> std::vec::Drain<'_, Event> {
+        self.events.drain(..)
+    }
+
+    /// Incidents currently open, region and global.
+    pub fn open_incidents(&self) -> impl Iterator<Item = &Incident> {
+        self.series
+            .iter()
+            .filter_map(|s| s.incident.as_ref())
+            .chain(self.services.iter().filter_map(|s| s.incident.as_ref()))
+    }
+
+    fn service_id(&mut self, name: &str) -> Option<u32> {
+        if let Some(&id) = self.service_ids.get(name) {
+            return Some(id);
+        }
+        if self.series.len() >= self.config.max_series {
+            return None;
+        }
+        let id = self.services.len() as u32;
+        let global = self.new_series(id, Scope::Global);
+        self.services.push(Service {
+            name: name.to_string(),
+            regions: vec![u32::MAX; Country::COUNT],
+            global,
+            series: vec![global],
+            incident: None,
+            low_run: 0,
+        });
+        self.service_ids.insert(name.to_string(), id);
+        Some(id)
+    }
+
+    fn new_series(&mut self, service: u32, scope: Scope) -> u32 {
+        self.series.push(Series {
+            service,
+            scope,
+            baseline: Baseline::new(),
+            state: SeriesState::Normal,
+            run: 0,
+            since_ms: 0,
+            late: 0,
+            incident: None,
+            pending_problems: [0; 8],
+            pending_peak: (0.0, 0.0),
+            last: (0, 0.0),
+        });
+        (self.series.len() - 1) as u32
+    }
+
+    /// Counts one report.
+    #[inline]
+    pub fn observe(&mut self, report: &Report<'_>) -> Observed {
+        self.activity_since_tick = true;
+        let Some(sid) = self.service_id(&report.service) else {
+            self.counters.overflow += 1;
+            return Observed::Overflow;
+        };
+        let country = report.region.country_code();
+        let ci = country.index();
+        let mut region_series = self.services[sid as usize].regions[ci];
+        if region_series == u32::MAX && self.series.len() < self.config.max_series {
+            region_series = self.new_series(sid, Scope::Region(country));
+            let svc = &mut self.services[sid as usize];
+            svc.regions[ci] = region_series;
+            svc.series.push(region_series);
+        }
+        let global = self.services[sid as usize].global;
+        let width = self.config.width_ms();
+        let start = report.ts_ms.div_euclid(width) * width;
+        if self.next_close_ms.is_some_and(|c| start < c) {
+            self.counters.late += 1;
+            if region_series != u32::MAX {
+                self.series[region_series as usize].late += 1;
+            }
+            return Observed::Late;
+        }
+        if self.next_close_ms.is_none() {
+            self.next_close_ms = Some(start);
+        }
+        let w = self.window_mut(start);
+        if let Some(reporter) = &report.reporter {
+            let mut h = FxHasher::default();
+            sid.hash(&mut h);
+            reporter.hash(&mut h);
+            if !w.seen.insert(h.finish()) {
+                self.counters.duplicates += 1;
+                return Observed::Duplicate;
+            }
+        }
+        w.add(global, report.problem);
+        let result = if region_series == u32::MAX {
+            self.counters.overflow += 1;
+            Observed::Overflow
+        } else {
+            w.add(region_series, report.problem);
+            Observed::Counted
+        };
+        self.counters.counted += 1;
+        if report.ts_ms > self.max_event_ms {
+            self.max_event_ms = report.ts_ms;
+            let lateness = self.config.allowed_lateness.as_millis() as i64;
+            self.advance_to(self.max_event_ms - lateness);
+        }
+        result
+    }
+
+    fn window_mut(&mut self, start: i64) -> &mut OpenWindow {
+        let pos = self.open.iter().rposition(|w| w.start_ms <= start);
+        match pos {
+            Some(i) if self.open[i].start_ms == start => &mut self.open[i],
+            Some(i) => {
+                self.open.insert(i + 1, OpenWindow::new(start));
+                &mut self.open[i + 1]
+            }
+            None => {
+                self.open.push_front(OpenWindow::new(start));
+                &mut self.open[0]
+            }
+        }
+    }
+
+    /// Wall-clock progress: when no report arrived for `idle_timeout`, the
+    /// watermark follows `now_ms` so windows still close.
+    pub fn tick(&mut self, now_ms: i64) {
+        if self.activity_since_tick || self.last_activity_wall_ms.is_none() {
+            self.activity_since_tick = false;
+            self.last_activity_wall_ms = Some(now_ms);
+            return;
+        }
+        let idle = now_ms - self.last_activity_wall_ms.unwrap_or(now_ms);
+        if idle >= self.config.idle_timeout.as_millis() as i64 {
+            let lateness = self.config.allowed_lateness.as_millis() as i64;
+            self.advance_to(now_ms - lateness);
+        }
+    }
+
+    /// Closes every open window (end of a replay).
+    pub fn flush(&mut self) {
+        if let Some(last) = self.open.back().map(|w| w.start_ms) {
+            self.advance_to(last + self.config.width_ms());
+        }
+    }
+
+    /// Closes every window that ends at or before `watermark_ms`.
+    pub fn advance_to(&mut self, watermark_ms: i64) {
+        let width = self.config.width_ms();
+        let Some(mut next) = self.next_close_ms else {
+            return;
+        };
+        let max_gap = self.config.max_gap.as_millis() as i64;
+        while next + width <= watermark_ms {
+            let window = match self.open.front() {
+                Some(w) if w.start_ms == next => self.open.pop_front(),
+                _ => None,
+            };
+            match window {
+                Some(w) => self.close(&w),
+                None => {
+                    // No report at all in this window. A short silence is
+                    // learned as zeros; a long one is a data gap: skip to
+                    // the next window that has data, learning nothing.
+                    let next_data = self.open.front().map(|w| w.start_ms);
+                    let gap_end =
+                        next_data.unwrap_or(watermark_ms - watermark_ms.rem_euclid(width));
+                    if gap_end - next > max_gap {
+                        let skip_to = next_data
+                            .unwrap_or(gap_end)
+                            .min(watermark_ms - watermark_ms.rem_euclid(width));
+                        self.counters.windows_skipped += ((skip_to - next) / width) as u64;
+                        next = skip_to;
+                        continue;
+                    }
+                    self.close(&OpenWindow::new(next));
+                }
+            }
+            next += width;
+        }
+        self.next_close_ms = Some(next);
+    }
+
+    fn close(&mut self, w: &OpenWindow) {
+        self.counters.windows_closed += 1;
+        for sid in 0..self.services.len() {
+            self.close_service(sid, w);
+        }
+    }
+
+    fn close_service(&mut self, sid: usize, w: &OpenWindow) {
+        let cfg = &self.config;
+        let width = cfg.width_ms();
+        let slot = slot_of(w.start_ms);
+        let rates = LearnRates::new(
+            width,
+            cfg.level_half_life.as_millis() as i64,
+            cfg.profile_half_life.as_millis() as i64,
+        );
+        let min_history_windows = (cfg.min_history.as_millis() as i64 / width) as u32;
+        let global = self.services[sid].global as usize;
+        let global_shape = self.series[global].baseline.shape(slot);
+
+        // A service far below its expectation has a data gap or a quiet
+        // day: learn nothing from it, unless it lasts a day (a new normal).
+        let g_acc = w.get(global as u32);
+        let g_mu = self.series[global].baseline.expected(slot, None);
+        let low = g_mu >= 20.0 && f64::from(g_acc.count) < 0.3 * g_mu;
+        let svc = &mut self.services[sid];
+        svc.low_run = if low {
+            svc.low_run.saturating_add(1)
+        } else {
+            0
+        };
+        let windows_per_day = (86_400_000 / width) as u32;
+        let learn_ok = svc.low_run == 0 || svc.low_run > windows_per_day;
+
+        let n = self.services[sid].series.len();
+        for k in 0..n {
+            let idx = self.services[sid].series[k] as usize;
+            let acc = w.get(idx as u32);
+            let borrowed = if idx == global { None } else { global_shape };
+            let s = &mut self.series[idx];
+            let c = acc.count;
+            let mu = s.baseline.expected(slot, borrowed);
+            let k_disp = s.baseline.dispersion();
+            let trusted = s.baseline.windows() >= min_history_windows;
+            let surprise = score::surprise(c, mu, k_disp, cfg.surprise_cap);
+            let ratio = score::ratio(c, mu);
+            let min_ratio = if idx == global {
+                cfg.global_min_ratio
+            } else {
+                cfg.min_ratio
+            };
+            let anomalous =
+                trusted && c >= cfg.min_count && ratio >= min_ratio && surprise >= cfg.min_surprise;
+            let window_end = w.start_ms + width;
+            let service_name = &self.services[sid].name;
+
+            match s.state {
+                SeriesState::Normal | SeriesState::Pending if anomalous => {
+                    if s.state == SeriesState::Normal {
+                        s.state = SeriesState::Pending;
+                        s.run = 0;
+                        s.since_ms = w.start_ms;
+                        s.pending_problems = [0; 8];
+                        s.pending_peak = (0.0, 0.0);
+                    }
+                    s.run += 1;
+                    for (p, n) in s.pending_problems.iter_mut().zip(acc.problems) {
+                        *p += u64::from(n);
+                    }
+                    s.pending_peak = (s.pending_peak.0.max(ratio), s.pending_peak.1.max(surprise));
+                    if s.run >= cfg.enter_windows || surprise >= cfg.instant_surprise {
+                        s.state = SeriesState::Outage;
+                        s.run = 0;
+                        let region = s.scope.label().to_string();
+                        let incident = Incident {
+                            id: stable_id(&[
+                                service_name,
+                                "region",
+                                &region,
+                                &s.since_ms.to_string(),
+                            ]),
+                            service: service_name.clone(),
+                            scope: s.scope,
+                            regions: Vec::new(),
+                            started_at_ms: s.since_ms,
+                            detected_at_ms: window_end,
+                            resolved_at_ms: None,
+                            peak_ratio: s.pending_peak.0,
+                            peak_surprise: s.pending_peak.1,
+                            problems: s.pending_problems,
+                        };
+                        // The global series' own outage is reported through
+                        // the service's global incident, not on its own.
+                        if idx != global {
+                            self.events.push(Event::Opened(incident.clone()));
+                        }
+                        s.incident = Some(incident);
+                    }
+                }
+                SeriesState::Pending => {
+                    s.state = SeriesState::Normal;
+                    s.run = 0;
+                }
+                SeriesState::Normal => {}
+                SeriesState::Outage => {
+                    if anomalous {
+                        s.run = 0;
+                        if let Some(inc) = &mut s.incident {
+                            inc.peak_ratio = inc.peak_ratio.max(ratio);
+                            inc.peak_surprise = inc.peak_surprise.max(surprise);
+                            for (p, n) in inc.problems.iter_mut().zip(acc.problems) {
+                                *p += u64::from(n);
+                            }
+                        }
+                    } else {
+                        s.run += 1;
+                        if s.run >= cfg.resolve_windows {
+                            s.state = SeriesState::Normal;
+                            s.run = 0;
+                            if let Some(mut inc) = s.incident.take() {
+                                inc.resolved_at_ms =
+                                    Some(window_end - i64::from(cfg.resolve_windows) * width);
+                                if idx != global {
+                                    self.events.push(Event::Resolved(inc));
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+
+            s.last = (c, mu as f32);
+            if s.state == SeriesState::Normal && !anomalous && learn_ok {
+                let mut learned = f64::from(c);
+                if trusted {
+                    let sd = (mu * (1.0 + k_disp * mu)).sqrt();
+                    learned = learned.min(mu + 4.0 * sd + 2.0);
+                }
+                s.baseline.learn(slot, learned, borrowed, &rates);
+            }
+            if c > 0 || mu >= 0.5 {
+                self.events.push(Event::Window(WindowScore {
+                    window_start_ms: w.start_ms,
+                    service: service_name.clone(),
+                    scope: s.scope,
+                    observed: c,
+                    expected: mu,
+                    surprise,
+                    ratio,
+                    anomalous,
+                    state: s.state,
+                }));
+            }
+        }
+        self.update_global_incident(sid, w.start_ms + width);
+    }
+
+    fn update_global_incident(&mut self, sid: usize, window_end: i64) {
+        let cfg = &self.config;
+        let span = cfg.global_span.as_millis() as i64;
+        let svc = &self.services[sid];
+        let global = &self.series[svc.global as usize];
+        let global_out = global.state == SeriesState::Outage;
+        let mut regions: Vec<SpreadEntry> = svc
+            .series
+            .iter()
+            .map(|&i| &self.series[i as usize])
+            .filter(|s| s.scope != Scope::Global)
+            .filter_map(|s| s.incident.as_ref().map(|inc| (s, inc)))
+            .map(|(s, inc)| SpreadEntry {
+                region: match s.scope {
+                    Scope::Region(c) => c,
+                    Scope::Global => Country::UNKNOWN,
+                },
+                started_at_ms: inc.started_at_ms,
+                peak_ratio: inc.peak_ratio,
+            })
+            .collect();
+        regions.sort_by(|a, b| {
+            a.started_at_ms
+                .cmp(&b.started_at_ms)
+                .then(a.region.cmp(&b.region))
+        });
+        let recent = regions
+            .iter()
+            .filter(|r| r.started_at_ms >= window_end - span)
+            .count() as u32;
+        let name = svc.name.clone();
+        let problems = |regions: &[SpreadEntry], series: &[Series], svc: &Service| {
+            let mut p = [0u64; 8];
+            if let Some(inc) = &series[svc.global as usize].incident {
+                p = inc.problems;
+            } else {
+                for &i in &svc.series {
+                    if let Some(inc) = &series[i as usize].incident {
+                        if regions
+                            .iter()
+                            .any(|r| Scope::Region(r.region) == series[i as usize].scope)
+                        {
+                            for (a, b) in p.iter_mut().zip(inc.problems) {
+                                *a += b;
+                            }
+                        }
+                    }
+                }
+            }
+            p
+        };
+        match &self.services[sid].incident {
+            None => {
+                // The global series alone opens a global incident when no
+                // single region explains it: a diffuse worldwide rise (no
+                // region in outage) or a spreading one (several).
+                let explained_by_one = regions.len() == 1 && {
+                    let lone = svc
+                        .series
+                        .iter()
+                        .map(|&i| &self.series[i as usize])
+                        .find(|s| s.scope != Scope::Global && s.incident.is_some());
+                    let excess = |s: &Series| f64::from(s.last.0) - f64::from(s.last.1);
+                    lone.is_some_and(|r| excess(r) >= 0.8 * excess(global))
+                };
+                if (global_out && !explained_by_one) || recent >= cfg.global_min_regions {
+                    let started = regions
+                        .iter()
+                        .map(|r| r.started_at_ms)
+                        .chain(global.incident.as_ref().map(|i| i.started_at_ms))
+                        .min()
+                        .unwrap_or(window_end);
+                    let incident = Incident {
+                        id: stable_id(&[&name, "global", &started.to_string()]),
+                        service: name,
+                        scope: Scope::Global,
+                        problems: problems(&regions, &self.series, &self.services[sid]),
+                        peak_ratio: global.incident.as_ref().map_or(0.0, |i| i.peak_ratio),
+                        peak_surprise: global.incident.as_ref().map_or(0.0, |i| i.peak_surprise),
+                        regions,
+                        started_at_ms: started,
+                        detected_at_ms: window_end,
+                        resolved_at_ms: None,
+                    };
+                    self.events.push(Event::Opened(incident.clone()));
+                    self.services[sid].incident = Some(incident);
+                }
+            }
+            Some(current) => {
+                let mut inc = current.clone();
+                if let Some(g) = &global.incident {
+                    inc.peak_ratio = inc.peak_ratio.max(g.peak_ratio);
+                    inc.peak_surprise = inc.peak_surprise.max(g.peak_surprise);
+                }
+                let mut joined = false;
+                for r in &regions {
+                    match inc.regions.iter_mut().find(|e| e.region == r.region) {
+                        Some(e) => e.peak_ratio = e.peak_ratio.max(r.peak_ratio),
+                        None => {
+                            inc.regions.push(r.clone());
+                            joined = true;
+                        }
+                    }
+                }
+                let p = problems(&regions, &self.series, &self.services[sid]);
+                for (a, b) in inc.problems.iter_mut().zip(p) {
+                    *a = (*a).max(b);
+                }
+                if !global_out && regions.is_empty() {
+                    inc.resolved_at_ms = Some(window_end);
+                    self.events.push(Event::Resolved(inc));
+                    self.services[sid].incident = None;
+                } else {
+                    if joined {
+                        self.events.push(Event::Updated(inc.clone()));
+                    }
+                    self.services[sid].incident = Some(inc);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::region::Region;
+    use std::borrow::Cow;
+
+    const MIN: i64 = 60_000;
+    const T0: i64 = 1_537_747_200_000; // Monday 2018-09-24 00:00 UTC
+
+    fn report(
+        service: &str,
+        region: &str,
+        ts_ms: i64,
+        reporter: Option<String>,
+    ) -> Report<'static> {
+        Report {
+            service: Cow::Owned(service.into()),
+            region: Region::parse(region).unwrap(),
+            ts_ms,
+            problem: Problem::Voice,
+            reporter: reporter.map(Cow::Owned),
+            source: None,
+        }
+    }
+
+    /// Deterministic pseudo-random count around `mean` (±30 %).
+    fn noisy(mean: f64, seed: u64) -> u32 {
+        let x = seed
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        let u = ((x >> 33) as f64) / f64::from(u32::MAX >> 1);
+        (mean * (0.7 + 0.6 * u)).round() as u32
+    }
+
+    /// Feeds `minutes` of traffic: `rate(region, minute)` reports per minute.
+    fn feed(
+        d: &mut Detector,
+        from: i64,
+        minutes: i64,
+        regions: &[&str],
+        rate: impl Fn(&str, i64) -> f64,
+    ) -> Vec<Event> {
+        let mut events = Vec::new();
+        for m in 0..minutes {
+            let t = from + m * MIN;
+            for (ri, r) in regions.iter().enumerate() {
+                let n = noisy(rate(r, t), (t / MIN) as u64 * 31 + ri as u64);
+                for i in 0..n {
+                    d.observe(&report(
+                        "alexa",
+                        r,
+                        t + i64::from(i) * 50,
+                        Some(format!("{r}{t}{i}")),
+                    ));
+                }
+            }
+            events.extend(d.drain_events());
+        }
+        events
+    }
+
+    fn diurnal(base: f64, t: i64) -> f64 {
+        let h = (t / 3_600_000 % 24) as f64;
+        base * (1.0 + 0.6 * ((h - 6.0) / 24.0 * std::f64::consts::TAU).sin())
+    }
+
+    fn opened(events: &[Event]) -> Vec<&Incident> {
+        events
+            .iter()
+            .filter_map(|e| {
+                if let Event::Opened(i) = e {
+                    Some(i)
+                } else {
+                    None
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn quiet_on_normal_traffic_then_detects_an_outage_and_resolves() {
+        let mut d = Detector::new(DetectorConfig::default());
+        let regions = ["GB", "DE", "FR", "US"];
+        let warm = feed(&mut d, T0, 3 * 1440, &regions, |_, t| diurnal(20.0, t));
+        assert!(
+            opened(&warm).is_empty(),
+            "false incidents: {:?}",
+            opened(&warm)
+        );
+        let start = T0 + 3 * 1440 * MIN;
+        let outage = feed(&mut d, start, 30, &regions, |r, t| {
+            let base = diurnal(20.0, t);
+            if r == "GB" && t >= start + 10 * MIN {
+                base * 6.0
+            } else {
+                base
+            }
+        });
+        let inc = opened(&outage);
+        assert_eq!(inc.len(), 1, "{inc:?}");
+        assert_eq!(inc[0].scope, Scope::Region(Country::parse("GB").unwrap()));
+        assert_eq!(inc[0].started_at_ms, start + 10 * MIN);
+        assert!(
+            inc[0].detected_at_ms <= start + 12 * MIN,
+            "detected within 2 windows"
+        );
+        let after = feed(&mut d, start + 30 * MIN, 30, &regions, |_, t| {
+            diurnal(20.0, t)
+        });
+        assert!(after
+            .iter()
+            .any(|e| matches!(e, Event::Resolved(i) if i.id == inc[0].id)));
+    }
+
+    #[test]
+    fn spam_from_few_reporters_is_not_an_outage() {
+        let mut d = Detector::new(DetectorConfig::default());
+        feed(&mut d, T0, 2 * 1440, &["GB", "DE"], |_, t| diurnal(20.0, t));
+        let start = T0 + 2 * 1440 * MIN;
+        for m in 0..10 {
+            for i in 0..500 {
+                d.observe(&report(
+                    "alexa",
+                    "GB",
+                    start + m * MIN + i,
+                    Some(format!("spammer{}", i % 4)),
+                ));
+            }
+            feed(&mut d, start + m * MIN, 1, &["GB", "DE"], |_, t| {
+                diurnal(20.0, t)
+            });
+        }
+        let events = feed(&mut d, start + 10 * MIN, 5, &["GB", "DE"], |_, t| {
+            diurnal(20.0, t)
+        });
+        assert!(opened(&events).is_empty());
+        assert!(d.counters().duplicates >= 4_900);
+    }
+
+    #[test]
+    fn a_global_incident_follows_the_spread() {
+        let mut d = Detector::new(DetectorConfig::default());
+        let regions = ["GB", "DE", "FR", "US", "JP", "AU"];
+        feed(&mut d, T0, 2 * 1440, &regions, |_, t| diurnal(15.0, t));
+        let start = T0 + 2 * 1440 * MIN;
+        let events = feed(&mut d, start, 60, &regions, |r, t| {
+            let i = regions.iter().position(|x| *x == r).unwrap() as i64;
+            let base = diurnal(15.0, t);
+            let joins = if i < 3 { i * 2 } else { i * 6 };
+            if t >= start + 5 * MIN + joins * MIN {
+                base * 8.0
+            } else {
+                base
+            }
+        });
+        let global: Vec<&Event> = events
+            .iter()
+            .filter(
+                |e| matches!(e, Event::Opened(i) | Event::Updated(i) if i.scope == Scope::Global),
+            )
+            .collect();
+        let Event::Opened(first) = global[0] else {
+            panic!("{global:?}")
+        };
+        assert!(
+            first.detected_at_ms <= start + 5 * MIN + 5 * MIN,
+            "global within 5 min of the first region"
+        );
+        let last = match global.last().unwrap() {
+            Event::Opened(i) | Event::Updated(i) => i,
+            _ => unreachable!(),
+        };
+        let order: Vec<&str> = last.regions.iter().map(|r| r.region.as_str()).collect();
+        assert_eq!(order, regions.to_vec());
+    }
+
+    #[test]
+    fn late_reports_are_counted_as_late() {
+        let mut d = Detector::new(DetectorConfig::default());
+        d.observe(&report("s", "GB", T0 + 10 * MIN, None));
+        assert_eq!(
+            d.observe(&report("s", "GB", T0 + 8 * MIN, None)),
+            Observed::Late
+        );
+        assert_eq!(
+            d.observe(&report("s", "GB", T0 + 10 * MIN - 20_000, None)),
+            Observed::Late,
+            "window closed at T0+10m - 30s"
+        );
+        assert_eq!(
+            d.observe(&report("s", "GB", T0 + 10 * MIN + 5, None)),
+            Observed::Counted
+        );
+        assert_eq!(d.counters().late, 2);
+    }
+
+    #[test]
+    fn idle_partitions_close_windows_by_the_wall_clock() {
+        let mut d = Detector::new(DetectorConfig::default());
+        d.observe(&report("s", "GB", T0, None));
+        d.tick(T0);
+        assert!(d.drain_events().next().is_none());
+        d.tick(T0 + 20_000);
+        d.tick(T0 + 95_000);
+        let rows: Vec<Event> = d.drain_events().collect();
+        assert!(rows
+            .iter()
+            .any(|e| matches!(e, Event::Window(w) if w.observed == 1 && w.window_start_ms == T0)));
+    }
+
+    #[test]
+    fn snapshot_restore_continue_is_identical() {
+        let regions = ["GB", "DE", "FR"];
+        let rate = |r: &str, t: i64| {
+            let base = diurnal(10.0, t);
+            if r == "DE" && (T0 + 1500 * MIN..T0 + 1530 * MIN).contains(&t) {
+                base * 7.0
+            } else {
+                base
+            }
+        };
+        let mut a = Detector::new(DetectorConfig::default());
+        let mut whole = feed(&mut a, T0, 1600, &regions, rate);
+        let mut b = Detector::new(DetectorConfig::default());
+        let mut split = feed(&mut b, T0, 1000, &regions, rate);
+        let snap = serde_json::to_string(&b).unwrap();
+        let mut c: Detector = serde_json::from_str(&snap).unwrap();
+        split.extend(feed(&mut c, T0 + 1000 * MIN, 600, &regions, rate));
+        a.flush();
+        c.flush();
+        whole.extend(a.drain_events());
+        split.extend(c.drain_events());
+        assert_eq!(whole.len(), split.len());
+        assert!(whole == split, "restored detector diverged");
+        assert!(
+            !opened(&whole).is_empty(),
+            "the scenario has an outage to compare"
+        );
+    }
+
+    #[test]
+    fn incident_ids_are_stable() {
+        assert_eq!(
+            stable_id(&["alexa", "region", "GB", "1"]),
+            stable_id(&["alexa", "region", "GB", "1"])
+        );
+        assert_ne!(
+            stable_id(&["alexa", "region", "GB", "1"]),
+            stable_id(&["alexa", "region", "GB1", ""])
+        );
+    }
+}
