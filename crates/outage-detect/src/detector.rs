@@ -310,11 +310,15 @@ struct OpenWindow {
 
 impl OpenWindow {
     fn new(start_ms: i64) -> OpenWindow {
+        OpenWindow::with_capacity(start_ms, 0, 0)
+    }
+
+    fn with_capacity(start_ms: i64, series: usize, reporters: usize) -> OpenWindow {
         OpenWindow {
             start_ms,
-            slot: Vec::new(),
+            slot: Vec::with_capacity(series),
             accs: Vec::new(),
-            seen: HashSet::default(),
+            seen: HashSet::with_capacity_and_hasher(reporters, FxBuild::default()),
         }
     }
 
@@ -358,6 +362,8 @@ pub struct Detector {
     last_activity_wall_ms: Option<i64>,
     activity_since_tick: bool,
     counters: DetectorCounters,
+    /// Distinct reporters of the last closed window (sizing hint).
+    last_window_reporters: usize,
     #[serde(skip)]
     events: Vec<Event>,
 }
@@ -387,6 +393,7 @@ impl Detector {
             last_activity_wall_ms: None,
             activity_since_tick: false,
             counters: DetectorCounters::default(),
+            last_window_reporters: 0,
             events: Vec::new(),
         }
     }
@@ -539,15 +546,23 @@ impl Detector {
     }
 
     fn window_mut(&mut self, start: i64) -> &mut OpenWindow {
+        if self.open.back().is_some_and(|w| w.start_ms == start) {
+            return self.open.back_mut().expect("checked above");
+        }
         let pos = self.open.iter().rposition(|w| w.start_ms <= start);
+        // Size a new window like the last one, so the reporter set does not
+        // rehash its way up on every window.
+        let (series, reporters) = (self.series.len(), self.last_window_reporters);
         match pos {
             Some(i) if self.open[i].start_ms == start => &mut self.open[i],
             Some(i) => {
-                self.open.insert(i + 1, OpenWindow::new(start));
+                self.open
+                    .insert(i + 1, OpenWindow::with_capacity(start, series, reporters));
                 &mut self.open[i + 1]
             }
             None => {
-                self.open.push_front(OpenWindow::new(start));
+                self.open
+                    .push_front(OpenWindow::with_capacity(start, series, reporters));
                 &mut self.open[0]
             }
         }
@@ -614,6 +629,9 @@ impl Detector {
 
     fn close(&mut self, w: &OpenWindow) {
         self.counters.windows_closed += 1;
+        if !w.seen.is_empty() {
+            self.last_window_reporters = w.seen.len();
+        }
         for sid in 0..self.services.len() {
             self.close_service(sid, w);
         }
@@ -656,7 +674,13 @@ impl Detector {
             let mu = s.baseline.expected(slot, borrowed);
             let k_disp = s.baseline.dispersion();
             let trusted = s.baseline.windows() >= min_history_windows;
-            let surprise = score::surprise(c, mu, k_disp, cfg.surprise_cap);
+            // At or below expectation the tail probability is ≥ ~0.4: not
+            // worth the incomplete beta function; report 0.
+            let surprise = if f64::from(c) > mu {
+                score::surprise(c, mu, k_disp, cfg.surprise_cap)
+            } else {
+                0.0
+            };
             let ratio = score::ratio(c, mu);
             let min_ratio = if idx == global {
                 cfg.global_min_ratio
