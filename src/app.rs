@@ -26,6 +26,10 @@ pub fn main(cli: Cli) -> anyhow::Result<()> {
             run(config)
         }
         Command::CheckConfig { config } => check_config(config.as_deref()),
+        Command::Replay { input, out, config } => {
+            let config = Config::load(config.as_deref())?;
+            crate::replay::replay(&input, &out, &config)
+        }
     }
 }
 

@@ -36,6 +36,24 @@ pub enum Command {
         #[arg(short, long, env = "OUTAGE_RADAR_CONFIG", value_name = "FILE")]
         config: Option<PathBuf>,
     },
+    /// Run the detector over a file of reports (no Kafka), for backtests.
+    ///
+    /// Reads one JSON report per line in arrival order (plain, .gz, or - for
+    /// stdin) and writes DIR/scores.csv (one row per closed window of each
+    /// series), DIR/incidents.jsonl (one object per incident) and
+    /// DIR/summary.json. The detector and its settings are exactly those of
+    /// `run` (the [detect] section of --config).
+    Replay {
+        /// Reports, one JSON object per line: FILE.jsonl, FILE.jsonl.gz or -.
+        #[arg(short, long, value_name = "FILE")]
+        input: String,
+        /// Directory for the results (created if missing).
+        #[arg(short, long, value_name = "DIR")]
+        out: PathBuf,
+        /// TOML configuration file ([detect] and [decode] apply).
+        #[arg(short, long, env = "OUTAGE_RADAR_CONFIG", value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
     /// Check a configuration file and print the effective settings.
     ///
     /// Exits 0 when the file (plus environment overrides) is valid, 1 with

@@ -11,7 +11,7 @@ use std::time::Duration;
 use anyhow::Context;
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
-use outage_detect::DecodeOptions;
+use outage_detect::{DecodeOptions, DetectorConfig};
 use outage_ingest::KafkaConfig;
 use serde::{Deserialize, Serialize};
 
@@ -26,6 +26,8 @@ pub struct Config {
     pub kafka: KafkaConfig,
     /// Limits applied to each incoming message.
     pub decode: DecodeConfig,
+    /// Windows, baselines, scoring thresholds and incidents.
+    pub detect: DetectorConfig,
     /// Logging.
     pub log: LogConfig,
 }
@@ -140,6 +142,7 @@ impl Config {
     /// Cross-field rules.
     pub fn validate(&self) -> anyhow::Result<()> {
         self.kafka.validate()?;
+        self.detect.validate().map_err(anyhow::Error::msg)?;
         let d = &self.decode;
         anyhow::ensure!(
             (256..=16 * 1024 * 1024).contains(&d.max_message_bytes),

@@ -1,0 +1,116 @@
+//! `outage-radar replay` as a user runs it: a JSONL file in, scores,
+//! incidents and a summary out.
+
+use std::fmt::Write as _;
+use std::process::Command;
+
+const T0: i64 = 1_537_747_200_000; // Monday 2018-09-24 00:00 UTC
+const MIN: i64 = 60_000;
+
+/// Two days of diurnal traffic in three countries, GB ×6 for 20 minutes on
+/// day 3, a spammer, and some malformed lines.
+fn history() -> String {
+    let mut out = String::new();
+    let mut x: u64 = 42;
+    let mut rand = || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        (x % 1000) as f64 / 1000.0
+    };
+    let outage = T0 + (2 * 1440 + 600) * MIN;
+    for m in 0..(2 * 1440 + 700) {
+        let t = T0 + m * MIN;
+        let h = (t / 3_600_000 % 24) as f64;
+        for (region, base) in [("GB", 20.0), ("DE", 15.0), ("US-CA", 25.0)] {
+            let mut rate = base * (1.0 + 0.5 * ((h - 6.0) / 24.0 * std::f64::consts::TAU).sin());
+            if region == "GB" && (outage..outage + 20 * MIN).contains(&t) {
+                rate *= 6.0;
+            }
+            let n = (rate * (0.8 + 0.4 * rand())).round() as i64;
+            for i in 0..n {
+                writeln!(
+                    out,
+                    r#"{{"service":"alexa","region":"{region}","ts":{},"problem":"voice","reporter":"{region}-{m}-{i}"}}"#,
+                    t + i * 997 % MIN
+                )
+                .unwrap();
+            }
+        }
+        if m % 500 == 0 {
+            out.push_str("{not json\n");
+            for _ in 0..200 {
+                writeln!(
+                    out,
+                    r#"{{"service":"alexa","region":"DE","ts":{t},"reporter":"spammer"}}"#
+                )
+                .unwrap();
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn replay_writes_scores_incidents_and_summary() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("reports.jsonl");
+    std::fs::write(&input, history()).unwrap();
+    let out = dir.path().join("out");
+    let status = Command::new(env!("CARGO_BIN_EXE_outage-radar"))
+        .args(["replay", "--input"])
+        .arg(&input)
+        .arg("--out")
+        .arg(&out)
+        .env_remove("OUTAGE_RADAR_CONFIG")
+        .output()
+        .unwrap();
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+
+    let scores = std::fs::read_to_string(out.join("scores.csv")).unwrap();
+    let mut lines = scores.lines();
+    assert_eq!(
+        lines.next(),
+        Some("window_start,service,region,observed,expected,score,anomalous")
+    );
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    assert!(rows.iter().all(|r| r.len() == 7));
+    assert!(
+        rows.iter().any(|r| r[2] == "global") && rows.iter().any(|r| r[2] == "US"),
+        "subdivisions roll up"
+    );
+    assert!(rows
+        .iter()
+        .any(|r| r[0] == "2018-09-26T10:00:00Z" && r[2] == "GB" && r[6] == "1"));
+
+    let incidents: Vec<serde_json::Value> = std::fs::read_to_string(out.join("incidents.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(incidents.len(), 1, "only the GB outage: {incidents:?}");
+    let gb = &incidents[0];
+    assert_eq!(gb["scope"], "region");
+    assert_eq!(gb["region"], "GB");
+    assert_eq!(gb["started_at"], "2018-09-26T10:00:00Z");
+    assert!(gb["resolved_at"].is_string());
+    assert!(gb["problems"]["voice"].as_u64().unwrap() > 100);
+    assert_eq!(gb["id"].as_str().unwrap().len(), 16);
+
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(
+        summary["rejected"]["not_json"], 8,
+        "one malformed line every 500 minutes"
+    );
+    assert!(summary["duplicates"].as_u64().unwrap() >= 8 * 199);
+    assert_eq!(
+        summary["reports_read"].as_u64().unwrap(),
+        summary["decoded"].as_u64().unwrap() + 8,
+        "every line decoded or rejected"
+    );
+}
