@@ -119,6 +119,10 @@ impl Config {
                 .filter(|k| k.as_str().contains("__"))
                 .split("__"),
         );
+        let context = || match path {
+            Some(p) => format!("invalid configuration in {}", p.display()),
+            None => "invalid configuration".to_string(),
+        };
         let config: Config = figment
             .extract()
             .map_err(|e| {
@@ -128,14 +132,8 @@ impl Config {
                     .collect();
                 anyhow::anyhow!("{}", errors.join("; "))
             })
-            .with_context(|| match path {
-                Some(p) => format!("invalid configuration in {}", p.display()),
-                None => "invalid configuration".to_string(),
-            })?;
-        config.validate().with_context(|| match path {
-            Some(p) => format!("invalid configuration in {}", p.display()),
-            None => "invalid configuration".to_string(),
-        })?;
+            .with_context(context)?;
+        config.validate().with_context(context)?;
         Ok(config)
     }
 

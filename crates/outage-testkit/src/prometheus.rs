@@ -1,6 +1,7 @@
 //! Prometheus and Alertmanager from the Debian packages, for tests that
 //! check real scraping, rule evaluation and alert routing.
 
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
@@ -15,98 +16,122 @@ fn http_ok(url: &str) -> bool {
         .is_ok()
 }
 
-/// A running Prometheus on 127.0.0.1; killed on drop.
-pub struct Prometheus {
+/// A Prometheus-style HTTP service (both share flags and readiness).
+struct HttpService {
     _service: Service,
     port: u16,
     dir: TempDir,
 }
+
+impl HttpService {
+    /// Writes `config` to `config_name` (and `files` beside it) in a fresh
+    /// temp dir, starts the binary with `--config.file`, its storage flag,
+    /// a free loopback port and `extra` flags, and waits for `/-/ready`.
+    fn start(
+        name: &'static str,
+        binary: (&str, &[&str]),
+        config_name: &str,
+        config: &str,
+        files: &[(&str, &str)],
+        storage_flag: &str,
+        extra: &[&str],
+    ) -> HttpService {
+        let bin = find_binary(binary.0, binary.1);
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::write(dir.path().join(config_name), config).expect("write config");
+        for (file, body) in files {
+            std::fs::write(dir.path().join(file), body).expect("write config file");
+        }
+        let port = free_port();
+        let mut cmd = Command::new(bin);
+        cmd.current_dir(dir.path())
+            .arg(format!("--config.file={config_name}"))
+            .arg(format!(
+                "{storage_flag}={}",
+                dir.path().join("data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .arg(format!("--web.external-url=http://127.0.0.1:{port}/"))
+            .args(extra);
+        let mut service = Service::spawn(name, cmd, dir.path().join(format!("{name}.log")));
+        let ready = format!("http://127.0.0.1:{port}/-/ready");
+        service.wait_ready(Duration::from_secs(30), || http_ok(&ready));
+        HttpService {
+            _service: service,
+            port,
+            dir,
+        }
+    }
+}
+
+/// A running Prometheus on 127.0.0.1; killed on drop.
+pub struct Prometheus(HttpService);
 
 impl Prometheus {
     /// Starts Prometheus with `config` (YAML) written to `prometheus.yml` in
     /// its temp dir; `files` are written beside it (rule files, ...).
     pub fn start(config: &str, files: &[(&str, &str)]) -> Prometheus {
-        let bin = find_binary("PROMETHEUS_BIN", &["prometheus"]);
-        let dir = tempfile::tempdir().expect("temp dir");
-        std::fs::write(dir.path().join("prometheus.yml"), config).expect("write prometheus.yml");
-        for (name, body) in files {
-            std::fs::write(dir.path().join(name), body).expect("write prometheus file");
-        }
-        let port = free_port();
-        let mut cmd = Command::new(bin);
-        cmd.current_dir(dir.path())
-            .arg("--config.file=prometheus.yml")
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.path().join("data").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .arg(format!("--web.external-url=http://127.0.0.1:{port}/"))
-            .arg("--web.enable-lifecycle");
-        let mut service = Service::spawn("prometheus", cmd, dir.path().join("prometheus.log"));
-        let ready = format!("http://127.0.0.1:{port}/-/ready");
-        service.wait_ready(Duration::from_secs(30), || http_ok(&ready));
-        Prometheus {
-            _service: service,
-            port,
-            dir,
-        }
+        Prometheus(HttpService::start(
+            "prometheus",
+            ("PROMETHEUS_BIN", &["prometheus"]),
+            "prometheus.yml",
+            config,
+            files,
+            "--storage.tsdb.path",
+            &["--web.enable-lifecycle"],
+        ))
     }
 
     /// `http://127.0.0.1:PORT`.
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        format!("http://127.0.0.1:{}", self.0.port)
     }
 
-    pub fn dir(&self) -> &std::path::Path {
-        self.dir.path()
+    pub fn dir(&self) -> &Path {
+        self.0.dir.path()
     }
 }
 
 /// A running Alertmanager on 127.0.0.1 (gossip disabled); killed on drop.
-pub struct Alertmanager {
-    _service: Service,
-    port: u16,
-    dir: TempDir,
-}
+pub struct Alertmanager(HttpService);
 
 impl Alertmanager {
     /// Starts Alertmanager with `config` (YAML).
     pub fn start(config: &str) -> Alertmanager {
-        let bin = find_binary(
-            "ALERTMANAGER_BIN",
-            &["prometheus-alertmanager", "alertmanager"],
-        );
-        let dir = tempfile::tempdir().expect("temp dir");
-        std::fs::write(dir.path().join("alertmanager.yml"), config)
-            .expect("write alertmanager.yml");
-        let port = free_port();
-        let mut cmd = Command::new(bin);
-        cmd.current_dir(dir.path())
-            .arg("--config.file=alertmanager.yml")
-            .arg(format!(
-                "--storage.path={}",
-                dir.path().join("data").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .arg(format!("--web.external-url=http://127.0.0.1:{port}/"))
-            .arg("--cluster.listen-address=");
-        let mut service = Service::spawn("alertmanager", cmd, dir.path().join("alertmanager.log"));
-        let ready = format!("http://127.0.0.1:{port}/-/ready");
-        service.wait_ready(Duration::from_secs(30), || http_ok(&ready));
-        Alertmanager {
-            _service: service,
-            port,
-            dir,
-        }
+        Alertmanager(HttpService::start(
+            "alertmanager",
+            (
+                "ALERTMANAGER_BIN",
+                &["prometheus-alertmanager", "alertmanager"],
+            ),
+            "alertmanager.yml",
+            config,
+            &[],
+            "--storage.path",
+            // An empty cluster address disables gossip.
+            &["--cluster.listen-address="],
+        ))
     }
 
     /// `http://127.0.0.1:PORT`.
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        format!("http://127.0.0.1:{}", self.0.port)
     }
 
-    pub fn dir(&self) -> &std::path::Path {
-        self.dir.path()
+    pub fn dir(&self) -> &Path {
+        self.0.dir.path()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prometheus_and_alertmanager_start_and_answer() {
+        let prom = Prometheus::start("global:\n  scrape_interval: 15s\n", &[]);
+        assert!(http_ok(&format!("{}/api/v1/status/buildinfo", prom.url())));
+        let am = Alertmanager::start("route:\n  receiver: blackhole\nreceivers:\n  - name: blackhole\n");
+        assert!(http_ok(&format!("{}/api/v2/status", am.url())));
     }
 }
