@@ -131,7 +131,8 @@ mod tests {
     fn prometheus_and_alertmanager_start_and_answer() {
         let prom = Prometheus::start("global:\n  scrape_interval: 15s\n", &[]);
         assert!(http_ok(&format!("{}/api/v1/status/buildinfo", prom.url())));
-        let am = Alertmanager::start("route:\n  receiver: blackhole\nreceivers:\n  - name: blackhole\n");
+        let am =
+            Alertmanager::start("route:\n  receiver: blackhole\nreceivers:\n  - name: blackhole\n");
         assert!(http_ok(&format!("{}/api/v2/status", am.url())));
     }
 }
