@@ -11,12 +11,13 @@ use std::time::Duration;
 
 use anyhow::Context;
 use outage_detect::RejectReason;
-use outage_ingest::{CountingSink, IngestMetrics, Ingester, Shutdown};
+use outage_ingest::{IngestMetrics, Ingester, Shutdown};
 use prometheus::{IntCounter, Registry};
 use tracing::info;
 
 use crate::cli::{Cli, Command};
 use crate::config::{Config, LogFormat};
+use crate::pipeline::DetectorSink;
 
 pub fn main(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
@@ -80,7 +81,7 @@ fn run(config: Config) -> anyhow::Result<()> {
     registry
         .register(Box::new(counted.clone()))
         .context("cannot register metrics")?;
-    let sink = CountingSink::with_counter(counted);
+    let sink = DetectorSink::new(config.detect.clone(), counted.clone());
     let ingester = Ingester::new(
         &config.kafka,
         config.decode.options(),
@@ -135,14 +136,14 @@ fn run(config: Config) -> anyhow::Result<()> {
         }
     });
     shutdown.trigger();
-    let (summary, sink) = consumer
+    let (summary, _sink) = consumer
         .join()
         .map_err(|_| anyhow::anyhow!("the consumer thread panicked"))?
         .context("the kafka ingester failed")?;
     info!(
         consumed = summary.consumed,
         decoded = summary.decoded,
-        counted = sink.total,
+        counted = counted.get(),
         dead_lettered = summary.dead_lettered_total(),
         "stopped cleanly"
     );

@@ -4,6 +4,7 @@
 mod app;
 mod cli;
 mod config;
+mod pipeline;
 mod replay;
 
 use std::process::ExitCode;
