@@ -27,6 +27,34 @@ pub fn main(cli: Cli) -> anyhow::Result<()> {
             run(config)
         }
         Command::CheckConfig { config } => check_config(config.as_deref()),
+        Command::Simulate {
+            scenario,
+            out,
+            truth,
+        } => crate::simulate::simulate(&scenario, &out, truth.as_deref()),
+        Command::Evaluate {
+            truth,
+            incidents,
+            window_minutes,
+            min_recall,
+            max_median_delay,
+            max_delay,
+            max_false_per_30d,
+            max_global_delay,
+        } => {
+            let bars = crate::evaluate::Bars {
+                min_recall,
+                max_median_delay_windows: max_median_delay,
+                max_delay_windows: max_delay,
+                max_false_per_30d,
+                max_global_delay_minutes: max_global_delay,
+            };
+            if crate::evaluate::evaluate(&truth, &incidents, window_minutes, &bars)? {
+                Ok(())
+            } else {
+                anyhow::bail!("evaluation bars failed")
+            }
+        }
         Command::Replay { input, out, config } => {
             let config = Config::load(config.as_deref())?;
             crate::replay::replay(&input, &out, &config)

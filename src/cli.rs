@@ -54,6 +54,56 @@ pub enum Command {
         #[arg(short, long, env = "OUTAGE_RADAR_CONFIG", value_name = "FILE")]
         config: Option<PathBuf>,
     },
+    /// Generate a scenario's reports with ground truth (deterministic).
+    ///
+    /// Writes reports in arrival order (with jitter, late arrivals and
+    /// malformed lines as the scenario says) to --out, and the truth next to
+    /// it as NAME.truth.json. Scenarios: built-in names (alexa-2018,
+    /// quiet-month; see deploy/scenarios/) or a path to a TOML file.
+    Simulate {
+        /// Built-in scenario name or scenario TOML file.
+        #[arg(short, long, default_value = "alexa-2018")]
+        scenario: String,
+        /// Output file: FILE.jsonl or FILE.jsonl.gz.
+        #[arg(short, long, value_name = "FILE")]
+        out: PathBuf,
+        /// Where to write the truth (default: next to --out).
+        #[arg(long, value_name = "FILE")]
+        truth: Option<PathBuf>,
+    },
+    /// Score incidents against ground truth; exit 1 when a bar fails.
+    ///
+    /// Prints recall over outage regions, precision, false incidents per 30
+    /// days, and detection delays (median, p90, max) in windows, per region
+    /// and for global incidents. Works on any labelled history in the same
+    /// truth format.
+    Evaluate {
+        /// Truth file written by `simulate` (or by you).
+        #[arg(long, value_name = "FILE")]
+        truth: PathBuf,
+        /// incidents.jsonl written by `replay`.
+        #[arg(long, value_name = "FILE")]
+        incidents: PathBuf,
+        /// Window width the delays are counted in, minutes.
+        #[arg(long, default_value_t = 1.0)]
+        window_minutes: f64,
+        /// Fail when fewer outage regions than this fraction are detected.
+        #[arg(long)]
+        min_recall: Option<f64>,
+        /// Fail when the median delay exceeds this many windows.
+        #[arg(long)]
+        max_median_delay: Option<f64>,
+        /// Fail when any delay exceeds this many windows.
+        #[arg(long)]
+        max_delay: Option<f64>,
+        /// Fail when false region incidents per 30 days exceed this.
+        #[arg(long)]
+        max_false_per_30d: Option<f64>,
+        /// Fail when a global incident comes later than this many minutes
+        /// after its first region's start, or is missed.
+        #[arg(long)]
+        max_global_delay: Option<f64>,
+    },
     /// Check a configuration file and print the effective settings.
     ///
     /// Exits 0 when the file (plus environment overrides) is valid, 1 with

@@ -4,8 +4,10 @@
 mod app;
 mod cli;
 mod config;
+mod evaluate;
 mod pipeline;
 mod replay;
+mod simulate;
 
 use std::process::ExitCode;
 

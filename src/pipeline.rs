@@ -22,7 +22,11 @@ pub struct DetectorSink {
 
 impl DetectorSink {
     pub fn new(config: DetectorConfig, counted: IntCounter) -> DetectorSink {
-        DetectorSink { config, detectors: BTreeMap::new(), counted }
+        DetectorSink {
+            config,
+            detectors: BTreeMap::new(),
+            counted,
+        }
     }
 
     fn publish(partition: i32, detector: &mut Detector) {
@@ -84,7 +88,11 @@ impl ReportSink for DetectorSink {
     fn partitions_revoked(&mut self, partitions: &[i32]) {
         for p in partitions {
             if let Some(d) = self.detectors.remove(p) {
-                info!(partition = p, series = d.series_count(), "partition revoked; its detector state is dropped");
+                info!(
+                    partition = p,
+                    series = d.series_count(),
+                    "partition revoked; its detector state is dropped"
+                );
             }
         }
     }

@@ -63,6 +63,10 @@ pub struct DetectorConfig {
     pub global_min_ratio: f64,
     /// Consecutive anomalous windows that open an outage. Default 2.
     pub enter_windows: u32,
+    /// Normal windows a pending series may see before it falls back to
+    /// normal (a noisy quiet region does not reset on one low count).
+    /// Default 1.
+    pub pending_tolerance: u32,
     /// Consecutive normal windows that resolve an outage. Default 3.
     pub resolve_windows: u32,
     /// Regions in outage within `global_span` that make a global incident.
@@ -97,6 +101,7 @@ impl Default for DetectorConfig {
             global_min_ratio: 1.5,
             enter_windows: 2,
             resolve_windows: 3,
+            pending_tolerance: 1,
             global_min_regions: 3,
             global_span: Duration::from_secs(3600),
             max_gap: Duration::from_secs(900),
@@ -267,8 +272,10 @@ struct Series {
     scope: Scope,
     baseline: Baseline,
     state: SeriesState,
-    /// Consecutive anomalous (pending) or normal (outage) windows.
+    /// Anomalous (pending) or consecutive normal (outage) windows.
     run: u32,
+    /// Normal windows seen while pending.
+    misses: u32,
     /// Start of the current pending/outage run.
     since_ms: i64,
     late: u64,
@@ -478,6 +485,7 @@ impl Detector {
             baseline: Baseline::new(),
             state: SeriesState::Normal,
             run: 0,
+            misses: 0,
             since_ms: 0,
             late: 0,
             incident: None,
@@ -697,6 +705,7 @@ impl Detector {
                     if s.state == SeriesState::Normal {
                         s.state = SeriesState::Pending;
                         s.run = 0;
+                        s.misses = 0;
                         s.since_ms = w.start_ms;
                         s.pending_problems = [0; 8];
                         s.pending_peak = (0.0, 0.0);
@@ -736,8 +745,11 @@ impl Detector {
                     }
                 }
                 SeriesState::Pending => {
-                    s.state = SeriesState::Normal;
-                    s.run = 0;
+                    s.misses += 1;
+                    if s.misses > cfg.pending_tolerance {
+                        s.state = SeriesState::Normal;
+                        s.run = 0;
+                    }
                 }
                 SeriesState::Normal => {}
                 SeriesState::Outage => {
