@@ -10,7 +10,7 @@ use std::thread;
 use std::time::Duration;
 
 use anyhow::Context;
-use outage_detect::RejectReason;
+use outage_detect::{Detector, RejectReason};
 use outage_ingest::{IngestMetrics, Ingester, Shutdown};
 use prometheus::{IntCounter, Registry};
 use tracing::info;
@@ -21,10 +21,11 @@ use crate::pipeline::DetectorSink;
 
 pub fn main(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Run { config } => {
+        Command::Run { config, snapshot } => {
             let config = Config::load(config.as_deref())?;
+            let warm = snapshot.as_deref().map(load_snapshot).transpose()?;
             init_logging(&config);
-            run(config)
+            run(config, warm)
         }
         Command::CheckConfig { config } => check_config(config.as_deref()),
         Command::Simulate {
@@ -55,9 +56,14 @@ pub fn main(cli: Cli) -> anyhow::Result<()> {
                 anyhow::bail!("evaluation bars failed")
             }
         }
-        Command::Replay { input, out, config } => {
+        Command::Replay {
+            input,
+            out,
+            config,
+            snapshot_out,
+        } => {
             let config = Config::load(config.as_deref())?;
-            crate::replay::replay(&input, &out, &config)
+            crate::replay::replay(&input, &out, &config, snapshot_out.as_deref())
         }
     }
 }
@@ -98,7 +104,15 @@ fn init_logging(config: &Config) {
     }
 }
 
-fn run(config: Config) -> anyhow::Result<()> {
+/// Reads a detector snapshot written by `replay --snapshot-out`.
+fn load_snapshot(path: &Path) -> anyhow::Result<Detector> {
+    let bytes =
+        std::fs::read(path).with_context(|| format!("cannot read snapshot {}", path.display()))?;
+    Detector::from_snapshot(&bytes)
+        .with_context(|| format!("cannot restore snapshot {}", path.display()))
+}
+
+fn run(config: Config, warm: Option<Detector>) -> anyhow::Result<()> {
     let registry = Registry::new();
     let metrics = IngestMetrics::register(&registry).context("cannot register metrics")?;
     let counted = IntCounter::new(
@@ -109,7 +123,15 @@ fn run(config: Config) -> anyhow::Result<()> {
     registry
         .register(Box::new(counted.clone()))
         .context("cannot register metrics")?;
-    let sink = DetectorSink::new(config.detect.clone(), counted.clone());
+    let mut warm = warm;
+    if let Some(d) = &mut warm {
+        d.set_config(config.detect.clone());
+        info!(
+            series = d.series_count(),
+            "warm start: partitions without state begin from the snapshot"
+        );
+    }
+    let sink = DetectorSink::new(config.detect.clone(), warm, counted.clone());
     let ingester = Ingester::new(
         &config.kafka,
         config.decode.options(),

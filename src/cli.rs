@@ -35,6 +35,11 @@ pub enum Command {
         /// overrides apply.
         #[arg(short, long, env = "OUTAGE_RADAR_CONFIG", value_name = "FILE")]
         config: Option<PathBuf>,
+        /// Warm start: detector state written by `replay --snapshot-out`
+        /// (baselines learned from history), used for every partition that
+        /// has no state yet.
+        #[arg(long, value_name = "FILE")]
+        snapshot: Option<PathBuf>,
     },
     /// Run the detector over a file of reports (no Kafka), for backtests.
     ///
@@ -53,6 +58,9 @@ pub enum Command {
         /// TOML configuration file ([detect] and [decode] apply).
         #[arg(short, long, env = "OUTAGE_RADAR_CONFIG", value_name = "FILE")]
         config: Option<PathBuf>,
+        /// Also write the final detector state here, for `run --snapshot`.
+        #[arg(long, value_name = "FILE")]
+        snapshot_out: Option<PathBuf>,
     },
     /// Generate a scenario's reports with ground truth (deterministic).
     ///

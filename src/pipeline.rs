@@ -16,17 +16,29 @@ use crate::replay::rfc3339;
 /// Per-partition detectors.
 pub struct DetectorSink {
     config: DetectorConfig,
+    /// Starting state for partitions without one (warm start).
+    warm: Option<Detector>,
     detectors: BTreeMap<i32, Detector>,
     counted: IntCounter,
 }
 
 impl DetectorSink {
-    pub fn new(config: DetectorConfig, counted: IntCounter) -> DetectorSink {
+    pub fn new(
+        config: DetectorConfig,
+        warm: Option<Detector>,
+        counted: IntCounter,
+    ) -> DetectorSink {
         DetectorSink {
             config,
+            warm,
             detectors: BTreeMap::new(),
             counted,
         }
+    }
+
+    fn fresh(config: &DetectorConfig, warm: &Option<Detector>) -> Detector {
+        warm.clone()
+            .unwrap_or_else(|| Detector::new(config.clone()))
     }
 
     fn publish(partition: i32, detector: &mut Detector) {
@@ -66,11 +78,11 @@ impl DetectorSink {
 impl ReportSink for DetectorSink {
     #[inline]
     fn accept(&mut self, at: Position, report: &Report<'_>) {
-        let config = &self.config;
+        let (config, warm) = (&self.config, &self.warm);
         let detector = self
             .detectors
             .entry(at.partition)
-            .or_insert_with(|| Detector::new(config.clone()));
+            .or_insert_with(|| DetectorSink::fresh(config, warm));
         detector.observe(report);
         self.counted.inc();
         DetectorSink::publish(at.partition, detector);
@@ -78,10 +90,10 @@ impl ReportSink for DetectorSink {
 
     fn partitions_assigned(&mut self, partitions: &[i32]) {
         for &p in partitions {
-            let config = &self.config;
+            let (config, warm) = (&self.config, &self.warm);
             self.detectors
                 .entry(p)
-                .or_insert_with(|| Detector::new(config.clone()));
+                .or_insert_with(|| DetectorSink::fresh(config, warm));
         }
     }
 

@@ -71,7 +71,12 @@ fn open_input(input: &str) -> anyhow::Result<(Box<dyn Read>, Option<u64>)> {
     }
 }
 
-pub fn replay(input: &str, out: &Path, config: &Config) -> anyhow::Result<()> {
+pub fn replay(
+    input: &str,
+    out: &Path,
+    config: &Config,
+    snapshot_out: Option<&Path>,
+) -> anyhow::Result<()> {
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     let (reader, len) = open_input(input)?;
     let progress = if io::stderr().is_terminal() {
@@ -200,6 +205,15 @@ pub fn replay(input: &str, out: &Path, config: &Config) -> anyhow::Result<()> {
         out.join("summary.json"),
         serde_json::to_string_pretty(&summary)? + "\n",
     )?;
+    if let Some(path) = snapshot_out {
+        std::fs::write(path, detector.to_snapshot())
+            .with_context(|| format!("cannot write snapshot {}", path.display()))?;
+        eprintln!(
+            "detector state ({} series) → {}",
+            detector.series_count(),
+            path.display()
+        );
+    }
     eprintln!(
         "replayed {lines} reports ({decoded} decoded, {} rejected) in {elapsed:.1}s: {} incidents → {}",
         rejected.values().sum::<u64>(),

@@ -62,6 +62,8 @@ fn replay_writes_scores_incidents_and_summary() {
         .arg(&input)
         .arg("--out")
         .arg(&out)
+        .arg("--snapshot-out")
+        .arg(dir.path().join("state.json"))
         .env_remove("OUTAGE_RADAR_CONFIG")
         .output()
         .unwrap();
@@ -100,6 +102,21 @@ fn replay_writes_scores_incidents_and_summary() {
     assert!(gb["resolved_at"].is_string());
     assert!(gb["problems"]["voice"].as_u64().unwrap() > 100);
     assert_eq!(gb["id"].as_str().unwrap().len(), 16);
+
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("state.json")).unwrap()).unwrap();
+    assert_eq!(state["format"], "outage-radar.detector");
+    assert_eq!(state["version"], 1);
+
+    // `run --snapshot` refuses a file that is not a snapshot, naming it.
+    let bad = Command::new(env!("CARGO_BIN_EXE_outage-radar"))
+        .args(["run", "--snapshot"])
+        .arg(&input)
+        .env_remove("OUTAGE_RADAR_CONFIG")
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("cannot restore snapshot"));
 
     let summary: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();

@@ -375,6 +375,30 @@ pub struct Detector {
     events: Vec<Event>,
 }
 
+/// Version of the snapshot layout; bumped on any incompatible change.
+pub const SNAPSHOT_VERSION: u32 = 1;
+const SNAPSHOT_FORMAT: &str = "outage-radar.detector";
+
+/// A snapshot that cannot be restored.
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    #[error("not a detector snapshot: {0}")]
+    Malformed(#[from] serde_json::Error),
+    #[error("snapshot format {found:?} is not {SNAPSHOT_FORMAT:?}")]
+    Format { found: String },
+    #[error(
+        "snapshot version {found} is not supported (this build reads version {SNAPSHOT_VERSION})"
+    )]
+    Version { found: u32 },
+}
+
+#[derive(Serialize, Deserialize)]
+struct Envelope<T> {
+    format: String,
+    version: u32,
+    detector: T,
+}
+
 fn stable_id(parts: &[&str]) -> String {
     // FNV-1a: fixed across platforms and releases, unlike std's hashers.
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
@@ -442,6 +466,46 @@ impl Detector {
     /// Event time up to which windows are closed.
     pub fn watermark_ms(&self) -> Option<i64> {
         self.next_close_ms
+    }
+
+    /// The whole state as a versioned JSON document (take it after
+    /// draining events; they are not part of it).
+    pub fn to_snapshot(&self) -> Vec<u8> {
+        serde_json::to_vec(&Envelope {
+            format: SNAPSHOT_FORMAT.into(),
+            version: SNAPSHOT_VERSION,
+            detector: self,
+        })
+        .expect("detector state always serializes")
+    }
+
+    /// Restores a detector from [`Detector::to_snapshot`]; a snapshot of
+    /// another format or version is refused, never half-applied.
+    pub fn from_snapshot(bytes: &[u8]) -> Result<Detector, SnapshotError> {
+        #[derive(Deserialize)]
+        struct Header {
+            format: String,
+            version: u32,
+        }
+        let header: Header = serde_json::from_slice(bytes)?;
+        if header.format != SNAPSHOT_FORMAT {
+            return Err(SnapshotError::Format {
+                found: header.format,
+            });
+        }
+        if header.version != SNAPSHOT_VERSION {
+            return Err(SnapshotError::Version {
+                found: header.version,
+            });
+        }
+        let envelope: Envelope<Detector> = serde_json::from_slice(bytes)?;
+        Ok(envelope.detector)
+    }
+
+    /// Replaces the configuration (e.g. a warm start from a snapshot made
+    /// with other thresholds); learned state is kept.
+    pub fn set_config(&mut self, config: DetectorConfig) {
+        self.config = config;
     }
 
     /// Takes the events produced so far.
@@ -1153,8 +1217,7 @@ mod tests {
         let mut whole = feed(&mut a, T0, 1600, &regions, rate);
         let mut b = Detector::new(DetectorConfig::default());
         let mut split = feed(&mut b, T0, 1000, &regions, rate);
-        let snap = serde_json::to_string(&b).unwrap();
-        let mut c: Detector = serde_json::from_str(&snap).unwrap();
+        let mut c = Detector::from_snapshot(&b.to_snapshot()).unwrap();
         split.extend(feed(&mut c, T0 + 1000 * MIN, 600, &regions, rate));
         a.flush();
         c.flush();
@@ -1166,6 +1229,25 @@ mod tests {
             !opened(&whole).is_empty(),
             "the scenario has an outage to compare"
         );
+    }
+
+    #[test]
+    fn foreign_or_newer_snapshots_are_refused() {
+        let d = Detector::new(DetectorConfig::default());
+        let snap = String::from_utf8(d.to_snapshot()).unwrap();
+        let newer = snap.replacen("\"version\":1", "\"version\":99", 1);
+        assert!(matches!(
+            Detector::from_snapshot(newer.as_bytes()),
+            Err(SnapshotError::Version { found: 99 })
+        ));
+        assert!(matches!(
+            Detector::from_snapshot(b"{\"format\":\"x\",\"version\":1}"),
+            Err(SnapshotError::Format { .. })
+        ));
+        assert!(matches!(
+            Detector::from_snapshot(b"garbage"),
+            Err(SnapshotError::Malformed(_))
+        ));
     }
 
     #[test]
