@@ -1,0 +1,165 @@
+//! The whole path a user runs: history replayed into a snapshot, then
+//! `outage-radar run --snapshot` consuming live reports from a real broker
+//! and reporting the outage in them.
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use outage_testkit::{unique_name, wait_until, Tansu};
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::ClientConfig;
+
+const SCENARIO: &str = r#"
+name = "gb-outage"
+seed = 7
+start = "2018-09-24T00:00:00Z"
+duration = "2days 11h"
+jitter = "2s"
+[[services]]
+name = "alexa"
+rate_per_minute = 60.0
+[[regions]]
+code = "GB"
+weight = 3.0
+utc_offset = 1
+[[regions]]
+code = "DE"
+weight = 2.0
+utc_offset = 2
+[[regions]]
+code = "US"
+weight = 5.0
+utc_offset = -5
+[[events]]
+kind = "outage"
+service = "alexa"
+start = "2018-09-26T10:30:00Z"
+duration = "30m"
+multiplier = 10.0
+regions = [{ region = "GB", after = "0m" }]
+"#;
+
+/// 2018-09-26T10:00:00Z: history before, live after.
+const SPLIT_MS: i64 = 1_537_956_000_000;
+
+#[test]
+fn warm_started_run_detects_an_outage_in_live_kafka_traffic() {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = env!("CARGO_BIN_EXE_outage-radar");
+    std::fs::write(dir.path().join("gb.toml"), SCENARIO).unwrap();
+    let sim = Command::new(bin)
+        .args(["simulate", "--scenario", "gb.toml", "--out", "all.jsonl"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        sim.status.success(),
+        "{}",
+        String::from_utf8_lossy(&sim.stderr)
+    );
+
+    // Split the stream by event time: history for the replay, the rest live.
+    let all = std::fs::read_to_string(dir.path().join("all.jsonl")).unwrap();
+    let (mut history, mut live) = (String::new(), Vec::new());
+    for line in all.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        if v["ts"].as_i64().unwrap() < SPLIT_MS {
+            history.push_str(line);
+            history.push('\n');
+        } else {
+            live.push(line.to_string());
+        }
+    }
+    std::fs::write(dir.path().join("history.jsonl"), history).unwrap();
+    let replay = Command::new(bin)
+        .args([
+            "replay",
+            "--input",
+            "history.jsonl",
+            "--out",
+            "hist",
+            "--snapshot-out",
+            "state.json",
+        ])
+        .current_dir(dir.path())
+        .env_remove("OUTAGE_RADAR_CONFIG")
+        .output()
+        .unwrap();
+    assert!(
+        replay.status.success(),
+        "{}",
+        String::from_utf8_lossy(&replay.stderr)
+    );
+
+    let broker = Tansu::start();
+    let topic = unique_name("reports");
+    broker.create_topic(&topic, 1, false);
+    broker.create_topic(&format!("{topic}.dlq"), 1, false);
+    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+        .set("bootstrap.servers", broker.bootstrap())
+        .set("batch.num.messages", "1")
+        .create()
+        .unwrap();
+    for line in &live {
+        let mut record = Some(BaseRecord::to(&topic).key("alexa").payload(line.as_str()));
+        while let Some(r) = record.take() {
+            if let Err((_, r)) = producer.send(r) {
+                std::thread::sleep(Duration::from_millis(5));
+                record = Some(r);
+            }
+        }
+    }
+    producer.flush(Duration::from_secs(60)).unwrap();
+
+    std::fs::write(
+        dir.path().join("config.toml"),
+        format!(
+            "[kafka]\nbrokers = \"{}\"\ntopic = \"{topic}\"\ndlq_topic = \"{topic}.dlq\"\ngroup_id = \"{}\"\n\
+             [kafka.consumer_properties]\n\"fetch.wait.max.ms\" = \"5\"\n",
+            broker.bootstrap(),
+            unique_name("group")
+        ),
+    )
+    .unwrap();
+    let log = dir.path().join("run.log");
+    let mut child = Command::new(bin)
+        .args(["run", "--config", "config.toml", "--snapshot", "state.json"])
+        .current_dir(dir.path())
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let opened = wait_until(Duration::from_secs(90), || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .any(|l| {
+                l.contains("incident opened")
+                    && l.contains("service=alexa")
+                    && l.contains("scope=\"GB\"")
+            })
+    });
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let status = child.wait().unwrap();
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(opened, "no GB incident in the log:\n{text}");
+    assert!(status.success(), "{text}");
+    assert!(text.contains("warm start"), "{text}");
+    let opened_lines: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("incident opened"))
+        .collect();
+    assert_eq!(
+        opened_lines.len(),
+        1,
+        "only the GB outage: {opened_lines:?}"
+    );
+    assert!(
+        opened_lines[0].contains("started_at=2018-09-26T10:30:00Z"),
+        "{}",
+        opened_lines[0]
+    );
+}
