@@ -32,7 +32,26 @@ pub fn main(cli: Cli) -> anyhow::Result<()> {
             scenario,
             out,
             truth,
-        } => crate::simulate::simulate(&scenario, &out, truth.as_deref()),
+            to,
+            brokers,
+            topic,
+            rate,
+        } => match to {
+            crate::cli::SimulateTarget::File => crate::simulate::simulate(
+                &scenario,
+                out.as_deref().expect("clap requires --out with --to file"),
+                truth.as_deref(),
+            ),
+            crate::cli::SimulateTarget::Kafka => crate::simulate::simulate_to_kafka(
+                &scenario,
+                &brokers,
+                &topic,
+                rate,
+                truth
+                    .as_deref()
+                    .expect("clap requires --truth with --to kafka"),
+            ),
+        },
         Command::Evaluate {
             truth,
             incidents,

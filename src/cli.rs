@@ -22,6 +22,13 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// Where `simulate` sends reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum SimulateTarget {
+    File,
+    Kafka,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Consume reports from Kafka until SIGINT/SIGTERM.
@@ -72,12 +79,26 @@ pub enum Command {
         /// Built-in scenario name or scenario TOML file.
         #[arg(short, long, default_value = "alexa-2018")]
         scenario: String,
-        /// Output file: FILE.jsonl or FILE.jsonl.gz.
-        #[arg(short, long, value_name = "FILE")]
-        out: PathBuf,
-        /// Where to write the truth (default: next to --out).
-        #[arg(long, value_name = "FILE")]
+        /// Output file: FILE.jsonl or FILE.jsonl.gz (with --to file).
+        #[arg(short, long, value_name = "FILE", required_if_eq("to", "file"))]
+        out: Option<PathBuf>,
+        /// Where to write the truth (default: next to --out; required with
+        /// --to kafka).
+        #[arg(long, value_name = "FILE", required_if_eq("to", "kafka"))]
         truth: Option<PathBuf>,
+        /// Write to a file, or produce to a Kafka topic (key = service).
+        #[arg(long, value_enum, default_value = "file")]
+        to: SimulateTarget,
+        /// Bootstrap brokers (with --to kafka).
+        #[arg(long, default_value = "127.0.0.1:9092")]
+        brokers: String,
+        /// Topic to produce to (with --to kafka).
+        #[arg(long, default_value = "reports")]
+        topic: String,
+        /// Reports per second to produce (with --to kafka); 0 = as fast as
+        /// the broker takes them.
+        #[arg(long, default_value_t = 0.0)]
+        rate: f64,
     },
     /// Score incidents against ground truth; exit 1 when a bar fails.
     ///

@@ -163,3 +163,72 @@ fn warm_started_run_detects_an_outage_in_live_kafka_traffic() {
         opened_lines[0]
     );
 }
+
+#[test]
+fn simulate_produces_a_scenario_to_kafka() {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::{Offset, TopicPartitionList};
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("short.toml"),
+        SCENARIO.replace(
+            "duration = \"2days 11h\"",
+            "duration = \"3h\"\nmalformed_fraction = 0.01",
+        ),
+    )
+    .unwrap();
+    let broker = Tansu::start();
+    let topic = unique_name("sim");
+    broker.create_topic(&topic, 2, false);
+    let out = Command::new(env!("CARGO_BIN_EXE_outage-radar"))
+        .args([
+            "simulate",
+            "--scenario",
+            "short.toml",
+            "--to",
+            "kafka",
+            "--brokers",
+            &broker.bootstrap(),
+        ])
+        .args([
+            "--topic",
+            &topic,
+            "--truth",
+            "truth.json",
+            "--rate",
+            "20000",
+        ])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{stderr}");
+    // "scenario gb-outage: N reports (M malformed lines) → ..."
+    let words: Vec<&str> = stderr.split_whitespace().collect();
+    let reports: usize = words[2].parse().unwrap();
+    let malformed: usize = words[4].trim_start_matches('(').parse().unwrap();
+    assert!(reports > 5_000 && malformed > 0, "{stderr}");
+    assert!(dir.path().join("truth.json").is_file());
+
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", broker.bootstrap())
+        .set("group.id", unique_name("reader"))
+        .set("fetch.wait.max.ms", "5")
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..2 {
+        tpl.add_partition_offset(&topic, p, Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&tpl).unwrap();
+    let mut n = 0;
+    let done = wait_until(Duration::from_secs(60), || {
+        while let Some(Ok(_)) = consumer.poll(Duration::from_millis(20)) {
+            n += 1;
+        }
+        n >= reports + malformed
+    });
+    assert!(done, "read {n} of {} messages", reports + malformed);
+}
