@@ -56,10 +56,11 @@ pub struct Baseline {
     windows: u32,
     /// Sum of learned counts (how much evidence the profile rests on).
     mass: f32,
-    /// Hour-of-week multipliers (empty until the first update).
-    profile: Vec<f32>,
+    /// Hour-of-week multipliers (empty until the first update). Boxed
+    /// slices, not Vecs: a million series make every word count.
+    profile: Box<[f32]>,
     /// Windows seen per slot, saturating.
-    visits: Vec<u8>,
+    visits: Box<[u8]>,
 }
 
 impl Baseline {
@@ -128,8 +129,8 @@ impl Baseline {
     /// clipped by the caller when the window is not trusted to be normal.
     pub fn learn(&mut self, slot: usize, count: f64, borrowed: Option<f64>, rates: &LearnRates) {
         if self.profile.is_empty() {
-            self.profile = vec![1.0; SLOTS];
-            self.visits = vec![0; SLOTS];
+            self.profile = vec![1.0; SLOTS].into_boxed_slice();
+            self.visits = vec![0; SLOTS].into_boxed_slice();
         }
         let shape = self.shape_in_use(slot, borrowed);
         let mu = f64::from(self.level) * shape;
@@ -157,7 +158,7 @@ impl Baseline {
 
     /// Heap plus inline bytes of this baseline.
     pub fn memory_bytes(&self) -> usize {
-        std::mem::size_of::<Baseline>() + self.profile.capacity() * 4 + self.visits.capacity()
+        std::mem::size_of::<Baseline>() + self.profile.len() * 4 + self.visits.len()
     }
 }
 

@@ -279,10 +279,11 @@ struct Series {
     /// Start of the current pending/outage run.
     since_ms: i64,
     late: u64,
-    incident: Option<Incident>,
+    /// Boxed: most series never have one, and the box keeps them small.
+    incident: Option<Box<Incident>>,
     /// Problems of the pending run, carried into the incident.
-    pending_problems: [u64; 8],
-    pending_peak: (f64, f64),
+    pending_problems: [u32; 8],
+    pending_peak: (f32, f32),
     /// Observed and expected count of the last closed window.
     last: (u32, f32),
 }
@@ -517,7 +518,7 @@ impl Detector {
     pub fn open_incidents(&self) -> impl Iterator<Item = &Incident> {
         self.series
             .iter()
-            .filter_map(|s| s.incident.as_ref())
+            .filter_map(|s| s.incident.as_deref())
             .chain(self.services.iter().filter_map(|s| s.incident.as_ref()))
     }
 
@@ -776,9 +777,12 @@ impl Detector {
                     }
                     s.run += 1;
                     for (p, n) in s.pending_problems.iter_mut().zip(acc.problems) {
-                        *p += u64::from(n);
+                        *p = p.saturating_add(n);
                     }
-                    s.pending_peak = (s.pending_peak.0.max(ratio), s.pending_peak.1.max(surprise));
+                    s.pending_peak = (
+                        s.pending_peak.0.max(ratio as f32),
+                        s.pending_peak.1.max(surprise as f32),
+                    );
                     if s.run >= cfg.enter_windows || surprise >= cfg.instant_surprise {
                         s.state = SeriesState::Outage;
                         s.run = 0;
@@ -796,16 +800,16 @@ impl Detector {
                             started_at_ms: s.since_ms,
                             detected_at_ms: window_end,
                             resolved_at_ms: None,
-                            peak_ratio: s.pending_peak.0,
-                            peak_surprise: s.pending_peak.1,
-                            problems: s.pending_problems,
+                            peak_ratio: f64::from(s.pending_peak.0),
+                            peak_surprise: f64::from(s.pending_peak.1),
+                            problems: s.pending_problems.map(u64::from),
                         };
                         // The global series' own outage is reported through
                         // the service's global incident, not on its own.
                         if idx != global {
                             self.events.push(Event::Opened(incident.clone()));
                         }
-                        s.incident = Some(incident);
+                        s.incident = Some(Box::new(incident));
                     }
                 }
                 SeriesState::Pending => {
@@ -835,7 +839,7 @@ impl Detector {
                                 inc.resolved_at_ms =
                                     Some(window_end - i64::from(cfg.resolve_windows) * width);
                                 if idx != global {
-                                    self.events.push(Event::Resolved(inc));
+                                    self.events.push(Event::Resolved(*inc));
                                 }
                             }
                         }
