@@ -6,6 +6,7 @@ mod cli;
 mod config;
 mod evaluate;
 mod pipeline;
+mod plot;
 mod replay;
 mod simulate;
 

@@ -106,6 +106,7 @@ pub fn replay(
     let opts = config.decode.options();
     let mut detector = Detector::new(config.detect.clone());
     let mut incidents: BTreeMap<String, (usize, Incident)> = BTreeMap::new();
+    let mut plots: BTreeMap<String, BTreeMap<String, Vec<crate::plot::Point>>> = BTreeMap::new();
     let mut rejected: BTreeMap<RejectReason, u64> = BTreeMap::new();
     let (mut lines, mut decoded, mut windows) = (0u64, 0u64, 0u64);
     let started = Instant::now();
@@ -119,6 +120,16 @@ pub fn replay(
             match event {
                 Event::Window(w) => {
                     *windows += 1;
+                    plots
+                        .entry(w.service.clone())
+                        .or_default()
+                        .entry(w.scope.label().to_string())
+                        .or_default()
+                        .push(crate::plot::Point {
+                            ts_ms: w.window_start_ms,
+                            observed: f64::from(w.observed),
+                            expected: w.expected,
+                        });
                     writeln!(
                         scores,
                         "{},{},{},{},{:.3},{:.3},{}",
@@ -179,6 +190,25 @@ pub fn replay(
         writeln!(inc_out)?;
     }
     inc_out.flush()?;
+
+    let plot_dir = out.join("plots");
+    std::fs::create_dir_all(&plot_dir)
+        .with_context(|| format!("cannot create {}", plot_dir.display()))?;
+    let end_ms = plots
+        .values()
+        .flat_map(|s| s.values())
+        .filter_map(|v| v.last())
+        .map(|p| p.ts_ms)
+        .max()
+        .unwrap_or(0);
+    for (service, series) in &plots {
+        let spans: Vec<(i64, i64)> = ordered
+            .iter()
+            .filter(|(_, i)| &i.service == service)
+            .map(|(_, i)| (i.started_at_ms, i.resolved_at_ms.unwrap_or(end_ms)))
+            .collect();
+        crate::plot::plot_service(&plot_dir, service, series, &spans)?;
+    }
 
     let counters = detector.counters();
     let summary = json!({

@@ -103,6 +103,12 @@ fn replay_writes_scores_incidents_and_summary() {
     assert!(gb["problems"]["voice"].as_u64().unwrap() > 100);
     assert_eq!(gb["id"].as_str().unwrap().len(), 16);
 
+    let svg = std::fs::read_to_string(out.join("plots/alexa.svg")).unwrap();
+    assert!(
+        svg.starts_with("<svg") && svg.contains("\nglobal\n") && svg.contains("\nGB\n"),
+        "plot of the service"
+    );
+
     let state: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.path().join("state.json")).unwrap()).unwrap();
     assert_eq!(state["format"], "outage-radar.detector");

@@ -1,0 +1,120 @@
+//! `replay`'s plots: per service, the global series and its busiest
+//! regions, observed against the expected band, incidents shaded.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::Context;
+use plotters::prelude::*;
+
+/// One closed window of one series, as plotted.
+#[derive(Clone, Copy, Debug)]
+pub struct Point {
+    pub ts_ms: i64,
+    pub observed: f64,
+    pub expected: f64,
+}
+
+/// Most points drawn per series; longer series are summed into buckets.
+const MAX_POINTS: usize = 1500;
+/// Regions plotted besides the global series.
+const REGIONS: usize = 4;
+
+fn downsample(points: &[Point]) -> Vec<Point> {
+    let bucket = points.len().div_ceil(MAX_POINTS).max(1);
+    points
+        .chunks(bucket)
+        .map(|c| Point {
+            ts_ms: c[0].ts_ms,
+            observed: c.iter().map(|p| p.observed).sum::<f64>() / c.len() as f64,
+            expected: c.iter().map(|p| p.expected).sum::<f64>() / c.len() as f64,
+        })
+        .collect()
+}
+
+/// Writes `dir/<service>.svg`: `series` maps a region label (`global`, `GB`,
+/// ...) to its points in time order; `incidents` are (start, end) spans.
+pub fn plot_service(
+    dir: &Path,
+    service: &str,
+    series: &BTreeMap<String, Vec<Point>>,
+    incidents: &[(i64, i64)],
+) -> anyhow::Result<()> {
+    let mut panels: Vec<(&String, &Vec<Point>)> =
+        series.iter().filter(|(k, _)| *k != "global").collect();
+    panels.sort_by(|a, b| {
+        let total = |v: &Vec<Point>| v.iter().map(|p| p.observed).sum::<f64>();
+        total(b.1).total_cmp(&total(a.1)).then(a.0.cmp(b.0))
+    });
+    panels.truncate(REGIONS);
+    if let Some(g) = series.get_key_value("global") {
+        panels.insert(0, g);
+    }
+    let path = dir.join(format!("{service}.svg"));
+    let height = 40 + 200 * panels.len() as u32;
+    let root = SVGBackend::new(&path, (1200, height)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let (title, body) = root.split_vertically(40);
+    title
+        .draw(&Text::new(
+            format!("{service}: observed (blue) vs expected band (grey), incidents shaded"),
+            (10, 12),
+            ("sans-serif", 18),
+        ))
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    for (area, (label, points)) in body.split_evenly((panels.len(), 1)).iter().zip(&panels) {
+        let points = downsample(points);
+        let (Some(first), Some(last)) = (points.first(), points.last()) else {
+            continue;
+        };
+        let (x0, x1) = (first.ts_ms, last.ts_ms.max(first.ts_ms + 1));
+        let y_max = points
+            .iter()
+            .map(|p| p.observed.max(p.expected + 3.0 * p.expected.sqrt()))
+            .fold(1.0, f64::max)
+            * 1.05;
+        let mut chart = ChartBuilder::on(area)
+            .margin(6)
+            .x_label_area_size(0)
+            .y_label_area_size(50)
+            .caption(label.as_str(), ("sans-serif", 14))
+            .build_cartesian_2d(x0..x1, 0.0..y_max)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        chart
+            .configure_mesh()
+            .disable_x_mesh()
+            .disable_y_mesh()
+            .draw()
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        for &(s, e) in incidents {
+            chart
+                .draw_series(std::iter::once(Rectangle::new(
+                    [(s.max(x0), 0.0), (e.min(x1), y_max)],
+                    RED.mix(0.15).filled(),
+                )))
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+        }
+        let band: Vec<(i64, f64)> = points
+            .iter()
+            .map(|p| (p.ts_ms, p.expected + 3.0 * p.expected.sqrt()))
+            .collect();
+        chart
+            .draw_series(AreaSeries::new(band, 0.0, BLACK.mix(0.12)))
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        chart
+            .draw_series(LineSeries::new(
+                points.iter().map(|p| (p.ts_ms, p.expected)),
+                BLACK.mix(0.5),
+            ))
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        chart
+            .draw_series(LineSeries::new(
+                points.iter().map(|p| (p.ts_ms, p.observed)),
+                BLUE.stroke_width(1),
+            ))
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+    }
+    root.present()
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
