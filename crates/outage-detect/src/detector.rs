@@ -371,7 +371,11 @@ pub struct Detector {
     activity_since_tick: bool,
     counters: DetectorCounters,
     /// Distinct reporters of the last closed window (sizing hint).
+    #[serde(default)]
     last_window_reporters: usize,
+    /// Service of the previous report (lookup shortcut).
+    #[serde(default)]
+    last_service: u32,
     #[serde(skip)]
     events: Vec<Event>,
 }
@@ -426,6 +430,7 @@ impl Detector {
             activity_since_tick: false,
             counters: DetectorCounters::default(),
             last_window_reporters: 0,
+            last_service: 0,
             events: Vec::new(),
         }
     }
@@ -523,7 +528,15 @@ impl Detector {
     }
 
     fn service_id(&mut self, name: &str) -> Option<u32> {
+        // Reports are keyed by service, so a partition often sees the same
+        // service many times in a row: one short compare beats a hash.
+        if let Some(svc) = self.services.get(self.last_service as usize) {
+            if svc.name == name {
+                return Some(self.last_service);
+            }
+        }
         if let Some(&id) = self.service_ids.get(name) {
+            self.last_service = id;
             return Some(id);
         }
         if self.series.len() >= self.config.max_series {
