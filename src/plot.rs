@@ -15,8 +15,53 @@ pub struct Point {
     pub expected: f64,
 }
 
-/// Most points drawn per series; longer series are summed into buckets.
+/// Most points drawn per series; longer series are averaged into buckets.
 const MAX_POINTS: usize = 1500;
+
+/// A series' points, averaged into ever wider buckets as it grows, so a
+/// month-long replay of many series keeps at most `2 × MAX_POINTS` each.
+#[derive(Debug, Default)]
+pub struct Series {
+    points: Vec<Point>,
+    /// Windows per stored point.
+    bucket: usize,
+    /// Windows in the point being filled.
+    filling: usize,
+}
+
+impl Series {
+    pub fn push(&mut self, p: Point) {
+        self.bucket = self.bucket.max(1);
+        match self.points.last_mut() {
+            Some(last) if self.filling < self.bucket => {
+                let n = self.filling as f64;
+                last.observed = (last.observed * n + p.observed) / (n + 1.0);
+                last.expected = (last.expected * n + p.expected) / (n + 1.0);
+                self.filling += 1;
+            }
+            _ => {
+                self.points.push(p);
+                self.filling = 1;
+            }
+        }
+        if self.points.len() >= 2 * MAX_POINTS && self.filling == self.bucket {
+            self.points = self
+                .points
+                .chunks(2)
+                .map(|c| Point {
+                    ts_ms: c[0].ts_ms,
+                    observed: c.iter().map(|p| p.observed).sum::<f64>() / c.len() as f64,
+                    expected: c.iter().map(|p| p.expected).sum::<f64>() / c.len() as f64,
+                })
+                .collect();
+            self.bucket *= 2;
+        }
+    }
+
+    pub fn points(&self) -> &[Point] {
+        &self.points
+    }
+}
 /// Regions plotted besides the global series.
 const REGIONS: usize = 4;
 
@@ -37,18 +82,21 @@ fn downsample(points: &[Point]) -> Vec<Point> {
 pub fn plot_service(
     dir: &Path,
     service: &str,
-    series: &BTreeMap<String, Vec<Point>>,
+    series: &BTreeMap<String, Series>,
     incidents: &[(i64, i64)],
 ) -> anyhow::Result<()> {
-    let mut panels: Vec<(&String, &Vec<Point>)> =
-        series.iter().filter(|(k, _)| *k != "global").collect();
+    let mut panels: Vec<(&String, &[Point])> = series
+        .iter()
+        .filter(|(k, _)| *k != "global")
+        .map(|(k, v)| (k, v.points()))
+        .collect();
     panels.sort_by(|a, b| {
-        let total = |v: &Vec<Point>| v.iter().map(|p| p.observed).sum::<f64>();
+        let total = |v: &[Point]| v.iter().map(|p| p.observed).sum::<f64>();
         total(b.1).total_cmp(&total(a.1)).then(a.0.cmp(b.0))
     });
     panels.truncate(REGIONS);
-    if let Some(g) = series.get_key_value("global") {
-        panels.insert(0, g);
+    if let Some((k, g)) = series.get_key_value("global") {
+        panels.insert(0, (k, g.points()));
     }
     let path = dir.join(format!("{service}.svg"));
     let height = 40 + 200 * panels.len() as u32;
@@ -117,4 +165,25 @@ pub fn plot_service(
     root.present()
         .with_context(|| format!("cannot write {}", path.display()))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_series_stay_bounded_and_keep_their_mean() {
+        let mut s = Series::default();
+        for i in 0..100_000 {
+            s.push(Point {
+                ts_ms: i * 60_000,
+                observed: (i % 10) as f64,
+                expected: 4.5,
+            });
+        }
+        assert!(s.points().len() <= 2 * MAX_POINTS, "{}", s.points().len());
+        let mean = s.points().iter().map(|p| p.observed).sum::<f64>() / s.points().len() as f64;
+        assert!((mean - 4.5).abs() < 0.1, "{mean}");
+        assert_eq!(s.points()[0].ts_ms, 0);
+    }
 }

@@ -106,7 +106,7 @@ pub fn replay(
     let opts = config.decode.options();
     let mut detector = Detector::new(config.detect.clone());
     let mut incidents: BTreeMap<String, (usize, Incident)> = BTreeMap::new();
-    let mut plots: BTreeMap<String, BTreeMap<String, Vec<crate::plot::Point>>> = BTreeMap::new();
+    let mut plots: BTreeMap<String, BTreeMap<String, crate::plot::Series>> = BTreeMap::new();
     let mut rejected: BTreeMap<RejectReason, u64> = BTreeMap::new();
     let (mut lines, mut decoded, mut windows) = (0u64, 0u64, 0u64);
     let started = Instant::now();
@@ -197,7 +197,7 @@ pub fn replay(
     let end_ms = plots
         .values()
         .flat_map(|s| s.values())
-        .filter_map(|v| v.last())
+        .filter_map(|v| v.points().last())
         .map(|p| p.ts_ms)
         .max()
         .unwrap_or(0);

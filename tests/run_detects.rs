@@ -6,7 +6,6 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use outage_testkit::{unique_name, wait_until, Tansu};
-use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::ClientConfig;
 
 const SCENARIO: &str = r#"
@@ -95,21 +94,7 @@ fn warm_started_run_detects_an_outage_in_live_kafka_traffic() {
     let topic = unique_name("reports");
     broker.create_topic(&topic, 1, false);
     broker.create_topic(&format!("{topic}.dlq"), 1, false);
-    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
-        .set("bootstrap.servers", broker.bootstrap())
-        .set("batch.num.messages", "1")
-        .create()
-        .unwrap();
-    for line in &live {
-        let mut record = Some(BaseRecord::to(&topic).key("alexa").payload(line.as_str()));
-        while let Some(r) = record.take() {
-            if let Err((_, r)) = producer.send(r) {
-                std::thread::sleep(Duration::from_millis(5));
-                record = Some(r);
-            }
-        }
-    }
-    producer.flush(Duration::from_secs(60)).unwrap();
+    broker.produce(&topic, live.iter().map(|line| ("alexa", line)));
 
     std::fs::write(
         dir.path().join("config.toml"),

@@ -7,35 +7,23 @@ use std::time::{Duration, Instant};
 
 use outage_testkit::{unique_name, wait_until, Tansu};
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
-fn produce(bootstrap: &str, topic: &str, n: usize) {
-    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        // tansu 0.6 mishandles fetches from mid-batch offsets.
-        .set("batch.num.messages", "1")
-        .create()
-        .unwrap();
-    for i in 0..n {
-        let value = if i % 10 == 0 {
-            "garbage".to_string()
-        } else {
-            format!(
-                r#"{{"service":"svc{}","region":"GB","problem":"login"}}"#,
-                i % 3
-            )
-        };
-        producer
-            .send(
-                BaseRecord::to(topic)
-                    .key(&format!("svc{}", i % 7))
-                    .payload(&value),
-            )
-            .map_err(|(e, _)| e)
-            .unwrap();
-    }
-    producer.flush(Duration::from_secs(30)).unwrap();
+/// `n` reports, one in ten malformed, keyed over both partitions.
+fn batch(n: usize) -> Vec<(String, String)> {
+    (0..n)
+        .map(|i| {
+            let value = if i % 10 == 0 {
+                "garbage".to_string()
+            } else {
+                format!(
+                    r#"{{"service":"svc{}","region":"GB","problem":"login"}}"#,
+                    i % 3
+                )
+            };
+            (format!("svc{}", i % 7), value)
+        })
+        .collect()
 }
 
 fn offsets(bootstrap: &str, group: Option<&str>, topic: &str) -> BTreeMap<i32, i64> {
@@ -98,7 +86,7 @@ fn sigterm_and_sigint_stop_gracefully_with_a_final_commit() {
     .unwrap();
 
     for (round, signal) in [(1, "TERM"), (2, "INT")] {
-        produce(&broker.bootstrap(), &topic, 1_000);
+        broker.produce(&topic, batch(1_000));
         let log = dir.path().join(format!("run{round}.log"));
         let mut child = Command::new(env!("CARGO_BIN_EXE_outage-radar"))
             .args(["run", "--config"])
