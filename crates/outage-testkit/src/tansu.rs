@@ -10,6 +10,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::ToBytes;
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::ClientConfig;
 use tempfile::TempDir;
 
@@ -104,35 +106,20 @@ impl Tansu {
     }
 
     /// Produces `(key, value)` messages in order and waits until all are
-    /// acknowledged. One record per batch: tansu 0.6 answers a fetch from
-    /// the middle of a batch with the *next* batch (skipping records after a
-    /// restart from a committed offset) and reports the last batch's base
-    /// offset + 1 as the high watermark; single-record batches make both
-    /// exact, as they are on Apache Kafka.
+    /// acknowledged (see [`test_producer`]).
     pub fn produce<K: AsRef<[u8]>, V: AsRef<[u8]>>(
         &self,
         topic: &str,
         messages: impl IntoIterator<Item = (K, V)>,
     ) {
-        use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
-        let producer: ThreadedProducer<DefaultProducerContext> = self
-            .client_config()
-            .set("batch.num.messages", "1")
-            .set("queue.buffering.max.messages", "1000000")
-            .create()
-            .expect("a producer for the test broker");
+        let producer = test_producer(&self.bootstrap());
         for (key, value) in messages {
-            let mut record = Some(
+            send_blocking(
+                &producer,
                 BaseRecord::to(topic)
                     .key(key.as_ref())
                     .payload(value.as_ref()),
             );
-            while let Some(r) = record.take() {
-                if let Err((_, r)) = producer.send(r) {
-                    std::thread::sleep(Duration::from_millis(5));
-                    record = Some(r);
-                }
-            }
         }
         producer
             .flush(Duration::from_secs(60))
@@ -194,6 +181,38 @@ impl Tansu {
     /// The broker's output so far, for failure messages.
     pub fn log_tail(&self) -> String {
         self.service.log_tail()
+    }
+}
+
+/// A producer for tests, one record per batch: tansu 0.6 answers a fetch
+/// from the middle of a batch with the *next* batch (skipping records after
+/// a restart from a committed offset) and reports the last batch's base
+/// offset + 1 as the high watermark; single-record batches make both exact,
+/// as they are on Apache Kafka. Works against any broker.
+pub fn test_producer(bootstrap: &str) -> ThreadedProducer<DefaultProducerContext> {
+    ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("batch.num.messages", "1")
+        .set("linger.ms", "5")
+        .set("queue.buffering.max.messages", "1000000")
+        .create()
+        .expect("a producer for the test broker")
+}
+
+/// Enqueues `record`, waiting while the producer's queue is full.
+pub fn send_blocking<K, P>(
+    producer: &ThreadedProducer<DefaultProducerContext>,
+    record: BaseRecord<'_, K, P>,
+) where
+    K: ToBytes + ?Sized,
+    P: ToBytes + ?Sized,
+{
+    let mut record = Some(record);
+    while let Some(r) = record.take() {
+        if let Err((_, r)) = producer.send(r) {
+            std::thread::sleep(Duration::from_millis(5));
+            record = Some(r);
+        }
     }
 }
 

@@ -10,7 +10,7 @@ use outage_detect::Report;
 use outage_ingest::{Position, ReportSink};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Header, Headers, OwnedHeaders, OwnedMessage};
-use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::producer::{BaseRecord, Producer};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 
 pub const BASE_TS: i64 = 1_700_000_000_000;
@@ -90,17 +90,7 @@ pub fn now_ms() -> i64 {
 
 /// Produces `msgs` in order and waits until all are acknowledged.
 pub fn produce(bootstrap: &str, topic: &str, msgs: &[Msg]) {
-    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("linger.ms", "5")
-        // One message per batch: tansu 0.6 answers a fetch from the middle
-        // of a batch with the *next* batch, and ListOffsets with the last
-        // batch's base offset + 1. Single-record batches make both exact,
-        // as they are on Apache Kafka.
-        .set("batch.num.messages", "1")
-        .set("queue.buffering.max.messages", "1000000")
-        .create()
-        .expect("producer");
+    let producer = outage_testkit::test_producer(bootstrap);
     for (i, m) in msgs.iter().enumerate() {
         let headers = OwnedHeaders::new().insert(Header {
             key: "test-seq",
@@ -113,13 +103,7 @@ pub fn produce(bootstrap: &str, topic: &str, msgs: &[Msg]) {
         if m.ts_ms != 0 {
             record = record.timestamp(m.ts_ms);
         }
-        let mut record = Some(record);
-        while let Some(r) = record.take() {
-            if let Err((_, r)) = producer.send(r) {
-                std::thread::sleep(Duration::from_millis(5));
-                record = Some(r);
-            }
-        }
+        outage_testkit::send_blocking(&producer, record);
     }
     producer
         .flush(Duration::from_secs(60))
