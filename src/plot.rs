@@ -77,22 +77,35 @@ fn downsample(points: &[Point]) -> Vec<Point> {
         .collect()
 }
 
+/// An incident to shade: its scope label (`global` shades every panel, a
+/// country code only its own) and its (start, end) span.
+pub struct Shade<'a> {
+    pub scope: &'a str,
+    pub start_ms: i64,
+    pub end_ms: i64,
+}
+
 /// Writes `dir/<service>.svg`: `series` maps a region label (`global`, `GB`,
-/// ...) to its points in time order; `incidents` are (start, end) spans.
+/// ...) to its points in time order. Panels: the global series, then the
+/// regions with incidents, then the busiest regions, up to four.
 pub fn plot_service(
     dir: &Path,
     service: &str,
     series: &BTreeMap<String, Series>,
-    incidents: &[(i64, i64)],
+    incidents: &[Shade<'_>],
 ) -> anyhow::Result<()> {
     let mut panels: Vec<(&String, &[Point])> = series
         .iter()
         .filter(|(k, _)| *k != "global")
         .map(|(k, v)| (k, v.points()))
         .collect();
+    let had_incident = |label: &str| incidents.iter().any(|i| i.scope == label);
     panels.sort_by(|a, b| {
         let total = |v: &[Point]| v.iter().map(|p| p.observed).sum::<f64>();
-        total(b.1).total_cmp(&total(a.1)).then(a.0.cmp(b.0))
+        had_incident(b.0)
+            .cmp(&had_incident(a.0))
+            .then(total(b.1).total_cmp(&total(a.1)))
+            .then(a.0.cmp(b.0))
     });
     panels.truncate(REGIONS);
     if let Some((k, g)) = series.get_key_value("global") {
@@ -123,7 +136,7 @@ pub fn plot_service(
             * 1.05;
         let mut chart = ChartBuilder::on(area)
             .margin(6)
-            .x_label_area_size(0)
+            .x_label_area_size(20)
             .y_label_area_size(50)
             .caption(label.as_str(), ("sans-serif", 14))
             .build_cartesian_2d(x0..x1, 0.0..y_max)
@@ -132,9 +145,19 @@ pub fn plot_service(
             .configure_mesh()
             .disable_x_mesh()
             .disable_y_mesh()
+            .x_labels(8)
+            .x_label_formatter(&|ms| {
+                chrono::DateTime::from_timestamp_millis(*ms)
+                    .map(|t| t.format("%m-%d %H:%M UTC").to_string())
+                    .unwrap_or_default()
+            })
             .draw()
             .map_err(|e| anyhow::anyhow!("{e}"))?;
-        for &(s, e) in incidents {
+        for inc in incidents
+            .iter()
+            .filter(|i| i.scope == "global" || i.scope == label.as_str())
+        {
+            let (s, e) = (inc.start_ms, inc.end_ms);
             chart
                 .draw_series(std::iter::once(Rectangle::new(
                     [(s.max(x0), 0.0), (e.min(x1), y_max)],

@@ -202,10 +202,14 @@ pub fn replay(
         .max()
         .unwrap_or(0);
     for (service, series) in &plots {
-        let spans: Vec<(i64, i64)> = ordered
+        let spans: Vec<crate::plot::Shade<'_>> = ordered
             .iter()
             .filter(|(_, i)| &i.service == service)
-            .map(|(_, i)| (i.started_at_ms, i.resolved_at_ms.unwrap_or(end_ms)))
+            .map(|(_, i)| crate::plot::Shade {
+                scope: i.scope.label(),
+                start_ms: i.started_at_ms,
+                end_ms: i.resolved_at_ms.unwrap_or(end_ms),
+            })
             .collect();
         crate::plot::plot_service(&plot_dir, service, series, &spans)?;
     }
