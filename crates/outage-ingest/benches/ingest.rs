@@ -134,9 +134,13 @@ fn ingester(bootstrap: &str, topic: &str) -> Duration {
         group_id: unique_name("ours"),
         ..KafkaConfig::default()
     };
-    config
-        .consumer_properties
-        .insert("fetch.wait.max.ms".into(), "5".into());
+    // The same consumer settings as the loops it is compared with.
+    for (k, v) in [
+        ("fetch.wait.max.ms", FETCH_WAIT_MAX_MS),
+        ("queued.min.messages", QUEUED_MIN_MESSAGES),
+    ] {
+        config.consumer_properties.insert(k.into(), v.into());
+    }
     let clock = Arc::new(Mutex::new(Clock::default()));
     let shutdown = Shutdown::new();
     let sink = TimingSink(clock.clone(), shutdown.clone());
