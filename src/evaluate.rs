@@ -5,7 +5,6 @@
 use std::path::Path;
 
 use anyhow::Context;
-use chrono::DateTime;
 use outage_sim::Truth;
 use serde_json::Value;
 
@@ -20,9 +19,7 @@ pub struct Bars {
 }
 
 fn ms(text: &str) -> anyhow::Result<i64> {
-    Ok(DateTime::parse_from_rfc3339(text)
-        .with_context(|| format!("bad time {text:?}"))?
-        .timestamp_millis())
+    outage_detect::decode::parse_rfc3339_ms(text).with_context(|| format!("bad time {text:?}"))
 }
 
 fn country(code: &str) -> String {

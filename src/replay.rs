@@ -9,18 +9,13 @@ use std::path::Path;
 use std::time::Instant;
 
 use anyhow::Context;
-use chrono::{DateTime, SecondsFormat};
 use outage_detect::{decode, Detector, Event, Incident, Problem, RejectReason, Scope};
 use serde_json::json;
 
 use crate::config::Config;
 
 /// RFC 3339 UTC with seconds, e.g. `2018-09-26T10:02:00Z`.
-pub fn rfc3339(ms: i64) -> String {
-    DateTime::from_timestamp_millis(ms)
-        .map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, true))
-        .unwrap_or_else(|| ms.to_string())
-}
+pub use outage_detect::decode::format_rfc3339_ms as rfc3339;
 
 /// An incident as one JSON object (the `incidents.jsonl` and incidents
 /// topic format).

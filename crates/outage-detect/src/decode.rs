@@ -233,6 +233,14 @@ pub fn parse_rfc3339_ms(text: &str) -> Option<i64> {
     })
 }
 
+/// Formats epoch milliseconds as RFC 3339 UTC with whole seconds
+/// (`2018-09-26T10:02:00Z`); out-of-range values print as the number.
+pub fn format_rfc3339_ms(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        .unwrap_or_else(|| ms.to_string())
+}
+
 #[inline]
 fn digits(b: &[u8]) -> Option<i64> {
     let mut v = 0i64;

@@ -356,6 +356,14 @@ impl OpenWindow {
     }
 }
 
+/// Per-window constants derived from the configuration.
+#[derive(Clone, Copy)]
+struct CloseParams {
+    rates: LearnRates,
+    min_history_windows: u32,
+    windows_per_day: u32,
+}
+
 /// The detector state of one partition.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Detector {
@@ -718,21 +726,32 @@ impl Detector {
         if !w.seen.is_empty() {
             self.last_window_reporters = w.seen.len();
         }
+        let cfg = &self.config;
+        let width = cfg.width_ms();
+        // Same for every service of this window: derive once.
+        let params = CloseParams {
+            rates: LearnRates::new(
+                width,
+                cfg.level_half_life.as_millis() as i64,
+                cfg.profile_half_life.as_millis() as i64,
+            ),
+            min_history_windows: (cfg.min_history.as_millis() as i64 / width) as u32,
+            windows_per_day: (86_400_000 / width) as u32,
+        };
         for sid in 0..self.services.len() {
-            self.close_service(sid, w);
+            self.close_service(sid, w, &params);
         }
     }
 
-    fn close_service(&mut self, sid: usize, w: &OpenWindow) {
+    fn close_service(&mut self, sid: usize, w: &OpenWindow, params: &CloseParams) {
         let cfg = &self.config;
         let width = cfg.width_ms();
         let slot = slot_of(w.start_ms);
-        let rates = LearnRates::new(
-            width,
-            cfg.level_half_life.as_millis() as i64,
-            cfg.profile_half_life.as_millis() as i64,
-        );
-        let min_history_windows = (cfg.min_history.as_millis() as i64 / width) as u32;
+        let CloseParams {
+            rates,
+            min_history_windows,
+            windows_per_day,
+        } = *params;
         let global = self.services[sid].global as usize;
         let global_shape = self.series[global].baseline.shape(slot);
 
@@ -747,7 +766,6 @@ impl Detector {
         } else {
             0
         };
-        let windows_per_day = (86_400_000 / width) as u32;
         let learn_ok = svc.low_run == 0 || svc.low_run > windows_per_day;
 
         let n = self.services[sid].series.len();

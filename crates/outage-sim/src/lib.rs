@@ -14,6 +14,7 @@ use std::io::{self, Write};
 use std::time::Duration;
 
 use chrono::{DateTime, Datelike, Timelike};
+use outage_detect::decode::{format_rfc3339_ms as rfc3339, parse_rfc3339_ms};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Gamma, Poisson};
@@ -188,15 +189,8 @@ pub struct Generated {
 }
 
 fn parse_time(text: &str, what: &str) -> Result<i64, ScenarioError> {
-    DateTime::parse_from_rfc3339(text)
-        .map(|t| t.timestamp_millis())
-        .map_err(|e| ScenarioError::Invalid(format!("{what}: {text:?} is not RFC 3339 ({e})")))
-}
-
-fn rfc3339(ms: i64) -> String {
-    DateTime::from_timestamp_millis(ms)
-        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
-        .unwrap_or_default()
+    parse_rfc3339_ms(text)
+        .ok_or_else(|| ScenarioError::Invalid(format!("{what}: {text:?} is not RFC 3339")))
 }
 
 /// Scenarios shipped in `deploy/scenarios/`, by name.
