@@ -11,13 +11,15 @@ use std::time::Duration;
 
 use anyhow::Context;
 use outage_detect::{Detector, RejectReason};
+use outage_export::incident::IncidentTopicMetrics;
+use outage_export::{AlertMetrics, IncidentProducer, PipelineMetrics, Readiness, SeriesMetrics};
 use outage_ingest::{IngestMetrics, Ingester, Shutdown};
 use prometheus::{IntCounter, Registry};
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::cli::{Cli, Command};
 use crate::config::{Config, LogFormat};
-use crate::pipeline::DetectorSink;
+use crate::pipeline::{DetectorSink, Export};
 
 pub fn main(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
@@ -136,12 +138,46 @@ fn run(config: Config, warm: Option<Detector>) -> anyhow::Result<()> {
     let metrics = IngestMetrics::register(&registry).context("cannot register metrics")?;
     let counted = IntCounter::new(
         "outage_radar_reports_counted_total",
-        "Reports counted by the sink.",
+        "Reports handed to the detectors (before de-duplication).",
     )
     .context("cannot create metric")?;
     registry
         .register(Box::new(counted.clone()))
         .context("cannot register metrics")?;
+    outage_export::metrics::register_build_info(&registry, env!("CARGO_PKG_VERSION"))
+        .context("cannot register metrics")?;
+    let series =
+        SeriesMetrics::register(&registry, &config.metrics).context("cannot register metrics")?;
+    let pipeline = PipelineMetrics::register(&registry).context("cannot register metrics")?;
+    let alert_metrics = AlertMetrics::register(&registry).context("cannot register metrics")?;
+    let incident_metrics =
+        IncidentTopicMetrics::register(&registry).context("cannot register metrics")?;
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let listener = std::net::TcpListener::bind(config.http.listen)
+        .with_context(|| format!("http.listen: cannot listen on {}", config.http.listen))?;
+    listener
+        .set_nonblocking(true)
+        .context("cannot configure the http listener")?;
+    let readiness = Readiness::default();
+    let alerts = {
+        let _guard = runtime.enter();
+        outage_export::alert::start(&config.alertmanager, alert_metrics)?
+    };
+    let incidents = if config.incidents.topic.is_empty() {
+        None
+    } else {
+        let client = config.kafka.producer_config()?;
+        Some(
+            IncidentProducer::new(&client, &config.incidents.topic, incident_metrics)
+                .context("cannot create the incidents producer")?,
+        )
+    };
+
     let mut warm = warm;
     if let Some(d) = &mut warm {
         d.set_config(config.detect.clone());
@@ -150,7 +186,15 @@ fn run(config: Config, warm: Option<Detector>) -> anyhow::Result<()> {
             "warm start: partitions without state begin from the snapshot"
         );
     }
-    let sink = DetectorSink::new(config.detect.clone(), warm, counted.clone());
+    let export = Export {
+        series,
+        pipeline,
+        alert_config: config.alertmanager.clone(),
+        alerts,
+        incidents,
+        readiness: readiness.clone(),
+    };
+    let sink = DetectorSink::new(config.detect.clone(), warm, counted.clone(), export);
     let ingester = Ingester::new(
         &config.kafka,
         config.decode.options(),
@@ -168,12 +212,15 @@ fn run(config: Config, warm: Option<Detector>) -> anyhow::Result<()> {
             .context("cannot spawn the consumer thread")?
     };
 
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
+    let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
     runtime.block_on(async {
+        let listener = tokio::net::TcpListener::from_std(listener)?;
+        let addr = listener.local_addr()?;
+        let router = outage_export::http::router(registry.clone(), readiness.clone());
+        let server = tokio::spawn(outage_export::http::serve(listener, router, async {
+            let _ = http_stopped.await;
+        }));
+        info!(%addr, "serving /metrics, /-/healthy and /-/ready");
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         let mut ticks = 0u64;
         loop {
@@ -203,20 +250,32 @@ fn run(config: Config, warm: Option<Detector>) -> anyhow::Result<()> {
                 }
             }
         }
-    });
-    shutdown.trigger();
-    let (summary, _sink) = consumer
-        .join()
-        .map_err(|_| anyhow::anyhow!("the consumer thread panicked"))?
-        .context("the kafka ingester failed")?;
-    info!(
-        consumed = summary.consumed,
-        decoded = summary.decoded,
-        counted = counted.get(),
-        dead_lettered = summary.dead_lettered_total(),
-        "stopped cleanly"
-    );
-    Ok(())
+        shutdown.trigger();
+        readiness.set(false);
+        // Keep serving /metrics until the consumer has committed, so the
+        // last scrape sees the final counts.
+        let joined = tokio::task::spawn_blocking(move || consumer.join())
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot join the consumer thread: {e}"))?;
+        let _ = stop_http.send(());
+        match server.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => warn!(error = %e, "http server failed"),
+            Err(e) => warn!(error = %e, "http server task failed"),
+        }
+        let (summary, sink) = joined
+            .map_err(|_| anyhow::anyhow!("the consumer thread panicked"))?
+            .context("the kafka ingester failed")?;
+        sink.flush();
+        info!(
+            consumed = summary.consumed,
+            decoded = summary.decoded,
+            counted = counted.get(),
+            dead_lettered = summary.dead_lettered_total(),
+            "stopped cleanly"
+        );
+        anyhow::Ok(())
+    })
 }
 
 /// Resolves on SIGINT or SIGTERM with the signal's name.

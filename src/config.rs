@@ -12,6 +12,7 @@ use anyhow::Context;
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 use outage_detect::{DecodeOptions, DetectorConfig};
+use outage_export::{AlertmanagerConfig, HttpConfig, IncidentsConfig, MetricsConfig};
 use outage_ingest::KafkaConfig;
 use serde::{Deserialize, Serialize};
 
@@ -30,6 +31,14 @@ pub struct Config {
     pub detect: DetectorConfig,
     /// Logging.
     pub log: LogConfig,
+    /// Where /metrics and the health endpoints listen.
+    pub http: HttpConfig,
+    /// Bounds on the per-series metrics.
+    pub metrics: MetricsConfig,
+    /// Alert push to Alertmanager.
+    pub alertmanager: AlertmanagerConfig,
+    /// The incidents topic.
+    pub incidents: IncidentsConfig,
 }
 
 /// `[decode]`: what a report may look like before it is dead-lettered.
@@ -151,6 +160,13 @@ impl Config {
             d.max_clock_skew <= Duration::from_secs(24 * 3600),
             "decode.max_clock_skew: {} is more than a day",
             humantime::format_duration(d.max_clock_skew)
+        );
+        self.metrics.validate().map_err(anyhow::Error::msg)?;
+        self.alertmanager.validate()?;
+        let t = &self.incidents.topic;
+        anyhow::ensure!(
+            t.is_empty() || (*t != self.kafka.topic && *t != self.kafka.dlq_topic),
+            "incidents.topic: {t:?} must differ from kafka.topic and kafka.dlq_topic"
         );
         tracing_subscriber::EnvFilter::try_new(&self.log.level).map_err(|e| {
             anyhow::anyhow!("log.level: {:?} is not a valid filter: {e}", self.log.level)

@@ -1,25 +1,57 @@
 //! The sink behind the ingester in `run`: one detector per assigned
-//! partition, fed in offset order, ticked by the wall clock when idle.
-//!
-//! Incidents are logged here; export (metrics, alerts, incidents topic)
-//! attaches to the same events.
+//! partition, fed in offset order, ticked by the wall clock when idle; its
+//! events go to the exporter (metrics, alerts, incidents topic) and the log.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
+use std::time::{SystemTime, UNIX_EPOCH};
 
-use outage_detect::{Detector, DetectorConfig, Event, Report};
+use outage_detect::detector::DetectorCounters;
+use outage_detect::{Detector, DetectorConfig, Event, Incident, Report, Scope};
+use outage_export::alert::build_alert;
+use outage_export::{
+    AlertQueue, AlertmanagerConfig, IncidentEvent, IncidentProducer, PipelineMetrics, Readiness,
+    SeriesMetrics,
+};
 use outage_ingest::{Position, ReportSink};
 use prometheus::IntCounter;
 use tracing::{info, warn};
 
 use crate::replay::rfc3339;
 
+/// Where detector events go.
+pub struct Export {
+    pub series: SeriesMetrics,
+    pub pipeline: PipelineMetrics,
+    pub alert_config: AlertmanagerConfig,
+    pub alerts: Option<AlertQueue>,
+    pub incidents: Option<IncidentProducer>,
+    pub readiness: Readiness,
+}
+
+/// One partition's detector and its bookkeeping for metrics.
+struct PartitionState {
+    detector: Detector,
+    /// Counters already added to the exported totals.
+    exported: DetectorCounters,
+    /// Newest Kafka timestamp per open window (by start), oldest first.
+    newest_kafka_ts: VecDeque<(i64, i64)>,
+}
+
 /// Per-partition detectors.
 pub struct DetectorSink {
     config: DetectorConfig,
     /// Starting state for partitions without one (warm start).
     warm: Option<Detector>,
-    detectors: BTreeMap<i32, Detector>,
+    partitions: BTreeMap<i32, PartitionState>,
     counted: IntCounter,
+    export: Export,
+}
+
+fn wall_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 impl DetectorSink {
@@ -27,92 +59,250 @@ impl DetectorSink {
         config: DetectorConfig,
         warm: Option<Detector>,
         counted: IntCounter,
+        export: Export,
     ) -> DetectorSink {
         DetectorSink {
             config,
             warm,
-            detectors: BTreeMap::new(),
+            partitions: BTreeMap::new(),
             counted,
+            export,
         }
     }
 
-    fn fresh(config: &DetectorConfig, warm: &Option<Detector>) -> Detector {
-        warm.clone()
-            .unwrap_or_else(|| Detector::new(config.clone()))
+    fn fresh(&self, partition: i32) -> PartitionState {
+        let (detector, how) = match &self.warm {
+            Some(d) => (d.clone(), "warm"),
+            None => (Detector::new(self.config.clone()), "empty"),
+        };
+        self.export
+            .pipeline
+            .state_restores
+            .with_label_values(&[how])
+            .inc();
+        info!(
+            partition,
+            state = how,
+            series = detector.series_count(),
+            "partition starts detection"
+        );
+        PartitionState {
+            exported: detector.counters().clone(),
+            detector,
+            newest_kafka_ts: VecDeque::new(),
+        }
     }
 
-    fn publish(partition: i32, detector: &mut Detector) {
-        for event in detector.drain_events() {
+    /// Hands the partition's pending detector events to the exporter.
+    /// Returns whether a window closed.
+    fn publish(export: &mut Export, width_ms: i64, partition: i32, p: &mut PartitionState) -> bool {
+        let mut closed_any = false;
+        let now = wall_ms();
+        for event in p.detector.drain_events() {
             match event {
-                Event::Window(_) => {}
-                Event::Opened(i) => warn!(
-                    partition,
-                    id = %i.id,
-                    service = %i.service,
-                    scope = i.scope.label(),
-                    started_at = %rfc3339(i.started_at_ms),
-                    peak_ratio = format_args!("{:.1}", i.peak_ratio),
-                    regions = ?i.regions.iter().map(|r| r.region.as_str()).collect::<Vec<_>>(),
-                    "incident opened"
-                ),
-                Event::Updated(i) => info!(
-                    partition,
-                    id = %i.id,
-                    service = %i.service,
-                    regions = ?i.regions.iter().map(|r| r.region.as_str()).collect::<Vec<_>>(),
-                    "incident spread"
-                ),
-                Event::Resolved(i) => info!(
-                    partition,
-                    id = %i.id,
-                    service = %i.service,
-                    scope = i.scope.label(),
-                    resolved_at = %i.resolved_at_ms.map(rfc3339).unwrap_or_default(),
-                    "incident resolved"
-                ),
+                Event::Window(w) => {
+                    closed_any = true;
+                    while let Some(&(start, kafka_ts)) = p.newest_kafka_ts.front() {
+                        if start > w.window_start_ms {
+                            break;
+                        }
+                        p.newest_kafka_ts.pop_front();
+                        if start == w.window_start_ms {
+                            export
+                                .pipeline
+                                .scoring_latency
+                                .observe((now - kafka_ts).max(0) as f64 / 1000.0);
+                        }
+                    }
+                    export.series.window(&w, w.window_start_ms + width_ms);
+                }
+                Event::Opened(i) => {
+                    warn!(
+                        partition,
+                        id = %i.id,
+                        service = %i.service,
+                        scope = i.scope.label(),
+                        started_at = %rfc3339(i.started_at_ms),
+                        peak_ratio = format_args!("{:.1}", i.peak_ratio),
+                        regions = ?i.regions.iter().map(|r| r.region.as_str()).collect::<Vec<_>>(),
+                        "incident opened"
+                    );
+                    Self::incident(export, IncidentEvent::Opened, &i);
+                }
+                Event::Updated(i) => {
+                    info!(
+                        partition,
+                        id = %i.id,
+                        service = %i.service,
+                        regions = ?i.regions.iter().map(|r| r.region.as_str()).collect::<Vec<_>>(),
+                        "incident spread"
+                    );
+                    Self::incident(export, IncidentEvent::Updated, &i);
+                }
+                Event::Resolved(i) => {
+                    info!(
+                        partition,
+                        id = %i.id,
+                        service = %i.service,
+                        scope = i.scope.label(),
+                        resolved_at = %i.resolved_at_ms.map(rfc3339).unwrap_or_default(),
+                        "incident resolved"
+                    );
+                    Self::incident(export, IncidentEvent::Resolved, &i);
+                }
             }
         }
+        if closed_any {
+            Self::sync_counters(export, partition, p, now);
+        }
+        closed_any
+    }
+
+    fn incident(export: &mut Export, event: IncidentEvent, i: &Incident) {
+        let scope = match i.scope {
+            Scope::Region(_) => "region",
+            Scope::Global => "global",
+        };
+        export
+            .pipeline
+            .incidents
+            .with_label_values(&[scope, event.as_str()])
+            .inc();
+        match event {
+            IncidentEvent::Opened => export.series.global_incident(i, true),
+            IncidentEvent::Resolved => export.series.global_incident(i, false),
+            IncidentEvent::Updated => {}
+        }
+        if let Some(q) = &export.alerts {
+            let last = export.series.last(&i.service, i.scope);
+            q.push(build_alert(&export.alert_config, event, i, last));
+        }
+        if let Some(t) = &export.incidents {
+            t.send(event, i);
+        }
+    }
+
+    /// Adds the detector's counter increments to the exported totals and
+    /// refreshes the watermark delay.
+    fn sync_counters(export: &Export, partition: i32, p: &mut PartitionState, now: i64) {
+        let c = p.detector.counters();
+        let m = &export.pipeline;
+        m.late_reports.inc_by(c.late - p.exported.late);
+        m.duplicate_reports
+            .inc_by(c.duplicates - p.exported.duplicates);
+        m.overflow_reports.inc_by(c.overflow - p.exported.overflow);
+        m.windows_closed
+            .inc_by(c.windows_closed - p.exported.windows_closed);
+        m.windows_skipped
+            .inc_by(c.windows_skipped - p.exported.windows_skipped);
+        p.exported = c.clone();
+        if let Some(wm) = p.detector.watermark_ms() {
+            m.watermark_delay
+                .with_label_values(&[&partition.to_string()])
+                .set((now - wm) as f64 / 1000.0);
+        }
+    }
+
+    fn refresh_series_gauge(&self) {
+        let n: usize = self
+            .partitions
+            .values()
+            .map(|p| p.detector.series_count())
+            .sum();
+        self.export.pipeline.detector_series.set(n as i64);
+    }
+
+    fn width_ms(&self) -> i64 {
+        self.config.window.as_millis() as i64
     }
 }
 
 impl ReportSink for DetectorSink {
     #[inline]
     fn accept(&mut self, at: Position, report: &Report<'_>) {
-        let (config, warm) = (&self.config, &self.warm);
-        let detector = self
-            .detectors
-            .entry(at.partition)
-            .or_insert_with(|| DetectorSink::fresh(config, warm));
-        detector.observe(report);
+        if !self.partitions.contains_key(&at.partition) {
+            let state = self.fresh(at.partition);
+            self.partitions.insert(at.partition, state);
+        }
+        let width = self.width_ms();
+        let p = self
+            .partitions
+            .get_mut(&at.partition)
+            .expect("inserted above");
+        p.detector.observe(report);
         self.counted.inc();
-        DetectorSink::publish(at.partition, detector);
+        if let Some(kafka_ts) = at.kafka_ts_ms {
+            let start = report.ts_ms.div_euclid(width) * width;
+            match p
+                .newest_kafka_ts
+                .iter_mut()
+                .rev()
+                .find(|(s, _)| *s == start)
+            {
+                Some((_, newest)) => *newest = (*newest).max(kafka_ts),
+                None => {
+                    // Windows open in event-time order; a late report's
+                    // window has closed and is not tracked.
+                    if p.newest_kafka_ts.back().is_none_or(|(s, _)| *s < start) {
+                        p.newest_kafka_ts.push_back((start, kafka_ts));
+                        if p.newest_kafka_ts.len() > 64 {
+                            p.newest_kafka_ts.pop_front();
+                        }
+                    }
+                }
+            }
+        }
+        if DetectorSink::publish(&mut self.export, width, at.partition, p) {
+            self.refresh_series_gauge();
+        }
     }
 
     fn partitions_assigned(&mut self, partitions: &[i32]) {
         for &p in partitions {
-            let (config, warm) = (&self.config, &self.warm);
-            self.detectors
-                .entry(p)
-                .or_insert_with(|| DetectorSink::fresh(config, warm));
+            if !self.partitions.contains_key(&p) {
+                let state = self.fresh(p);
+                self.partitions.insert(p, state);
+            }
         }
+        self.refresh_series_gauge();
+        self.export.readiness.set(true);
     }
 
     fn partitions_revoked(&mut self, partitions: &[i32]) {
+        self.export.readiness.set(false);
         for p in partitions {
-            if let Some(d) = self.detectors.remove(p) {
+            if let Some(state) = self.partitions.remove(p) {
+                let _ = self
+                    .export
+                    .pipeline
+                    .watermark_delay
+                    .remove_label_values(&[&p.to_string()]);
                 info!(
                     partition = p,
-                    series = d.series_count(),
+                    series = state.detector.series_count(),
                     "partition revoked; its detector state is dropped"
                 );
             }
         }
+        self.refresh_series_gauge();
     }
 
     fn idle(&mut self, now_ms: i64) {
-        for (&p, d) in &mut self.detectors {
-            d.tick(now_ms);
-            DetectorSink::publish(p, d);
+        let width = self.width_ms();
+        for (&partition, p) in &mut self.partitions {
+            p.detector.tick(now_ms);
+            DetectorSink::publish(&mut self.export, width, partition, p);
+            DetectorSink::sync_counters(&self.export, partition, p, now_ms);
+        }
+        self.refresh_series_gauge();
+    }
+}
+
+impl DetectorSink {
+    /// Flushes queued incident events (shutdown).
+    pub fn flush(&self) {
+        if let Some(t) = &self.export.incidents {
+            t.flush(std::time::Duration::from_secs(10));
         }
     }
 }

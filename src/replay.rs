@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use anyhow::Context;
-use outage_detect::{decode, Detector, Event, Incident, Problem, RejectReason, Scope};
+use outage_detect::{decode, Detector, Event, Incident, RejectReason, Scope};
 use serde_json::json;
 
 use crate::config::Config;
@@ -17,37 +17,7 @@ use crate::config::Config;
 /// RFC 3339 UTC with seconds, e.g. `2018-09-26T10:02:00Z`.
 pub use outage_detect::decode::format_rfc3339_ms as rfc3339;
 
-/// An incident as one JSON object (the `incidents.jsonl` and incidents
-/// topic format).
-pub fn incident_json(inc: &Incident) -> serde_json::Value {
-    let problems: serde_json::Map<String, serde_json::Value> = Problem::ALL
-        .iter()
-        .filter(|&&p| inc.problems[p as usize] > 0)
-        .map(|&p| (p.as_str().to_string(), json!(inc.problems[p as usize])))
-        .collect();
-    let (scope, region) = match inc.scope {
-        Scope::Region(c) => ("region", json!(c.as_str())),
-        Scope::Global => ("global", serde_json::Value::Null),
-    };
-    json!({
-        "id": inc.id,
-        "service": inc.service,
-        "scope": scope,
-        "region": region,
-        "regions": inc.regions.iter().map(|r| json!({
-            "region": r.region.as_str(),
-            "started_at": rfc3339(r.started_at_ms),
-            "peak_ratio": round3(r.peak_ratio),
-        })).collect::<Vec<_>>(),
-        "first_region": inc.regions.first().map(|r| r.region.as_str()),
-        "started_at": rfc3339(inc.started_at_ms),
-        "detected_at": rfc3339(inc.detected_at_ms),
-        "resolved_at": inc.resolved_at_ms.map(rfc3339),
-        "peak_ratio": round3(inc.peak_ratio),
-        "peak_surprise": round3(inc.peak_surprise),
-        "problems": problems,
-    })
-}
+pub use outage_export::incident_json;
 
 fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0

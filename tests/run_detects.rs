@@ -94,12 +94,14 @@ fn warm_started_run_detects_an_outage_in_live_kafka_traffic() {
     let topic = unique_name("reports");
     broker.create_topic(&topic, 1, false);
     broker.create_topic(&format!("{topic}.dlq"), 1, false);
+    broker.create_topic(&format!("{topic}.incidents"), 1, false);
     broker.produce(&topic, live.iter().map(|line| ("alexa", line)));
 
     std::fs::write(
         dir.path().join("config.toml"),
         format!(
-            "[kafka]\nbrokers = \"{}\"\ntopic = \"{topic}\"\ndlq_topic = \"{topic}.dlq\"\ngroup_id = \"{}\"\n\
+            "[http]\nlisten = \"127.0.0.1:0\"\n[incidents]\ntopic = \"{topic}.incidents\"\n\
+             [kafka]\nbrokers = \"{}\"\ntopic = \"{topic}\"\ndlq_topic = \"{topic}.dlq\"\ngroup_id = \"{}\"\n\
              [kafka.consumer_properties]\n\"fetch.wait.max.ms\" = \"5\"\n",
             broker.bootstrap(),
             unique_name("group")
@@ -125,12 +127,56 @@ fn warm_started_run_detects_an_outage_in_live_kafka_traffic() {
                     && l.contains("scope=\"GB\"")
             })
     });
+    // While it runs: /metrics shows the outage, readiness is up.
+    let text = std::fs::read_to_string(&log).unwrap();
+    let addr = text
+        .split("addr=")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no listen address in the log:\n{text}"))
+        .to_string();
+    let metrics = ureq::get(&format!("http://{addr}/metrics"))
+        .call()
+        .unwrap()
+        .into_string()
+        .unwrap();
+    let ready = ureq::get(&format!("http://{addr}/-/ready")).call();
+    let incident_events =
+        outage_testkit::consume_all(&broker.bootstrap(), &format!("{topic}.incidents"), 1);
     let _ = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status();
     let status = child.wait().unwrap();
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(opened, "no GB incident in the log:\n{text}");
+    assert!(ready.is_ok(), "not ready while consuming: {ready:?}");
+    assert!(
+        metrics.contains(r#"outage_radar_series_state{region="GB",service="alexa"} 2"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"outage_radar_regions_in_outage{service="alexa"} 1"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("outage_radar_build_info{version="),
+        "{metrics}"
+    );
+    // The incidents topic carries the same incident, keyed by service.
+    let opened_events: Vec<serde_json::Value> = incident_events
+        .iter()
+        .map(|(key, value)| {
+            assert_eq!(key, "alexa");
+            serde_json::from_str(value).unwrap()
+        })
+        .filter(|v: &serde_json::Value| v["event"] == "opened")
+        .collect();
+    assert_eq!(opened_events.len(), 1, "{incident_events:?}");
+    assert_eq!(opened_events[0]["region"], "GB");
+    assert!(
+        text.contains(opened_events[0]["id"].as_str().unwrap()),
+        "same id in the log"
+    );
     assert!(status.success(), "{text}");
     assert!(text.contains("warm start"), "{text}");
     let opened_lines: Vec<&str> = text

@@ -76,7 +76,8 @@ fn sigterm_and_sigint_stop_gracefully_with_a_final_commit() {
     std::fs::write(
         &config,
         format!(
-            "[kafka]\nbrokers = \"{}\"\ntopic = \"{topic}\"\ndlq_topic = \"{dlq}\"\ngroup_id = \"{group}\"\n\
+            "[http]\nlisten = \"127.0.0.1:0\"\n[incidents]\ntopic = \"\"\n\
+             [kafka]\nbrokers = \"{}\"\ntopic = \"{topic}\"\ndlq_topic = \"{dlq}\"\ngroup_id = \"{group}\"\n\
              [kafka.consumer_properties]\n\"fetch.wait.max.ms\" = \"5\"\n\
              # commit only on the way out, so the test sees the final commit\n\
              \"auto.commit.interval.ms\" = \"600000\"\n",

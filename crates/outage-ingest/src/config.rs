@@ -221,6 +221,11 @@ impl KafkaConfig {
                 },
             )
             .set("enable.partition.eof", "false");
+        // Consumer lag for /metrics, unless the user chose an interval.
+        const STATS: &str = "statistics.interval.ms";
+        if !self.properties.contains_key(STATS) && !self.consumer_properties.contains_key(STATS) {
+            cfg.set(STATS, "5000");
+        }
         for (k, v) in &self.consumer_properties {
             cfg.set(k, v);
         }

@@ -373,7 +373,24 @@ struct IngestContext<S> {
     shutdown_timeout: Duration,
 }
 
-impl<S: ReportSink> ClientContext for IngestContext<S> {}
+impl<S: ReportSink> ClientContext for IngestContext<S> {
+    /// librdkafka statistics (every `statistics.interval.ms`): consumer lag
+    /// per assigned partition.
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        for topic in statistics.topics.values() {
+            for (&partition, p) in &topic.partitions {
+                // -1 is librdkafka's internal "unassigned" partition; a lag
+                // of -1 means not known yet.
+                if partition >= 0 && p.consumer_lag >= 0 {
+                    self.metrics
+                        .consumer_lag
+                        .with_label_values(&[&partition.to_string()])
+                        .set(p.consumer_lag);
+                }
+            }
+        }
+    }
+}
 
 impl<S: ReportSink> ConsumerContext for IngestContext<S> {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -388,6 +405,10 @@ impl<S: ReportSink> ConsumerContext for IngestContext<S> {
             p.sink.partitions_revoked(&partitions);
             commit_sync(consumer, &self.metrics);
             for partition in &partitions {
+                let _ = self
+                    .metrics
+                    .consumer_lag
+                    .remove_label_values(&[&partition.to_string()]);
                 p.tracker.forget(*partition);
                 p.dead_letters.retain(|(pp, _), _| pp != partition);
             }

@@ -4,7 +4,7 @@
 //! never from message content or error text.
 
 use outage_detect::RejectReason;
-use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::{IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 
 /// The ingester's counters. Cloning shares the underlying series.
 #[derive(Clone, Debug)]
@@ -16,6 +16,8 @@ pub struct IngestMetrics {
     pub kafka_errors: IntCounterVec,
     pub rebalances: IntCounterVec,
     pub assigned_partitions: IntGauge,
+    /// Messages behind the partition's end, from librdkafka statistics.
+    pub consumer_lag: IntGaugeVec,
 }
 
 impl IngestMetrics {
@@ -29,6 +31,7 @@ impl IngestMetrics {
         registry.register(Box::new(m.kafka_errors.clone()))?;
         registry.register(Box::new(m.rebalances.clone()))?;
         registry.register(Box::new(m.assigned_partitions.clone()))?;
+        registry.register(Box::new(m.consumer_lag.clone()))?;
         Ok(m)
     }
 
@@ -73,6 +76,14 @@ impl IngestMetrics {
                 "outage_radar_assigned_partitions",
                 "Partitions of the reports topic currently assigned to this instance.",
             ))
+            .expect("static metric definition is valid"),
+            consumer_lag: IntGaugeVec::new(
+                Opts::new(
+                    "outage_radar_consumer_lag_messages",
+                    "Messages between the consumer's position and the partition's end (librdkafka statistics).",
+                ),
+                &["partition"],
+            )
             .expect("static metric definition is valid"),
         };
         for reason in RejectReason::ALL {

@@ -11,4 +11,4 @@ mod tansu;
 
 pub use process::{find_binary, free_port, wait_until};
 pub use prometheus::{Alertmanager, Prometheus};
-pub use tansu::{send_blocking, test_producer, unique_name, Tansu};
+pub use tansu::{consume_all, send_blocking, test_producer, unique_name, Tansu};

@@ -237,3 +237,42 @@ fn metadata_ok(bootstrap: &str, topic: Option<(&str, i32)>) -> bool {
         Err(_) => false,
     }
 }
+
+/// Every `(key, value)` on `topic` (partitions `0..partitions`), read from
+/// the beginning until nothing new arrives for a second (at most 30 s).
+/// Records are de-duplicated by offset: a compacted tansu partition read
+/// from 0 may return one twice.
+pub fn consume_all(bootstrap: &str, topic: &str, partitions: i32) -> Vec<(String, String)> {
+    use rdkafka::consumer::Consumer;
+    use rdkafka::message::Message;
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", unique_name("consume-all"))
+        .set("enable.auto.commit", "false")
+        .set("fetch.wait.max.ms", "5")
+        .create()
+        .expect("a consumer for the test broker");
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p, rdkafka::Offset::Beginning)
+            .expect("valid partition");
+    }
+    consumer.assign(&tpl).expect("assign");
+    let mut seen = std::collections::BTreeMap::new();
+    let started = std::time::Instant::now();
+    let mut last_new = std::time::Instant::now();
+    while last_new.elapsed() < Duration::from_secs(1) && started.elapsed() < Duration::from_secs(30)
+    {
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
+            let key = String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned();
+            let value = String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned();
+            if seen
+                .insert((m.partition(), m.offset()), (key, value))
+                .is_none()
+            {
+                last_new = std::time::Instant::now();
+            }
+        }
+    }
+    seen.into_values().collect()
+}

@@ -1,0 +1,19 @@
+//! outage-export: what outage-radar tells the world.
+//!
+//! - [`metrics`]: per-series gauges and pipeline health for Prometheus;
+//! - [`http`]: `/metrics`, `/-/healthy`, `/-/ready`;
+//! - [`alert`]: `RegionOutage` / `GlobalOutage` pushed to Alertmanager;
+//! - [`incident`]: incident events as JSON, and the incidents topic.
+//!
+//! Nothing here blocks the consumer thread: metrics are atomics, alerts
+//! and incident events go through bounded queues that drop and count.
+
+pub mod alert;
+pub mod http;
+pub mod incident;
+pub mod metrics;
+
+pub use alert::{AlertMetrics, AlertQueue, AlertmanagerConfig};
+pub use http::{HttpConfig, Readiness};
+pub use incident::{incident_json, IncidentEvent, IncidentProducer, IncidentsConfig};
+pub use metrics::{MetricsConfig, PipelineMetrics, SeriesMetrics};
