@@ -1,0 +1,242 @@
+//! The files in `deploy/` and `docker-compose.yml`, checked with the real
+//! tools: promtool (rule unit tests, config), amtool (config, routing),
+//! check-jsonschema (the compose specification), and outage-radar's own
+//! `check-config`.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use outage_testkit::find_binary;
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn run(cmd: &mut Command) -> String {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{cmd:?} failed:\n{text}");
+    text
+}
+
+fn files(dir: &str, suffix: &str) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(root().join(dir))
+        .unwrap_or_else(|e| panic!("{dir}: {e}"))
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().ends_with(suffix))
+        .collect();
+    v.sort();
+    assert!(!v.is_empty(), "no {suffix} files in {dir}");
+    v
+}
+
+/// `- alert: Name` lines of a rule file.
+fn alert_names(text: &str) -> Vec<String> {
+    text.lines()
+        .filter_map(|l| l.trim().strip_prefix("- alert:"))
+        .map(|n| n.trim().to_string())
+        .collect()
+}
+
+#[test]
+fn every_prometheus_rule_has_a_passing_promtool_unit_test() {
+    let promtool = find_binary("PROMTOOL_BIN", &["promtool"]);
+    let tests = files("deploy/prometheus/tests", ".test.yml");
+    run(Command::new(&promtool)
+        .arg("test")
+        .arg("rules")
+        .args(&tests)
+        .current_dir(root()));
+    let tested: String = tests
+        .iter()
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .collect();
+    for rules in files("deploy/prometheus/rules", ".yml") {
+        let text = std::fs::read_to_string(&rules).unwrap();
+        let names = alert_names(&text);
+        assert!(!names.is_empty(), "{} has no alerts", rules.display());
+        for name in names {
+            // Each alert must be expected to fire somewhere, not only to stay quiet.
+            assert!(
+                tested.contains(&format!("alertname: {name}\n              ")),
+                "alert {name} ({}) has no promtool test in which it fires",
+                rules.display()
+            );
+        }
+    }
+    run(Command::new(&promtool)
+        .args(["check", "config", "deploy/prometheus/prometheus.yml"])
+        .current_dir(root()));
+}
+
+#[test]
+fn alertmanager_config_is_valid_and_routes_by_severity() {
+    let amtool = find_binary("AMTOOL_BIN", &["amtool"]);
+    let config = "deploy/alertmanager/alertmanager.yml";
+    run(Command::new(&amtool)
+        .args(["check-config", config])
+        .current_dir(root()));
+    for (labels, receiver) in [
+        (
+            &[
+                "alertname=GlobalOutage",
+                "severity=critical",
+                "service=alexa",
+            ][..],
+            "pager",
+        ),
+        (
+            &[
+                "alertname=RegionOutage",
+                "severity=warning",
+                "service=alexa",
+                "region=GB",
+            ][..],
+            "chat",
+        ),
+        (&["alertname=Other"][..], "outage-webhook"),
+    ] {
+        run(Command::new(&amtool)
+            .args(["config", "routes", "test", "--config.file", config])
+            .arg(format!("--verify.receivers={receiver}"))
+            .args(labels)
+            .current_dir(root()));
+    }
+    let text = std::fs::read_to_string(root().join(config)).unwrap();
+    assert!(text.contains("group_by: [service]"), "grouped by service");
+    assert!(
+        text.contains("source_matchers: ['alertname=\"GlobalOutage\"']")
+            && text.contains("target_matchers: ['alertname=\"RegionOutage\"']")
+            && text.contains("equal: [service]"),
+        "GlobalOutage inhibits RegionOutage of the same service"
+    );
+}
+
+#[test]
+fn compose_file_follows_the_compose_spec_and_mounts_files_that_exist() {
+    let checker = find_binary("CHECK_JSONSCHEMA_BIN", &["check-jsonschema"]);
+    run(Command::new(checker)
+        .args([
+            "--builtin-schema",
+            "vendor.compose-spec",
+            "docker-compose.yml",
+        ])
+        .current_dir(root()));
+    let compose = std::fs::read_to_string(root().join("docker-compose.yml")).unwrap();
+    let mut mounts = 0;
+    for line in compose.lines() {
+        let Some(spec) = line.trim().strip_prefix("- ./") else {
+            continue;
+        };
+        let host = spec.split(':').next().unwrap();
+        assert!(root().join(host).exists(), "mounted {host} does not exist");
+        mounts += 1;
+    }
+    assert!(
+        mounts >= 5,
+        "expected the config, prometheus, alertmanager and grafana mounts"
+    );
+    assert!(
+        root().join("Dockerfile").is_file(),
+        "outage-radar is built from ./Dockerfile"
+    );
+    // The configuration outage-radar gets in compose parses.
+    let out = run(Command::new(env!("CARGO_BIN_EXE_outage-radar"))
+        .args([
+            "check-config",
+            "--config",
+            "deploy/compose/outage-radar.toml",
+        ])
+        .current_dir(root())
+        .env_remove("OUTAGE_RADAR_CONFIG"));
+    assert!(out.contains("configuration OK"), "{out}");
+}
+
+/// `outage_radar_*` metric names in a text (histogram suffixes removed).
+fn metric_names(text: &str) -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    let mut rest = text;
+    while let Some(i) = rest.find("outage_radar_") {
+        let tail = &rest[i..];
+        let end = tail
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(tail.len());
+        let name = &tail[..end];
+        let name = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|s| name.strip_suffix(s).filter(|n| n.ends_with("_seconds")))
+            .unwrap_or(name);
+        names.insert(name.to_string());
+        rest = &tail[end..];
+    }
+    names
+}
+
+#[test]
+fn dashboards_and_rules_use_only_metrics_outage_radar_exports() {
+    // Every metric name is defined once, as a string literal in the source.
+    let mut source = String::new();
+    for dir in [
+        "src",
+        "crates/outage-export/src",
+        "crates/outage-ingest/src",
+    ] {
+        for f in files(dir, ".rs") {
+            source.push_str(&std::fs::read_to_string(f).unwrap());
+        }
+    }
+    let mut used = String::new();
+    for f in files("deploy/grafana/dashboards", ".json")
+        .into_iter()
+        .chain(files("deploy/prometheus/rules", ".yml"))
+    {
+        used.push_str(&std::fs::read_to_string(f).unwrap());
+    }
+    let names = metric_names(&used);
+    assert!(names.len() > 15, "{names:?}");
+    for name in names {
+        assert!(
+            source.contains(&format!("\"{name}\"")),
+            "{name} is used in deploy/ but outage-radar does not export it"
+        );
+    }
+
+    for f in files("deploy/grafana/dashboards", ".json") {
+        let d: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&f).unwrap()).unwrap();
+        assert!(d["uid"]
+            .as_str()
+            .is_some_and(|u| u.starts_with("outage-radar")));
+        for p in d["panels"].as_array().unwrap() {
+            assert_eq!(
+                p["datasource"]["uid"],
+                "prometheus",
+                "{}: {}",
+                f.display(),
+                p["title"]
+            );
+            assert!(!p["targets"].as_array().unwrap().is_empty());
+        }
+    }
+    let datasource = std::fs::read_to_string(
+        root().join("deploy/grafana/provisioning/datasources/prometheus.yml"),
+    )
+    .unwrap();
+    assert!(datasource.contains("uid: prometheus"));
+    let overview = std::fs::read_to_string(
+        root().join("deploy/grafana/dashboards/outage-radar-overview.json"),
+    )
+    .unwrap();
+    assert!(overview.contains("\"type\": \"geomap\""), "a world map");
+    assert!(
+        overview.contains("\"type\": \"heatmap\""),
+        "a surprise heat map"
+    );
+}
