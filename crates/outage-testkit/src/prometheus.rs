@@ -40,7 +40,11 @@ impl HttpService {
         let dir = tempfile::tempdir().expect("temp dir");
         std::fs::write(dir.path().join(config_name), config).expect("write config");
         for (file, body) in files {
-            std::fs::write(dir.path().join(file), body).expect("write config file");
+            let path = dir.path().join(file);
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent).expect("create config dir");
+            }
+            std::fs::write(path, body).expect("write config file");
         }
         let port = free_port();
         let mut cmd = Command::new(bin);
