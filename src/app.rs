@@ -186,6 +186,7 @@ fn run(config: Config, warm: Option<Detector>) -> anyhow::Result<()> {
             "warm start: partitions without state begin from the snapshot"
         );
     }
+    let series_view = series.clone();
     let export = Export {
         series,
         pipeline,
@@ -216,7 +217,7 @@ fn run(config: Config, warm: Option<Detector>) -> anyhow::Result<()> {
     runtime.block_on(async {
         let listener = tokio::net::TcpListener::from_std(listener)?;
         let addr = listener.local_addr()?;
-        let router = outage_export::http::router(registry.clone(), readiness.clone());
+        let router = outage_export::http::router(registry.clone(), series_view, readiness.clone());
         let server = tokio::spawn(outage_export::http::serve(listener, router, async {
             let _ = http_stopped.await;
         }));

@@ -14,6 +14,8 @@ use axum::Router;
 use prometheus::{Encoder, Registry, TextEncoder};
 use serde::{Deserialize, Serialize};
 
+use crate::metrics::SeriesMetrics;
+
 /// `[http]`: where /metrics and the health endpoints listen.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -48,17 +50,21 @@ impl Readiness {
 #[derive(Clone)]
 struct Metrics {
     registry: Registry,
+    series: SeriesMetrics,
 }
 
 async fn metrics(State(m): State<Metrics>) -> impl IntoResponse {
     let encoder = TextEncoder::new();
     let mut body = Vec::with_capacity(64 * 1024);
     match encoder.encode(&m.registry.gather(), &mut body) {
-        Ok(()) => (
-            StatusCode::OK,
-            [(header::CONTENT_TYPE, encoder.format_type().to_string())],
-            body,
-        ),
+        Ok(()) => {
+            m.series.encode(&mut body);
+            (
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, encoder.format_type().to_string())],
+                body,
+            )
+        }
         Err(e) => (
             StatusCode::INTERNAL_SERVER_ERROR,
             [(header::CONTENT_TYPE, "text/plain".to_string())],
@@ -78,10 +84,14 @@ async fn ready(State(r): State<Readiness>) -> impl IntoResponse {
     }
 }
 
-/// `/metrics`, `/-/healthy`, `/-/ready`.
-pub fn router(registry: Registry, readiness: Readiness) -> Router {
+/// `/metrics` (the registry, then the per-series table), `/-/healthy`,
+/// `/-/ready`.
+pub fn router(registry: Registry, series: SeriesMetrics, readiness: Readiness) -> Router {
     Router::new()
-        .route("/metrics", get(metrics).with_state(Metrics { registry }))
+        .route(
+            "/metrics",
+            get(metrics).with_state(Metrics { registry, series }),
+        )
         .route("/-/healthy", get(|| async { "healthy\n" }))
         .route("/-/ready", get(ready).with_state(readiness))
 }

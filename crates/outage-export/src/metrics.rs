@@ -9,12 +9,13 @@
 //! reporting does not linger in /metrics forever.
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use outage_detect::{Incident, Scope, SeriesState, WindowScore};
 use prometheus::{
-    Gauge, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
-    Opts, Registry,
+    GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry,
 };
 use serde::{Deserialize, Serialize};
 
@@ -53,8 +54,6 @@ impl MetricsConfig {
     }
 }
 
-const BY_SERIES: [&str; 2] = ["service", "region"];
-
 fn opts(name: &str, help: &str) -> Opts {
     Opts::new(name, help)
 }
@@ -72,11 +71,7 @@ pub struct LastWindow {
 struct SeriesEntry {
     last: LastWindow,
     seen_ms: i64,
-    reports: IntCounter,
-    window_reports: IntGauge,
-    expected: Gauge,
-    surprise: Gauge,
-    state: IntGauge,
+    reports_total: u64,
 }
 
 #[derive(Default)]
@@ -86,62 +81,105 @@ struct ServiceEntry {
     series: usize,
 }
 
-/// Per-series and per-service gauges, with TTL and a hard bound.
+#[derive(Default)]
+struct Table {
+    entries: HashMap<(String, Scope), SeriesEntry>,
+    services: HashMap<String, ServiceEntry>,
+    next_sweep_ms: i64,
+}
+
+/// The per-series families, written straight into the exposition text by
+/// [`SeriesMetrics::encode`]: with 100,000 series a `prometheus` vector
+/// per family costs over a second per scrape (gather clones every child
+/// into protobuf structs); a table written in one pass costs tens of
+/// milliseconds. The per-service gauges and the counters stay ordinary
+/// registry metrics.
+const FAMILIES: [(&str, &str, &str); 5] = [
+    (
+        "outage_radar_series_reports_total",
+        "counter",
+        "Reports counted per series (after de-duplication), added when their window is scored.",
+    ),
+    (
+        "outage_radar_window_reports",
+        "gauge",
+        "Reports in the series' last scored window.",
+    ),
+    (
+        "outage_radar_window_expected_reports",
+        "gauge",
+        "Reports expected in the series' last scored window (level x hour-of-week profile).",
+    ),
+    (
+        "outage_radar_window_surprise",
+        "gauge",
+        "Surprise of the series' last scored window: -log10 of the upper-tail probability of its count (capped).",
+    ),
+    (
+        "outage_radar_series_state",
+        "gauge",
+        "Hysteresis state of the series: 0 normal, 1 pending, 2 outage.",
+    ),
+];
+
+/// Per-series and per-service metrics, with TTL and a hard bound. Cloning
+/// shares the table (the consumer thread writes, /metrics reads).
+#[derive(Clone)]
 pub struct SeriesMetrics {
-    reports: IntCounterVec,
-    window_reports: IntGaugeVec,
-    expected: GaugeVec,
-    surprise: GaugeVec,
-    state: IntGaugeVec,
+    table: Arc<Mutex<Table>>,
     regions_in_outage: IntGaugeVec,
     global_incident: IntGaugeVec,
     exported: IntGauge,
     dropped: IntCounter,
-    entries: HashMap<(String, Scope), SeriesEntry>,
-    services: HashMap<String, ServiceEntry>,
     ttl_ms: i64,
     max_series: usize,
-    next_sweep_ms: i64,
+}
+
+fn state_value(state: SeriesState) -> u8 {
+    match state {
+        SeriesState::Normal => 0,
+        SeriesState::Pending => 1,
+        SeriesState::Outage => 2,
+    }
+}
+
+/// A label value in exposition format (`\`, `"` and newlines escaped).
+fn escape_into(out: &mut Vec<u8>, value: &str) {
+    if !value.bytes().any(|b| matches!(b, b'\\' | b'"' | b'\n')) {
+        out.extend_from_slice(value.as_bytes());
+        return;
+    }
+    for b in value.bytes() {
+        match b {
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            _ => out.push(b),
+        }
+    }
+}
+
+fn float_into(out: &mut Vec<u8>, v: f64) {
+    if v.is_nan() {
+        out.extend_from_slice(b"NaN");
+    } else if v.is_infinite() {
+        out.extend_from_slice(if v > 0.0 { b"+Inf" } else { b"-Inf" });
+    } else {
+        out.extend_from_slice(ryu::Buffer::new().format_finite(v).as_bytes());
+    }
+}
+
+fn int_into(out: &mut Vec<u8>, v: u64) {
+    out.extend_from_slice(itoa::Buffer::new().format(v).as_bytes());
 }
 
 impl SeriesMetrics {
     pub fn register(registry: &Registry, config: &MetricsConfig) -> prometheus::Result<Self> {
         let m = SeriesMetrics {
-            reports: IntCounterVec::new(
-                opts(
-                    "outage_radar_series_reports_total",
-                    "Reports counted per series (after de-duplication), added when their window is scored.",
-                ),
-                &BY_SERIES,
-            )?,
-            window_reports: IntGaugeVec::new(
-                opts(
-                    "outage_radar_window_reports",
-                    "Reports in the series' last scored window.",
-                ),
-                &BY_SERIES,
-            )?,
-            expected: GaugeVec::new(
-                opts(
-                    "outage_radar_window_expected_reports",
-                    "Reports expected in the series' last scored window (level × hour-of-week profile).",
-                ),
-                &BY_SERIES,
-            )?,
-            surprise: GaugeVec::new(
-                opts(
-                    "outage_radar_window_surprise",
-                    "Surprise of the series' last scored window: -log10 of the upper-tail probability of its count (capped).",
-                ),
-                &BY_SERIES,
-            )?,
-            state: IntGaugeVec::new(
-                opts(
-                    "outage_radar_series_state",
-                    "Hysteresis state of the series: 0 normal, 1 pending, 2 outage.",
-                ),
-                &BY_SERIES,
-            )?,
+            table: Arc::new(Mutex::new(Table {
+                next_sweep_ms: i64::MIN,
+                ..Table::default()
+            })),
             regions_in_outage: IntGaugeVec::new(
                 opts(
                     "outage_radar_regions_in_outage",
@@ -164,17 +202,9 @@ impl SeriesMetrics {
                 "outage_radar_exported_series_dropped_total",
                 "Scored windows not exported because metrics.max_series was reached.",
             ))?,
-            entries: HashMap::new(),
-            services: HashMap::new(),
             ttl_ms: config.series_ttl.as_millis() as i64,
             max_series: config.max_series,
-            next_sweep_ms: i64::MIN,
         };
-        registry.register(Box::new(m.reports.clone()))?;
-        registry.register(Box::new(m.window_reports.clone()))?;
-        registry.register(Box::new(m.expected.clone()))?;
-        registry.register(Box::new(m.surprise.clone()))?;
-        registry.register(Box::new(m.state.clone()))?;
         registry.register(Box::new(m.regions_in_outage.clone()))?;
         registry.register(Box::new(m.global_incident.clone()))?;
         registry.register(Box::new(m.exported.clone()))?;
@@ -182,20 +212,36 @@ impl SeriesMetrics {
         Ok(m)
     }
 
+    fn table(&self) -> MutexGuard<'_, Table> {
+        self.table.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Records one scored window; `clock_ms` is the event-time end of the
     /// window and drives the TTL.
-    pub fn window(&mut self, w: &WindowScore, clock_ms: i64) {
-        self.sweep(clock_ms);
+    pub fn window(&self, w: &WindowScore, clock_ms: i64) {
+        let mut guard = self.table();
+        let t = &mut *guard;
+        self.sweep_locked(t, clock_ms);
         let key = (w.service.clone(), w.scope);
-        let entry = match self.entries.get_mut(&key) {
+        let entry = match t.entries.get_mut(&key) {
             Some(e) => e,
             None => {
-                if self.entries.len() >= self.max_series {
+                if t.entries.len() >= self.max_series {
                     self.dropped.inc();
                     return;
                 }
-                let labels = [w.service.as_str(), w.scope.label()];
-                let e = SeriesEntry {
+                let service = t.services.entry(w.service.clone()).or_default();
+                if service.series == 0 {
+                    self.regions_in_outage
+                        .with_label_values(&[&w.service])
+                        .set(service.in_outage);
+                    self.global_incident
+                        .with_label_values(&[&w.service])
+                        .set(service.global_incidents);
+                }
+                service.series += 1;
+                self.exported.inc();
+                t.entries.entry(key).or_insert(SeriesEntry {
                     last: LastWindow {
                         window_start_ms: w.window_start_ms,
                         observed: 0,
@@ -204,24 +250,8 @@ impl SeriesMetrics {
                         state: SeriesState::Normal,
                     },
                     seen_ms: clock_ms,
-                    reports: self.reports.with_label_values(&labels),
-                    window_reports: self.window_reports.with_label_values(&labels),
-                    expected: self.expected.with_label_values(&labels),
-                    surprise: self.surprise.with_label_values(&labels),
-                    state: self.state.with_label_values(&labels),
-                };
-                let service = self.services.entry(w.service.clone()).or_default();
-                if service.series == 0 {
-                    self.regions_in_outage
-                        .with_label_values(&[&w.service])
-                        .set(0);
-                    self.global_incident
-                        .with_label_values(&[&w.service])
-                        .set(service.global_incidents);
-                }
-                service.series += 1;
-                self.exported.inc();
-                self.entries.entry(key).or_insert(e)
+                    reports_total: 0,
+                })
             }
         };
         let was_outage = entry.last.state == SeriesState::Outage;
@@ -234,19 +264,10 @@ impl SeriesMetrics {
             state: w.state,
         };
         entry.seen_ms = clock_ms;
-        entry.reports.inc_by(u64::from(w.observed));
-        entry.window_reports.set(i64::from(w.observed));
-        entry.expected.set(w.expected);
-        entry.surprise.set(w.surprise);
-        entry.state.set(match w.state {
-            SeriesState::Normal => 0,
-            SeriesState::Pending => 1,
-            SeriesState::Outage => 2,
-        });
+        entry.reports_total += u64::from(w.observed);
         if matches!(w.scope, Scope::Region(_)) && was_outage != is_outage {
-            let delta = if is_outage { 1 } else { -1 };
-            if let Some(s) = self.services.get_mut(&w.service) {
-                s.in_outage += delta;
+            if let Some(s) = t.services.get_mut(&w.service) {
+                s.in_outage += if is_outage { 1 } else { -1 };
                 self.regions_in_outage
                     .with_label_values(&[&w.service])
                     .set(s.in_outage);
@@ -255,11 +276,12 @@ impl SeriesMetrics {
     }
 
     /// A global incident opened (`open`) or resolved for its service.
-    pub fn global_incident(&mut self, incident: &Incident, open: bool) {
+    pub fn global_incident(&self, incident: &Incident, open: bool) {
         if incident.scope != Scope::Global {
             return;
         }
-        let service = self.services.entry(incident.service.clone()).or_default();
+        let mut t = self.table();
+        let service = t.services.entry(incident.service.clone()).or_default();
         service.global_incidents = (service.global_incidents + if open { 1 } else { -1 }).max(0);
         self.global_incident
             .with_label_values(&[&incident.service])
@@ -268,66 +290,95 @@ impl SeriesMetrics {
 
     /// The last exported window of a series.
     pub fn last(&self, service: &str, scope: Scope) -> Option<LastWindow> {
-        // The key owns its String; a lookup by borrowed parts needs one
-        // allocation, fine off the hot path (alerts only).
-        self.entries
+        // The key owns its String: one allocation, off the hot path.
+        self.table()
+            .entries
             .get(&(service.to_string(), scope))
             .map(|e| e.last)
     }
 
-    /// Every exported series with its last window (status page).
-    pub fn iter(&self) -> impl Iterator<Item = (&str, Scope, LastWindow)> {
-        self.entries
+    /// Every exported series with its last window, sorted (status page).
+    pub fn snapshot(&self) -> Vec<(String, Scope, LastWindow)> {
+        let mut v: Vec<(String, Scope, LastWindow)> = self
+            .table()
+            .entries
             .iter()
-            .map(|((s, scope), e)| (s.as_str(), *scope, e.last))
+            .map(|((s, scope), e)| (s.clone(), *scope, e.last))
+            .collect();
+        v.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
+        v
     }
 
     /// Exported series count.
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.table().entries.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.len() == 0
     }
 
     /// Removes series not scored for `series_ttl`; runs at most once per
     /// tenth of the TTL.
-    pub fn sweep(&mut self, clock_ms: i64) {
-        if clock_ms < self.next_sweep_ms {
+    pub fn sweep(&self, clock_ms: i64) {
+        let mut t = self.table();
+        self.sweep_locked(&mut t, clock_ms);
+    }
+
+    fn sweep_locked(&self, t: &mut Table, clock_ms: i64) {
+        if clock_ms < t.next_sweep_ms {
             return;
         }
-        self.next_sweep_ms = clock_ms + (self.ttl_ms / 10).max(1);
+        t.next_sweep_ms = clock_ms + (self.ttl_ms / 10).max(1);
         let cutoff = clock_ms - self.ttl_ms;
-        let stale: Vec<(String, Scope)> = self
-            .entries
-            .iter()
-            .filter(|(_, e)| e.seen_ms < cutoff)
-            .map(|(k, _)| k.clone())
-            .collect();
-        for key in stale {
-            let e = self.entries.remove(&key).expect("key just listed");
-            let labels = [key.0.as_str(), key.1.label()];
-            let _ = self.reports.remove_label_values(&labels);
-            let _ = self.window_reports.remove_label_values(&labels);
-            let _ = self.expected.remove_label_values(&labels);
-            let _ = self.surprise.remove_label_values(&labels);
-            let _ = self.state.remove_label_values(&labels);
-            self.exported.dec();
-            if let Some(s) = self.services.get_mut(&key.0) {
-                if matches!(key.1, Scope::Region(_)) && e.last.state == SeriesState::Outage {
+        let services = &mut t.services;
+        let mut removed = 0;
+        t.entries.retain(|(service, scope), e| {
+            if e.seen_ms >= cutoff {
+                return true;
+            }
+            removed += 1;
+            if let Some(s) = services.get_mut(service) {
+                if matches!(scope, Scope::Region(_)) && e.last.state == SeriesState::Outage {
                     s.in_outage -= 1;
                 }
                 s.series -= 1;
                 if s.series == 0 && s.global_incidents == 0 {
-                    self.services.remove(&key.0);
-                    let _ = self.regions_in_outage.remove_label_values(&[&key.0]);
-                    let _ = self.global_incident.remove_label_values(&[&key.0]);
+                    services.remove(service);
+                    let _ = self.regions_in_outage.remove_label_values(&[service]);
+                    let _ = self.global_incident.remove_label_values(&[service]);
                 } else {
                     self.regions_in_outage
-                        .with_label_values(&[&key.0])
+                        .with_label_values(&[service])
                         .set(s.in_outage);
                 }
+            }
+            false
+        });
+        self.exported.sub(removed);
+    }
+
+    /// Appends the per-series families in the Prometheus text format.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        use std::io::Write;
+        let t = self.table();
+        for (i, (name, kind, help)) in FAMILIES.iter().enumerate() {
+            let _ = write!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n");
+            for ((service, scope), e) in &t.entries {
+                out.extend_from_slice(name.as_bytes());
+                out.extend_from_slice(b"{region=\"");
+                out.extend_from_slice(scope.label().as_bytes());
+                out.extend_from_slice(b"\",service=\"");
+                escape_into(out, service);
+                out.extend_from_slice(b"\"} ");
+                match i {
+                    0 => int_into(out, e.reports_total),
+                    1 => int_into(out, u64::from(e.last.observed)),
+                    2 => float_into(out, e.last.expected),
+                    3 => float_into(out, e.last.surprise),
+                    _ => int_into(out, u64::from(state_value(e.last.state))),
+                }
+                out.push(b'\n');
             }
         }
     }
@@ -465,9 +516,10 @@ mod tests {
         }
     }
 
-    fn text(r: &Registry) -> String {
+    fn text(r: &Registry, m: &SeriesMetrics) -> String {
         let mut buf = Vec::new();
         TextEncoder::new().encode(&r.gather(), &mut buf).unwrap();
+        m.encode(&mut buf);
         String::from_utf8(buf).unwrap()
     }
 
@@ -478,12 +530,12 @@ mod tests {
             series_ttl: Duration::from_secs(600),
             max_series: 3,
         };
-        let mut m = SeriesMetrics::register(&r, &cfg).unwrap();
+        let m = SeriesMetrics::register(&r, &cfg).unwrap();
         let min = 60_000;
         m.window(&score("alexa", "GB", 0, 12, SeriesState::Normal), min);
         m.window(&score("alexa", "DE", 0, 7, SeriesState::Outage), min);
         m.window(&score("alexa", "GB", min, 30, SeriesState::Outage), 2 * min);
-        let t = text(&r);
+        let t = text(&r, &m);
         assert!(
             t.contains(r#"outage_radar_series_reports_total{region="GB",service="alexa"} 42"#),
             "{t}"
@@ -508,7 +560,7 @@ mod tests {
             2 * min,
         );
         m.window(&score("alexa", "FR", min, 1, SeriesState::Normal), 2 * min);
-        let t = text(&r);
+        let t = text(&r, &m);
         assert!(
             t.contains("outage_radar_exported_series_dropped_total 1"),
             "{t}"
@@ -522,7 +574,7 @@ mod tests {
                 (i + 1) * min,
             );
         }
-        let t = text(&r);
+        let t = text(&r, &m);
         assert!(!t.contains(r#"region="DE""#), "{t}");
         assert!(
             t.contains(r#"outage_radar_regions_in_outage{service="alexa"} 1"#),

@@ -27,6 +27,8 @@ pub fn find_binary(env_var: &str, names: &[&str]) -> PathBuf {
     if let Some(home) = std::env::var_os("HOME") {
         dirs.push(Path::new(&home).join(".cargo/bin"));
     }
+    // Python tools `scripts/test` installs (check-jsonschema).
+    dirs.push(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/tools-venv/bin"));
     for name in names {
         for dir in &dirs {
             let candidate = dir.join(name);
@@ -36,7 +38,7 @@ pub fn find_binary(env_var: &str, names: &[&str]) -> PathBuf {
         }
     }
     panic!(
-        "{} not found (looked for {names:?} on PATH and in ~/.cargo/bin; or set {env_var}). \
+        "{} not found (looked for {names:?} on PATH, in ~/.cargo/bin and target/tools-venv/bin; or set {env_var}). \
          Run `scripts/test`, which installs every service the tests need.",
         names[0]
     )

@@ -9,6 +9,8 @@ use std::sync::{Arc, Mutex};
 #[derive(Clone, Debug)]
 pub struct Received {
     pub path: String,
+    /// Request headers, names in lower case.
+    pub headers: Vec<(String, String)>,
     pub body: serde_json::Value,
 }
 
@@ -83,6 +85,7 @@ fn serve(stream: TcpStream, sink: &Mutex<Vec<Received>>) {
             .unwrap_or("/")
             .to_string();
         let mut length = 0usize;
+        let mut headers = Vec::new();
         loop {
             let mut header = String::new();
             if reader.read_line(&mut header).unwrap_or(0) == 0 {
@@ -93,9 +96,11 @@ fn serve(stream: TcpStream, sink: &Mutex<Vec<Received>>) {
                 break;
             }
             if let Some((name, value)) = header.split_once(':') {
-                if name.eq_ignore_ascii_case("content-length") {
-                    length = value.trim().parse().unwrap_or(0);
+                let (name, value) = (name.trim().to_ascii_lowercase(), value.trim());
+                if name == "content-length" {
+                    length = value.parse().unwrap_or(0);
                 }
+                headers.push((name, value.to_string()));
             }
         }
         let mut body = vec![0u8; length];
@@ -105,7 +110,11 @@ fn serve(stream: TcpStream, sink: &Mutex<Vec<Received>>) {
         let body = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
         sink.lock()
             .unwrap_or_else(|e| e.into_inner())
-            .push(Received { path, body });
+            .push(Received {
+                path,
+                headers,
+                body,
+            });
         if writer
             .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
             .is_err()

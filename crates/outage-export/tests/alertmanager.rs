@@ -1,0 +1,222 @@
+//! The push path against a real Alertmanager (Debian's binary, started by
+//! the testkit), a dead one, and a recording webhook for headers.
+
+use std::net::TcpListener;
+use std::time::Duration;
+
+use outage_detect::detector::SpreadEntry;
+use outage_detect::{Country, Incident, Scope};
+use outage_export::alert::{build_alert, start};
+use outage_export::{AlertMetrics, AlertmanagerConfig, IncidentEvent};
+use outage_testkit::{wait_until, Alertmanager, WebhookReceiver};
+use prometheus::Registry;
+use serde_json::Value;
+
+const AM_CONFIG: &str = "route:\n  receiver: blackhole\nreceivers:\n  - name: blackhole\n";
+
+fn incident(service: &str, region: &str) -> Incident {
+    let c = Country::parse(region).unwrap();
+    Incident {
+        id: format!("{service}-{region}"),
+        service: service.into(),
+        scope: Scope::Region(c),
+        regions: vec![SpreadEntry {
+            region: c,
+            started_at_ms: 1_537_956_000_000,
+            peak_ratio: 8.0,
+        }],
+        started_at_ms: 1_537_956_000_000,
+        detected_at_ms: 1_537_956_120_000,
+        resolved_at_ms: None,
+        peak_ratio: 8.0,
+        peak_surprise: 14.0,
+        problems: [5, 0, 0, 0, 0, 0, 0, 0],
+    }
+}
+
+/// A TCP server that accepts connections and never answers.
+fn black_hole() -> (String, std::thread::JoinHandle<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let handle = std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in listener.incoming().flatten() {
+            held.push(s);
+        }
+    });
+    (url, handle)
+}
+
+fn am_alerts(am: &Alertmanager) -> Vec<Value> {
+    let body = ureq::get(&format!("{}/api/v2/alerts", am.url()))
+        .call()
+        .unwrap()
+        .into_string()
+        .unwrap();
+    serde_json::from_str::<Value>(&body)
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+#[test]
+fn a_dead_alertmanager_never_delays_its_ha_peer_and_resolutions_arrive() {
+    let am = Alertmanager::start(AM_CONFIG);
+    let (dead, _hold) = black_hole();
+    let registry = Registry::new();
+    let metrics = AlertMetrics::register(&registry).unwrap();
+    let config = AlertmanagerConfig {
+        urls: vec![dead.clone(), am.url()],
+        resend_interval: Duration::from_secs(1),
+        // Longer than the wait for the live peer below: if the dead one
+        // held the push back, the live one would not see it in time.
+        timeout: Duration::from_secs(10),
+        max_attempts: 1,
+        ..AlertmanagerConfig::default()
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let queue = {
+        let _g = rt.enter();
+        start(&config, metrics.clone()).unwrap().unwrap()
+    };
+    let inc = incident("alexa", "GB");
+    queue.push(build_alert(&config, IncidentEvent::Opened, &inc, None));
+    assert!(
+        wait_until(Duration::from_secs(8), || am_alerts(&am)
+            .iter()
+            .any(|a| a["labels"]["region"] == "GB")),
+        "the live Alertmanager got the alert while its peer hung"
+    );
+    let alert = am_alerts(&am)
+        .into_iter()
+        .find(|a| a["labels"]["region"] == "GB")
+        .unwrap();
+    assert_eq!(alert["labels"]["alertname"], "RegionOutage");
+    assert_eq!(alert["annotations"]["incident_id"], "alexa-GB");
+    let ends_first = alert["endsAt"].as_str().unwrap().to_string();
+
+    // Re-sent while firing: endsAt moves forward.
+    assert!(
+        wait_until(Duration::from_secs(5), || am_alerts(&am)
+            .iter()
+            .any(|a| a["labels"]["region"] == "GB"
+                && a["endsAt"].as_str().unwrap() > ends_first.as_str())),
+        "firing alerts are re-sent with a later endsAt"
+    );
+
+    // Resolved: gone from the active alerts.
+    let mut resolved = inc.clone();
+    resolved.resolved_at_ms = Some(1_537_957_000_000);
+    queue.push(build_alert(
+        &config,
+        IncidentEvent::Resolved,
+        &resolved,
+        None,
+    ));
+    assert!(
+        wait_until(Duration::from_secs(5), || am_alerts(&am)
+            .iter()
+            .all(|a| a["status"]["state"] != "active")),
+        "resolved alert still active: {:?}",
+        am_alerts(&am)
+    );
+
+    // The dead peer's failures are counted and given up, not retried forever.
+    let label = dead.trim_end_matches('/');
+    assert!(wait_until(Duration::from_secs(20), || {
+        metrics.pushes.with_label_values(&[label, "error"]).get() >= 1
+            && metrics.abandoned.get() >= 1
+    }));
+    assert!(
+        metrics
+            .pushes
+            .with_label_values(&[&am.url(), "success"])
+            .get()
+            >= 3
+    );
+    assert_eq!(metrics.firing.get(), 0);
+}
+
+#[test]
+fn a_full_queue_drops_and_counts_instead_of_blocking() {
+    let (dead, _hold) = black_hole();
+    let registry = Registry::new();
+    let metrics = AlertMetrics::register(&registry).unwrap();
+    let config = AlertmanagerConfig {
+        urls: vec![dead],
+        timeout: Duration::from_secs(30),
+        queue_capacity: 8,
+        ..AlertmanagerConfig::default()
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let queue = {
+        let _g = rt.enter();
+        start(&config, metrics.clone()).unwrap().unwrap()
+    };
+    for i in 0..10_000 {
+        let inc = incident(&format!("svc{i}"), "DE");
+        queue.push(build_alert(&config, IncidentEvent::Opened, &inc, None));
+    }
+    assert!(metrics.dropped.get() > 0, "drops are counted");
+}
+
+#[test]
+fn basic_auth_and_bearer_tokens_are_sent() {
+    let hook = WebhookReceiver::start();
+    std::env::set_var("OUTAGE_RADAR_TEST_AM_PASSWORD", "pass");
+    std::env::set_var("OUTAGE_RADAR_TEST_AM_TOKEN", "tok123\n");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    for (config, expected) in [
+        (
+            AlertmanagerConfig {
+                urls: vec![hook.url()],
+                basic_auth_username: Some("user".into()),
+                basic_auth_password_env: Some("OUTAGE_RADAR_TEST_AM_PASSWORD".into()),
+                ..AlertmanagerConfig::default()
+            },
+            "Basic dXNlcjpwYXNz",
+        ),
+        (
+            AlertmanagerConfig {
+                urls: vec![hook.url()],
+                bearer_token_env: Some("OUTAGE_RADAR_TEST_AM_TOKEN".into()),
+                ..AlertmanagerConfig::default()
+            },
+            "Bearer tok123",
+        ),
+    ] {
+        let metrics = AlertMetrics::register(&Registry::new()).unwrap();
+        let queue = {
+            let _g = rt.enter();
+            start(&config, metrics).unwrap().unwrap()
+        };
+        queue.push(build_alert(
+            &config,
+            IncidentEvent::Opened,
+            &incident("alexa", "FR"),
+            None,
+        ));
+        assert!(
+            wait_until(Duration::from_secs(5), || hook.received().iter().any(|r| {
+                r.path == "/api/v2/alerts"
+                    && r.headers
+                        .iter()
+                        .any(|(k, v)| k == "authorization" && v == expected)
+            })),
+            "{expected} not sent: {:?}",
+            hook.received()
+        );
+    }
+    // A missing secret is a config error naming the field.
+    let config = AlertmanagerConfig {
+        urls: vec![hook.url()],
+        bearer_token_env: Some("OUTAGE_RADAR_TEST_AM_UNSET".into()),
+        ..AlertmanagerConfig::default()
+    };
+    let _g = rt.enter();
+    let err = start(&config, AlertMetrics::register(&Registry::new()).unwrap())
+        .err()
+        .unwrap();
+    assert_eq!(err.field, "bearer_token_env");
+}
