@@ -109,6 +109,37 @@ fn check_config(path: Option<&Path>) -> anyhow::Result<()> {
         "log: level={} format={:?}",
         config.log.level, config.log.format
     );
+    println!("http: listen={}", config.http.listen);
+    println!(
+        "metrics: series_ttl={} max_series={}",
+        humantime::format_duration(config.metrics.series_ttl),
+        config.metrics.max_series
+    );
+    let am = &config.alertmanager;
+    let auth = match (&am.basic_auth_username, &am.bearer_token_env) {
+        (Some(u), _) => format!(
+            "basic user={u} password=<from ${}>",
+            am.basic_auth_password_env.as_deref().unwrap_or("-")
+        ),
+        (None, Some(var)) => format!("bearer <from ${var}>"),
+        (None, None) => "none".into(),
+    };
+    println!(
+        "alertmanager: urls={:?} resend_interval={} auth={auth}",
+        am.urls
+            .iter()
+            .map(|u| outage_export::alert::display_url(u))
+            .collect::<Vec<_>>(),
+        humantime::format_duration(am.resend_interval)
+    );
+    println!(
+        "incidents: topic={}",
+        if config.incidents.topic.is_empty() {
+            "(off)"
+        } else {
+            &config.incidents.topic
+        }
+    );
     Ok(())
 }
 

@@ -387,7 +387,7 @@ fn client(config: &AlertmanagerConfig) -> Result<(reqwest::Client, Auth), AlertC
 }
 
 /// The URL without credentials, for labels and logs.
-fn display_url(url: &str) -> String {
+pub fn display_url(url: &str) -> String {
     match reqwest::Url::parse(url) {
         Ok(mut u) => {
             let _ = u.set_username("");
