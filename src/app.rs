@@ -11,8 +11,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use outage_detect::{Detector, RejectReason};
-use outage_export::incident::IncidentTopicMetrics;
-use outage_export::{AlertMetrics, IncidentProducer, PipelineMetrics, Readiness, SeriesMetrics};
+use outage_export::{
+    AlertMetrics, JsonTopicProducer, OutputTopicMetrics, PipelineMetrics, Readiness, SeriesMetrics,
+};
 use outage_ingest::{IngestMetrics, Ingester, Shutdown};
 use prometheus::{IntCounter, Registry};
 use tracing::{info, warn};
@@ -181,8 +182,8 @@ fn run(config: Config, warm: Option<Detector>) -> anyhow::Result<()> {
         SeriesMetrics::register(&registry, &config.metrics).context("cannot register metrics")?;
     let pipeline = PipelineMetrics::register(&registry).context("cannot register metrics")?;
     let alert_metrics = AlertMetrics::register(&registry).context("cannot register metrics")?;
-    let incident_metrics =
-        IncidentTopicMetrics::register(&registry).context("cannot register metrics")?;
+    let output_metrics =
+        OutputTopicMetrics::register(&registry).context("cannot register metrics")?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -199,15 +200,17 @@ fn run(config: Config, warm: Option<Detector>) -> anyhow::Result<()> {
         let _guard = runtime.enter();
         outage_export::alert::start(&config.alertmanager, alert_metrics)?
     };
-    let incidents = if config.incidents.topic.is_empty() {
-        None
-    } else {
+    let output = |topic: &str, name: &'static str| -> anyhow::Result<Option<JsonTopicProducer>> {
+        if topic.is_empty() {
+            return Ok(None);
+        }
         let client = config.kafka.producer_config()?;
-        Some(
-            IncidentProducer::new(&client, &config.incidents.topic, incident_metrics)
-                .context("cannot create the incidents producer")?,
-        )
+        let producer = JsonTopicProducer::new(&client, topic, name, output_metrics.clone())
+            .with_context(|| format!("cannot create the {name} producer"))?;
+        Ok(Some(producer))
     };
+    let incidents = output(&config.incidents.topic, "incidents")?;
+    let scores = output(&config.scores.topic, "scores")?;
 
     let mut warm = warm;
     if let Some(d) = &mut warm {
@@ -224,6 +227,7 @@ fn run(config: Config, warm: Option<Detector>) -> anyhow::Result<()> {
         alert_config: config.alertmanager.clone(),
         alerts,
         incidents,
+        scores,
         readiness: readiness.clone(),
     };
     let sink = DetectorSink::new(config.detect.clone(), warm, counted.clone(), export);
@@ -233,7 +237,9 @@ fn run(config: Config, warm: Option<Detector>) -> anyhow::Result<()> {
         sink,
         metrics.clone(),
     )
-    .context("cannot start the kafka ingester")?;
+    .context("cannot start the kafka ingester")?
+    .with_state(&config.kafka, &config.state)
+    .context("cannot set up partition state")?;
 
     let shutdown = Shutdown::new();
     let consumer = {

@@ -12,8 +12,8 @@ use anyhow::Context;
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 use outage_detect::{DecodeOptions, DetectorConfig};
-use outage_export::{AlertmanagerConfig, HttpConfig, IncidentsConfig, MetricsConfig};
-use outage_ingest::KafkaConfig;
+use outage_export::{AlertmanagerConfig, HttpConfig, IncidentsConfig, MetricsConfig, ScoresConfig};
+use outage_ingest::{KafkaConfig, StateConfig};
 use serde::{Deserialize, Serialize};
 
 /// Prefix of environment overrides: `OUTAGE_RADAR_KAFKA__BROKERS=...`.
@@ -39,6 +39,10 @@ pub struct Config {
     pub alertmanager: AlertmanagerConfig,
     /// The incidents topic.
     pub incidents: IncidentsConfig,
+    /// Per-window scores topic (off by default).
+    pub scores: ScoresConfig,
+    /// Per-partition state snapshots in a compacted topic.
+    pub state: StateConfig,
 }
 
 /// `[decode]`: what a report may look like before it is dead-lettered.
@@ -162,6 +166,15 @@ impl Config {
             humantime::format_duration(d.max_clock_skew)
         );
         self.metrics.validate().map_err(anyhow::Error::msg)?;
+        self.state.validate().map_err(anyhow::Error::msg)?;
+        let st = &self.state.topic;
+        anyhow::ensure!(
+            st.is_empty()
+                || (*st != self.kafka.topic
+                    && *st != self.kafka.dlq_topic
+                    && *st != self.incidents.topic),
+            "state.topic: {st:?} must differ from the reports, dead-letter and incidents topics"
+        );
         self.alertmanager.validate()?;
         let t = &self.incidents.topic;
         anyhow::ensure!(

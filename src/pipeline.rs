@@ -9,10 +9,10 @@ use outage_detect::detector::DetectorCounters;
 use outage_detect::{Detector, DetectorConfig, Event, Incident, Report, Scope};
 use outage_export::alert::build_alert;
 use outage_export::{
-    AlertQueue, AlertmanagerConfig, IncidentEvent, IncidentProducer, PipelineMetrics, Readiness,
+    AlertQueue, AlertmanagerConfig, IncidentEvent, JsonTopicProducer, PipelineMetrics, Readiness,
     SeriesMetrics,
 };
-use outage_ingest::{Position, ReportSink};
+use outage_ingest::{Position, ReportSink, SinkState};
 use prometheus::IntCounter;
 use tracing::{info, warn};
 
@@ -24,7 +24,8 @@ pub struct Export {
     pub pipeline: PipelineMetrics,
     pub alert_config: AlertmanagerConfig,
     pub alerts: Option<AlertQueue>,
-    pub incidents: Option<IncidentProducer>,
+    pub incidents: Option<JsonTopicProducer>,
+    pub scores: Option<JsonTopicProducer>,
     pub readiness: Readiness,
 }
 
@@ -115,6 +116,9 @@ impl DetectorSink {
                         }
                     }
                     export.series.window(&w, w.window_start_ms + width_ms);
+                    if let Some(t) = &export.scores {
+                        t.send(&w.service, &outage_export::window_json(&w));
+                    }
                 }
                 Event::Opened(i) => {
                     warn!(
@@ -178,7 +182,7 @@ impl DetectorSink {
             q.push(build_alert(&export.alert_config, event, i, last));
         }
         if let Some(t) = &export.incidents {
-            t.send(event, i);
+            t.send_incident(event, i);
         }
     }
 
@@ -287,6 +291,54 @@ impl ReportSink for DetectorSink {
         self.refresh_series_gauge();
     }
 
+    fn snapshot(&mut self, partition: i32) -> Option<SinkState> {
+        let p = self.partitions.get(&partition)?;
+        Some(SinkState {
+            payload: p.detector.to_snapshot(),
+            items: p.detector.series_count() as u64,
+        })
+    }
+
+    fn restore(&mut self, partition: i32, state: &[u8]) -> Result<(), String> {
+        let mut detector = Detector::from_snapshot(state).map_err(|e| e.to_string())?;
+        detector.set_config(self.config.clone());
+        self.export
+            .pipeline
+            .state_restores
+            .with_label_values(&["restored"])
+            .inc();
+        // Alertmanager forgets alerts that are not re-sent: carry the open
+        // incidents over (same ids, same label sets, so no new page).
+        for incident in detector.open_incidents() {
+            if incident.scope == Scope::Global {
+                self.export.series.global_incident(incident, true);
+            }
+            if let Some(q) = &self.export.alerts {
+                q.push(build_alert(
+                    &self.export.alert_config,
+                    IncidentEvent::Opened,
+                    incident,
+                    None,
+                ));
+            }
+        }
+        info!(
+            partition,
+            series = detector.series_count(),
+            open_incidents = detector.open_incidents().count(),
+            "partition detector restored"
+        );
+        self.partitions.insert(
+            partition,
+            PartitionState {
+                exported: detector.counters().clone(),
+                detector,
+                newest_kafka_ts: VecDeque::new(),
+            },
+        );
+        Ok(())
+    }
+
     fn idle(&mut self, now_ms: i64) {
         let width = self.width_ms();
         for (&partition, p) in &mut self.partitions {
@@ -301,7 +353,10 @@ impl ReportSink for DetectorSink {
 impl DetectorSink {
     /// Flushes queued incident events (shutdown).
     pub fn flush(&self) {
-        if let Some(t) = &self.export.incidents {
+        for t in [&self.export.incidents, &self.export.scores]
+            .into_iter()
+            .flatten()
+        {
             t.flush(std::time::Duration::from_secs(10));
         }
     }

@@ -177,6 +177,7 @@ fn outage_reaches_alertmanager_prometheus_and_dashboards() {
     ] {
         broker.create_topic(&t, 1, false);
     }
+    broker.create_topic(&format!("{topic}.state"), 1, true);
     let webhook = WebhookReceiver::start();
     let am_config = std::fs::read_to_string(root.join("deploy/alertmanager/alertmanager.yml"))
         .unwrap()
@@ -218,7 +219,7 @@ fn outage_reaches_alertmanager_prometheus_and_dashboards() {
         format!(
             "[http]\nlisten = \"127.0.0.1:{radar_port}\"\n\
              [alertmanager]\nurls = [\"{}\"]\nresend_interval = \"2s\"\n\
-             [incidents]\ntopic = \"{topic}.incidents\"\n\
+             [incidents]\ntopic = \"{topic}.incidents\"\n[state]\ntopic = \"{topic}.state\"\n\
              [detect]\nidle_timeout = \"1h\"\n\
              [kafka]\nbrokers = \"{}\"\ntopic = \"{topic}\"\ndlq_topic = \"{topic}.dlq\"\ngroup_id = \"{}\"\n\
              [kafka.consumer_properties]\n\"fetch.wait.max.ms\" = \"5\"\n\"statistics.interval.ms\" = \"1000\"\n",

@@ -95,12 +95,13 @@ fn warm_started_run_detects_an_outage_in_live_kafka_traffic() {
     broker.create_topic(&topic, 1, false);
     broker.create_topic(&format!("{topic}.dlq"), 1, false);
     broker.create_topic(&format!("{topic}.incidents"), 1, false);
+    broker.create_topic(&format!("{topic}.state"), 1, true);
     broker.produce(&topic, live.iter().map(|line| ("alexa", line)));
 
     std::fs::write(
         dir.path().join("config.toml"),
         format!(
-            "[http]\nlisten = \"127.0.0.1:0\"\n[incidents]\ntopic = \"{topic}.incidents\"\n\
+            "[http]\nlisten = \"127.0.0.1:0\"\n[incidents]\ntopic = \"{topic}.incidents\"\n[state]\ntopic = \"{topic}.state\"\n\
              [kafka]\nbrokers = \"{}\"\ntopic = \"{topic}\"\ndlq_topic = \"{topic}.dlq\"\ngroup_id = \"{}\"\n\
              [kafka.consumer_properties]\n\"fetch.wait.max.ms\" = \"5\"\n",
             broker.bootstrap(),

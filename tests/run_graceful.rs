@@ -70,13 +70,14 @@ fn sigterm_and_sigint_stop_gracefully_with_a_final_commit() {
     let dlq = format!("{topic}.dlq");
     broker.create_topic(&topic, 2, false);
     broker.create_topic(&dlq, 2, false);
+    broker.create_topic(&format!("{topic}.state"), 2, true);
     let group = unique_name("group");
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("config.toml");
     std::fs::write(
         &config,
         format!(
-            "[http]\nlisten = \"127.0.0.1:0\"\n[incidents]\ntopic = \"\"\n\
+            "[http]\nlisten = \"127.0.0.1:0\"\n[incidents]\ntopic = \"\"\n[state]\ntopic = \"{topic}.state\"\n\
              [kafka]\nbrokers = \"{}\"\ntopic = \"{topic}\"\ndlq_topic = \"{dlq}\"\ngroup_id = \"{group}\"\n\
              [kafka.consumer_properties]\n\"fetch.wait.max.ms\" = \"5\"\n\
              # commit only on the way out, so the test sees the final commit\n\

@@ -84,30 +84,63 @@ impl Default for IncidentsConfig {
     }
 }
 
-/// Delivery results of the incidents producer.
+/// `[scores]`: every scored window as JSON, for downstream analytics and
+/// backtests (the `scores.csv` of `replay`, live).
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ScoresConfig {
+    /// Topic of window scores, keyed by service; `""` (the default) turns
+    /// it off. A record is identified by (service, region, window_start):
+    /// after a crash, windows since the last state snapshot are sent again,
+    /// identical.
+    pub topic: String,
+}
+
+/// A scored window as a JSON object.
+pub fn window_json(w: &outage_detect::WindowScore) -> serde_json::Value {
+    json!({
+        "service": w.service,
+        "region": w.scope.label(),
+        "window_start": rfc3339(w.window_start_ms),
+        "window_start_ms": w.window_start_ms,
+        "observed": w.observed,
+        "expected": round3(w.expected),
+        "surprise": round3(w.surprise),
+        "ratio": round3(w.ratio),
+        "anomalous": w.anomalous,
+        "state": w.state.as_str(),
+    })
+}
+
+/// Delivery results of the output topics (incidents, scores).
 #[derive(Clone)]
-pub struct IncidentTopicMetrics {
+pub struct OutputTopicMetrics {
     pub messages: prometheus::IntCounterVec,
 }
 
-impl IncidentTopicMetrics {
+impl OutputTopicMetrics {
     pub fn register(registry: &prometheus::Registry) -> prometheus::Result<Self> {
         let messages = prometheus::IntCounterVec::new(
             prometheus::Opts::new(
-                "outage_radar_incident_messages_total",
-                "Incident events for the incidents topic by result (delivered, failed, dropped).",
+                "outage_radar_output_messages_total",
+                "Messages for the output topics by output (incidents, scores) and result (delivered, failed, dropped).",
             ),
-            &["result"],
+            &["output", "result"],
         )?;
-        for r in ["delivered", "failed", "dropped"] {
-            messages.with_label_values(&[r]);
+        for output in ["incidents", "scores"] {
+            for r in ["delivered", "failed", "dropped"] {
+                messages.with_label_values(&[output, r]);
+            }
         }
         registry.register(Box::new(messages.clone()))?;
-        Ok(IncidentTopicMetrics { messages })
+        Ok(OutputTopicMetrics { messages })
     }
 }
 
-struct DeliveryCounter(IncidentTopicMetrics);
+struct DeliveryCounter {
+    metrics: OutputTopicMetrics,
+    output: &'static str,
+}
 
 impl rdkafka::ClientContext for DeliveryCounter {}
 
@@ -115,55 +148,71 @@ impl rdkafka::producer::ProducerContext for DeliveryCounter {
     type DeliveryOpaque = ();
 
     fn delivery(&self, result: &rdkafka::producer::DeliveryResult<'_>, _: ()) {
+        let m = &self.metrics.messages;
         match result {
-            Ok(_) => self.0.messages.with_label_values(&["delivered"]).inc(),
+            Ok(_) => m.with_label_values(&[self.output, "delivered"]).inc(),
             Err((e, _)) => {
-                self.0.messages.with_label_values(&["failed"]).inc();
-                tracing::warn!(error = %e, "incident event not delivered to the incidents topic");
+                m.with_label_values(&[self.output, "failed"]).inc();
+                tracing::warn!(output = self.output, error = %e, "output message not delivered");
             }
         }
     }
 }
 
-/// Produces incident events to the incidents topic without blocking the
-/// caller (librdkafka's own thread delivers and retries).
-pub struct IncidentProducer {
+/// Produces JSON messages to one output topic without blocking the caller
+/// (librdkafka's own thread delivers and retries).
+pub struct JsonTopicProducer {
     producer: rdkafka::producer::ThreadedProducer<DeliveryCounter>,
     topic: String,
-    metrics: IncidentTopicMetrics,
+    output: &'static str,
+    metrics: OutputTopicMetrics,
 }
 
-impl IncidentProducer {
+impl JsonTopicProducer {
+    /// `output` names it in metrics and logs (`incidents`, `scores`).
     pub fn new(
         client: &rdkafka::ClientConfig,
         topic: &str,
-        metrics: IncidentTopicMetrics,
-    ) -> rdkafka::error::KafkaResult<IncidentProducer> {
-        let producer = client.create_with_context(DeliveryCounter(metrics.clone()))?;
-        Ok(IncidentProducer {
+        output: &'static str,
+        metrics: OutputTopicMetrics,
+    ) -> rdkafka::error::KafkaResult<JsonTopicProducer> {
+        let producer = client.create_with_context(DeliveryCounter {
+            metrics: metrics.clone(),
+            output,
+        })?;
+        Ok(JsonTopicProducer {
             producer,
             topic: topic.to_string(),
+            output,
             metrics,
         })
     }
 
-    /// Queues one event, keyed by service; a full queue drops and counts.
-    pub fn send(&self, event: IncidentEvent, inc: &Incident) {
-        let payload = incident_event_json(event, inc).to_string();
+    /// Queues one message; a full queue drops and counts.
+    pub fn send(&self, key: &str, value: &serde_json::Value) {
+        let payload = value.to_string();
         let record = rdkafka::producer::BaseRecord::to(&self.topic)
-            .key(inc.service.as_bytes())
+            .key(key.as_bytes())
             .payload(payload.as_bytes());
         if let Err((e, _)) = self.producer.send(record) {
-            self.metrics.messages.with_label_values(&["dropped"]).inc();
-            tracing::warn!(error = %e, "incident event dropped: producer queue refused it");
+            self.metrics
+                .messages
+                .with_label_values(&[self.output, "dropped"])
+                .inc();
+            tracing::warn!(output = self.output, error = %e, "output message dropped: producer queue refused it");
         }
     }
 
-    /// Waits for queued events (on shutdown).
+    /// An incident event, keyed by service.
+    pub fn send_incident(&self, event: IncidentEvent, inc: &Incident) {
+        self.send(&inc.service, &incident_event_json(event, inc));
+    }
+
+    /// Waits for queued messages (on shutdown).
     pub fn flush(&self, timeout: std::time::Duration) {
         use rdkafka::producer::Producer;
         if let Err(e) = self.producer.flush(timeout) {
-            tracing::warn!(error = %e, "incident events still queued at shutdown");
+            tracing::warn!(output = self.output, error = %e, "output messages still queued at shutdown");
         }
     }
 }

@@ -15,5 +15,8 @@ pub mod metrics;
 
 pub use alert::{AlertMetrics, AlertQueue, AlertmanagerConfig};
 pub use http::{HttpConfig, Readiness};
-pub use incident::{incident_json, IncidentEvent, IncidentProducer, IncidentsConfig};
+pub use incident::{
+    incident_json, window_json, IncidentEvent, IncidentsConfig, JsonTopicProducer,
+    OutputTopicMetrics, ScoresConfig,
+};
 pub use metrics::{MetricsConfig, PipelineMetrics, SeriesMetrics};

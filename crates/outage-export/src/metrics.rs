@@ -452,7 +452,7 @@ impl PipelineMetrics {
             state_restores: IntCounterVec::new(
                 opts(
                     "outage_radar_partition_starts_total",
-                    "Partitions taken on, by how their state began (empty, warm).",
+                    "Partitions taken on, by how their state began (restored, warm, empty).",
                 ),
                 &["state"],
             )?,
@@ -472,7 +472,7 @@ impl PipelineMetrics {
                 m.incidents.with_label_values(&[scope, event]);
             }
         }
-        for state in ["empty", "warm"] {
+        for state in ["restored", "warm", "empty"] {
             m.state_restores.with_label_values(&[state]);
         }
         Ok(m)

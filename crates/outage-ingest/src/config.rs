@@ -187,8 +187,12 @@ impl KafkaConfig {
         Ok(())
     }
 
-    /// Properties shared by every client, with secrets resolved from the
-    /// environment.
+    /// Properties shared by every client (brokers, security), with secrets
+    /// resolved from the environment.
+    pub fn common_config(&self) -> Result<ClientConfig, ConfigError> {
+        self.common()
+    }
+
     fn common(&self) -> Result<ClientConfig, ConfigError> {
         let mut cfg = ClientConfig::new();
         cfg.set("bootstrap.servers", &self.brokers);

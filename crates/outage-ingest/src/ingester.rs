@@ -14,10 +14,13 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use outage_detect::{decode, DecodeError, DecodeOptions, RejectReason};
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, RebalanceProtocol,
+};
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Header, Headers, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
+use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
 use tracing::{debug, info, warn};
 
@@ -25,6 +28,7 @@ use crate::config::{ConfigError, KafkaConfig};
 use crate::metrics::IngestMetrics;
 use crate::offsets::OffsetTracker;
 use crate::sink::{Position, ReportSink};
+use crate::state::{state_key, LoadOutcome, StateConfig, StateReader, StateWriter};
 
 /// Prefix of the headers the ingester adds to dead-lettered messages:
 /// `outage-radar.reason` (a [`RejectReason`] name), `outage-radar.error`
@@ -69,6 +73,14 @@ pub enum IngestError {
     },
     #[error("cannot subscribe to topic {topic}")]
     Subscribe {
+        topic: String,
+        #[source]
+        source: KafkaError,
+    },
+    #[error("{0}")]
+    State(String),
+    #[error("cannot use the state topic {topic} (create it with cleanup.policy=compact)")]
+    StateTopic {
         topic: String,
         #[source]
         source: KafkaError,
@@ -157,6 +169,15 @@ struct Pipeline<S> {
     maintained_ms: i64,
     since_check: u32,
     paused: bool,
+    /// State snapshots (when `[state]` is on): offsets are then stored only
+    /// as far as a written snapshot covers.
+    state: Option<StatePart>,
+}
+
+struct StatePart {
+    writer: StateWriter,
+    reader: StateReader,
+    group: String,
 }
 
 impl<S: ReportSink> Pipeline<S> {
@@ -297,7 +318,11 @@ impl<S: ReportSink> Pipeline<S> {
                 }
             }
         }
-        self.store_offsets(consumer);
+        if self.state.is_some() {
+            self.maintain_state(consumer);
+        } else {
+            self.store_offsets(consumer);
+        }
         let pending = self.tracker.pending();
         if !self.paused && pending >= MAX_PENDING_DLQ {
             warn!(
@@ -309,6 +334,203 @@ impl<S: ReportSink> Pipeline<S> {
             info!(pending, "dead letters acknowledged; resuming consumption");
             self.set_paused(consumer, false);
         }
+    }
+
+    /// Stores the offsets of snapshots now fully written, and takes the
+    /// next round of snapshots when the interval has passed.
+    fn maintain_state(&mut self, consumer: &BaseConsumer<IngestContext<S>>) {
+        self.collect_snapshot_acks(consumer);
+        let due = self
+            .state
+            .as_ref()
+            .is_some_and(|st| Instant::now() >= st.writer.next_at);
+        if due {
+            let partitions = self.tracker.partitions();
+            self.snapshot(&partitions);
+            if let Some(st) = &mut self.state {
+                st.writer.next_at = Instant::now() + st.writer.config.interval;
+            }
+        }
+    }
+
+    fn collect_snapshot_acks(&mut self, consumer: &BaseConsumer<IngestContext<S>>) {
+        let Some(st) = &mut self.state else { return };
+        let (done, failed) = st.writer.poll_acks();
+        for _ in &failed {
+            self.metrics
+                .state_snapshots
+                .with_label_values(&["failed"])
+                .inc();
+        }
+        if done.is_empty() {
+            return;
+        }
+        let mut tpl = TopicPartitionList::with_capacity(done.len());
+        for (partition, offset) in done {
+            self.metrics
+                .state_snapshots
+                .with_label_values(&["written"])
+                .inc();
+            let _ = tpl.add_partition_offset(&self.topic, partition, Offset::Offset(offset));
+        }
+        if let Err(e) = consumer.store_offsets(&tpl) {
+            self.metrics
+                .kafka_errors
+                .with_label_values(&["store"])
+                .inc();
+            debug!(error = %e, "cannot store snapshot offsets");
+        }
+    }
+
+    /// Snapshots `partitions` whose position moved since their last
+    /// snapshot and that have no dead letter outstanding (those wait for
+    /// the next round: a snapshot must cover exactly the messages before
+    /// its offset).
+    fn snapshot(&mut self, partitions: &[i32]) {
+        let Some(st) = &mut self.state else { return };
+        for &partition in partitions {
+            if st.writer.in_flight.contains_key(&partition) {
+                continue;
+            }
+            let Some(offset) = self.tracker.clean_position(partition) else {
+                continue;
+            };
+            if st.writer.last_offset.get(&partition) == Some(&offset) {
+                continue;
+            }
+            let started = Instant::now();
+            let Some(state) = self.sink.snapshot(partition) else {
+                continue;
+            };
+            match st.writer.write(partition, offset, state, self.clock_ms) {
+                Ok(manifest) => {
+                    self.metrics
+                        .state_snapshot_seconds
+                        .observe(started.elapsed().as_secs_f64());
+                    self.metrics.state_snapshot_bytes.set(manifest.bytes as i64);
+                    debug!(
+                        partition,
+                        offset,
+                        items = manifest.items,
+                        bytes = manifest.bytes,
+                        chunks = manifest.chunks,
+                        "state snapshot enqueued"
+                    );
+                }
+                Err(e) => {
+                    self.metrics
+                        .state_snapshots
+                        .with_label_values(&["failed"])
+                        .inc();
+                    warn!(partition, offset, error = %e, "cannot enqueue a state snapshot; retrying next interval");
+                }
+            }
+        }
+    }
+
+    /// Snapshots `partitions` now and waits (up to `timeout`) until every
+    /// snapshot in flight for them is written; stores their offsets.
+    fn flush_state(
+        &mut self,
+        consumer: &BaseConsumer<IngestContext<S>>,
+        partitions: &[i32],
+        timeout: Duration,
+    ) {
+        if self.state.is_none() {
+            return;
+        }
+        self.snapshot(partitions);
+        let deadline = Instant::now() + timeout;
+        loop {
+            self.collect_snapshot_acks(consumer);
+            let st = self.state.as_ref().expect("checked above");
+            let outstanding = partitions
+                .iter()
+                .filter(|p| st.writer.in_flight.contains_key(p))
+                .count();
+            if outstanding == 0 {
+                return;
+            }
+            if Instant::now() >= deadline {
+                warn!(outstanding, "state snapshots unacknowledged; their partitions restart from the previous snapshot");
+                return;
+            }
+            st.writer.producer.poll(Duration::from_millis(20));
+        }
+    }
+
+    /// Restores assigned partitions from their snapshots; returns the
+    /// offsets to start from (partitions without a usable snapshot start
+    /// from their committed offset with empty state).
+    fn restore(&mut self, partitions: &[i32]) -> Vec<(i32, i64)> {
+        let Some(st) = &mut self.state else {
+            return Vec::new();
+        };
+        let mut seeks = Vec::new();
+        for &partition in partitions {
+            let key = state_key(&st.group, &self.topic, partition);
+            let outcome = match st.reader.load(&key, partition) {
+                Ok(o) => o,
+                Err(e) => {
+                    self.metrics
+                        .state_restores
+                        .with_label_values(&["error"])
+                        .inc();
+                    warn!(partition, error = %e, "cannot read the state topic; starting the partition empty from its committed offset");
+                    continue;
+                }
+            };
+            match outcome {
+                LoadOutcome::Found(loaded) => {
+                    let m = &loaded.manifest;
+                    match self.sink.restore(partition, &loaded.payload) {
+                        Ok(()) => {
+                            self.metrics
+                                .state_restores
+                                .with_label_values(&["restored"])
+                                .inc();
+                            info!(
+                                partition,
+                                offset = m.offset,
+                                items = m.items,
+                                bytes = m.bytes,
+                                age_s = (now_ms() - m.created_at_ms) / 1000,
+                                "partition state restored from its snapshot"
+                            );
+                            st.writer.last_offset.insert(partition, m.offset);
+                            st.writer.chunks_written.insert(partition, m.chunks);
+                            seeks.push((partition, m.offset));
+                        }
+                        Err(e) => {
+                            self.metrics
+                                .state_restores
+                                .with_label_values(&["incompatible"])
+                                .inc();
+                            st.writer.chunks_written.insert(partition, m.chunks);
+                            warn!(partition, error = %e, "snapshot refused; starting the partition empty from its committed offset");
+                        }
+                    }
+                }
+                LoadOutcome::Missing => {
+                    self.metrics
+                        .state_restores
+                        .with_label_values(&["missing"])
+                        .inc();
+                    info!(
+                        partition,
+                        "no snapshot; starting the partition empty from its committed offset"
+                    );
+                }
+                LoadOutcome::Corrupt(e) => {
+                    self.metrics
+                        .state_restores
+                        .with_label_values(&["corrupt"])
+                        .inc();
+                    warn!(partition, error = %e, "corrupt snapshot skipped; starting the partition empty from its committed offset");
+                }
+            }
+        }
+        seeks
     }
 
     fn set_paused(&mut self, consumer: &BaseConsumer<IngestContext<S>>, paused: bool) {
@@ -371,6 +593,9 @@ struct IngestContext<S> {
     pipeline: Mutex<Pipeline<S>>,
     metrics: IngestMetrics,
     shutdown_timeout: Duration,
+    topic: String,
+    /// Partitions currently ours (statistics also list former ones).
+    assigned: Mutex<std::collections::BTreeSet<i32>>,
 }
 
 impl<S: ReportSink> ClientContext for IngestContext<S> {
@@ -379,13 +604,25 @@ impl<S: ReportSink> ClientContext for IngestContext<S> {
     fn stats(&self, statistics: rdkafka::Statistics) {
         for topic in statistics.topics.values() {
             for (&partition, p) in &topic.partitions {
-                // -1 is librdkafka's internal "unassigned" partition; a lag
-                // of -1 means not known yet.
-                if partition >= 0 && p.consumer_lag >= 0 {
+                // -1 is librdkafka's internal "unassigned" partition. The lag
+                // is counted from what this consumer has taken (app_offset),
+                // not from the last commit: with state snapshots commits
+                // follow the snapshot interval.
+                if partition < 0 || !lock(&self.assigned).contains(&partition) {
+                    continue;
+                }
+                let lag = if p.hi_offset >= 0 && p.app_offset >= 0 {
+                    (p.hi_offset - p.app_offset).max(0)
+                } else if p.hi_offset >= 0 && p.hi_offset == p.lo_offset {
+                    0 // nothing to consume yet
+                } else {
+                    p.consumer_lag
+                };
+                if lag >= 0 {
                     self.metrics
                         .consumer_lag
                         .with_label_values(&[&partition.to_string()])
-                        .set(p.consumer_lag);
+                        .set(lag);
                 }
             }
         }
@@ -393,6 +630,52 @@ impl<S: ReportSink> ClientContext for IngestContext<S> {
 }
 
 impl<S: ReportSink> ConsumerContext for IngestContext<S> {
+    /// librdkafka's default, plus: newly assigned partitions are restored
+    /// from their snapshots and start at the snapshots' offsets.
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
+        let rebalance = match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                let partitions: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
+                let seeks = lock(&self.pipeline).restore(&partitions);
+                for (partition, offset) in seeks {
+                    if let Err(e) =
+                        tpl.set_partition_offset(&self.topic, partition, Offset::Offset(offset))
+                    {
+                        warn!(partition, offset, error = %e, "cannot start at the snapshot offset");
+                    }
+                }
+                Rebalance::Assign(tpl)
+            }
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => Rebalance::Revoke(tpl),
+            e => Rebalance::Error(KafkaError::Rebalance(e.into())),
+        };
+        self.pre_rebalance(consumer, &rebalance);
+        let cooperative = matches!(
+            consumer.rebalance_protocol(),
+            RebalanceProtocol::Cooperative
+        );
+        let result = match (&rebalance, cooperative) {
+            (Rebalance::Assign(tpl), true) => consumer.incremental_assign(tpl),
+            (Rebalance::Assign(tpl), false) => consumer.assign(tpl),
+            (Rebalance::Revoke(tpl), true) => consumer.incremental_unassign(tpl),
+            (_, false) => consumer.unassign(),
+            (Rebalance::Error(_), true) => Ok(()),
+        };
+        if let Err(e) = result {
+            self.metrics
+                .kafka_errors
+                .with_label_values(&["consume"])
+                .inc();
+            warn!(error = %e, "cannot apply the rebalance");
+        }
+        self.post_rebalance(consumer, &rebalance);
+    }
+
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(tpl) = rebalance {
             let partitions: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
@@ -402,9 +685,14 @@ impl<S: ReportSink> ConsumerContext for IngestContext<S> {
             if left > 0 {
                 warn!(left, "dead letters unacknowledged at revoke; their partitions will be re-read from the last safe offset");
             }
+            p.flush_state(consumer, &partitions, self.shutdown_timeout);
             p.sink.partitions_revoked(&partitions);
             commit_sync(consumer, &self.metrics);
             for partition in &partitions {
+                lock(&self.assigned).remove(partition);
+                if let Some(st) = &mut p.state {
+                    st.writer.forget(*partition);
+                }
                 let _ = self
                     .metrics
                     .consumer_lag
@@ -424,6 +712,7 @@ impl<S: ReportSink> ConsumerContext for IngestContext<S> {
             Rebalance::Assign(tpl) => {
                 let partitions: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
                 self.metrics.rebalances.with_label_values(&["assign"]).inc();
+                lock(&self.assigned).extend(partitions.iter().copied());
                 self.metrics
                     .assigned_partitions
                     .add(partitions.len() as i64);
@@ -507,11 +796,14 @@ impl<S: ReportSink + 'static> Ingester<S> {
             maintained_ms: 0,
             since_check: 0,
             paused: false,
+            state: None,
         };
         let context = IngestContext {
             pipeline: Mutex::new(pipeline),
             metrics,
             shutdown_timeout: config.shutdown_timeout,
+            topic: config.topic.clone(),
+            assigned: Mutex::new(std::collections::BTreeSet::new()),
         };
         let consumer: BaseConsumer<IngestContext<S>> = config
             .consumer_config()?
@@ -527,6 +819,45 @@ impl<S: ReportSink + 'static> Ingester<S> {
             poll_timeout: config.poll_timeout,
             shutdown_timeout: config.shutdown_timeout,
         })
+    }
+
+    /// Keeps per-partition state in the compacted topic of `state`: the
+    /// sink's [`ReportSink::snapshot`] with the next offset, every
+    /// `state.interval`, on revoke and on shutdown; partitions restore from
+    /// it on assignment. Offsets are then committed only as far as a written
+    /// snapshot covers. The topic must exist.
+    pub fn with_state(
+        self,
+        config: &KafkaConfig,
+        state: &StateConfig,
+    ) -> Result<Self, IngestError> {
+        if !state.enabled() {
+            return Ok(self);
+        }
+        state.validate().map_err(IngestError::State)?;
+        let reader = StateReader::new(&config.common_config()?, &state.topic, state.load_timeout)
+            .map_err(|source| IngestError::StateTopic {
+            topic: state.topic.clone(),
+            source,
+        })?;
+        let writer = StateWriter::new(
+            &config.producer_config()?,
+            state.clone(),
+            reader.partitions(),
+            &config.group_id,
+            &config.topic,
+        )
+        .map_err(|source| IngestError::Client {
+            client: "state producer",
+            source,
+        })?;
+        info!(topic = %state.topic, partitions = reader.partitions(), interval = ?state.interval, "partition state is kept in the state topic");
+        lock(&self.consumer.context().pipeline).state = Some(StatePart {
+            writer,
+            reader,
+            group: config.group_id.clone(),
+        });
+        Ok(self)
     }
 
     /// Consumes until `shutdown` is triggered, then waits for outstanding
@@ -567,8 +898,13 @@ impl<S: ReportSink + 'static> Ingester<S> {
             }
         }
         info!("stopping: waiting for dead letters and committing offsets");
-        let left =
-            lock(&self.consumer.context().pipeline).drain(&self.consumer, self.shutdown_timeout);
+        let left = {
+            let mut p = lock(&self.consumer.context().pipeline);
+            let left = p.drain(&self.consumer, self.shutdown_timeout);
+            let partitions = p.tracker.partitions();
+            p.flush_state(&self.consumer, &partitions, self.shutdown_timeout);
+            left
+        };
         commit_sync(&self.consumer, &self.consumer.context().metrics);
         let context = Arc::clone(self.consumer.context());
         // Closing the consumer leaves the group (running the revoke callback,

@@ -11,8 +11,10 @@ pub mod ingester;
 pub mod metrics;
 pub mod offsets;
 pub mod sink;
+pub mod state;
 
 pub use config::{ConfigError, KafkaConfig, OffsetReset};
 pub use ingester::{IngestError, IngestSummary, Ingester, Shutdown, DLQ_HEADER_PREFIX};
 pub use metrics::IngestMetrics;
 pub use sink::{CountingSink, Position, ReportSink};
+pub use state::{LoadOutcome, Manifest, SinkState, StateConfig, StateReader};

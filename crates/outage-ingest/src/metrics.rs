@@ -4,7 +4,9 @@
 //! never from message content or error text.
 
 use outage_detect::RejectReason;
-use prometheus::{IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
+use prometheus::{
+    Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+};
 
 /// The ingester's counters. Cloning shares the underlying series.
 #[derive(Clone, Debug)]
@@ -18,6 +20,10 @@ pub struct IngestMetrics {
     pub assigned_partitions: IntGauge,
     /// Messages behind the partition's end, from librdkafka statistics.
     pub consumer_lag: IntGaugeVec,
+    pub state_snapshots: IntCounterVec,
+    pub state_snapshot_bytes: IntGauge,
+    pub state_snapshot_seconds: Histogram,
+    pub state_restores: IntCounterVec,
 }
 
 impl IngestMetrics {
@@ -32,6 +38,10 @@ impl IngestMetrics {
         registry.register(Box::new(m.rebalances.clone()))?;
         registry.register(Box::new(m.assigned_partitions.clone()))?;
         registry.register(Box::new(m.consumer_lag.clone()))?;
+        registry.register(Box::new(m.state_snapshots.clone()))?;
+        registry.register(Box::new(m.state_snapshot_bytes.clone()))?;
+        registry.register(Box::new(m.state_snapshot_seconds.clone()))?;
+        registry.register(Box::new(m.state_restores.clone()))?;
         Ok(m)
     }
 
@@ -85,6 +95,29 @@ impl IngestMetrics {
                 &["partition"],
             )
             .expect("static metric definition is valid"),
+            state_snapshots: vec(
+                "outage_radar_state_snapshots_total",
+                "Partition state snapshots by result (written: every record acknowledged; failed).",
+                "result",
+            ),
+            state_snapshot_bytes: IntGauge::with_opts(Opts::new(
+                "outage_radar_state_snapshot_bytes",
+                "Compressed size of the last state snapshot taken.",
+            ))
+            .expect("static metric definition is valid"),
+            state_snapshot_seconds: Histogram::with_opts(
+                HistogramOpts::new(
+                    "outage_radar_state_snapshot_seconds",
+                    "Time the consumer spent taking one partition snapshot (serialize, compress, enqueue).",
+                )
+                .buckets(vec![0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0]),
+            )
+            .expect("static metric definition is valid"),
+            state_restores: vec(
+                "outage_radar_state_restores_total",
+                "Partition assignments by how their state was loaded (restored, missing, corrupt, incompatible, error).",
+                "outcome",
+            ),
         };
         for reason in RejectReason::ALL {
             m.dead_lettered.with_label_values(&[reason.as_str()]);
@@ -94,6 +127,12 @@ impl IngestMetrics {
         }
         for ev in ["assign", "revoke"] {
             m.rebalances.with_label_values(&[ev]);
+        }
+        for r in ["written", "failed"] {
+            m.state_snapshots.with_label_values(&[r]);
+        }
+        for o in ["restored", "missing", "corrupt", "incompatible", "error"] {
+            m.state_restores.with_label_values(&[o]);
         }
         m
     }

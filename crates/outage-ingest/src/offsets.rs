@@ -82,6 +82,21 @@ impl OffsetTracker {
             .and_then(PartitionOffsets::committable)
     }
 
+    /// The next offset to consume when every message before it is fully
+    /// handled (no dead letter outstanding): the offset a state snapshot
+    /// may carry.
+    pub fn clean_position(&self, partition: i32) -> Option<i64> {
+        self.partitions
+            .get(&partition)
+            .filter(|p| p.pending.is_empty())
+            .and_then(|p| p.next_seen)
+    }
+
+    /// Partitions with a position, i.e. that handled a message.
+    pub fn partitions(&self) -> Vec<i32> {
+        self.partitions.keys().copied().collect()
+    }
+
     /// Partitions whose committable offset moved since the last call, with
     /// that offset; marks them stored.
     pub fn take_stores(&mut self) -> Vec<(i32, i64)> {

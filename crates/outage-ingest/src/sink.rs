@@ -8,6 +8,8 @@ use std::collections::BTreeMap;
 
 use outage_detect::Report;
 
+use crate::state::SinkState;
+
 /// Where a report came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Position {
@@ -32,6 +34,21 @@ pub trait ReportSink: Send {
 
     /// Called when a poll returned nothing, with the wall clock.
     fn idle(&mut self, _now_ms: i64) {}
+
+    /// The partition's state for a snapshot, taken between two messages
+    /// (with state snapshots on, see `StateConfig`). `None`: nothing to
+    /// keep for it.
+    fn snapshot(&mut self, _partition: i32) -> Option<SinkState> {
+        None
+    }
+
+    /// Replaces the partition's state with a snapshot's, before any of its
+    /// messages arrive; called before [`ReportSink::partitions_assigned`].
+    /// An error (incompatible state) leaves the sink unchanged: the caller
+    /// reports it and starts the partition empty.
+    fn restore(&mut self, _partition: i32, _state: &[u8]) -> Result<(), String> {
+        Err("this sink keeps no state".into())
+    }
 }
 
 /// Counts reports per partition: the sink used until detection is wired in,
@@ -61,5 +78,24 @@ impl ReportSink for CountingSink {
         if let Some(c) = &self.counter {
             c.inc();
         }
+    }
+
+    /// The partition's count, as decimal text.
+    fn snapshot(&mut self, partition: i32) -> Option<SinkState> {
+        let n = self.per_partition.get(&partition).copied().unwrap_or(0);
+        Some(SinkState {
+            payload: n.to_string().into_bytes(),
+            items: 1,
+        })
+    }
+
+    fn restore(&mut self, partition: i32, state: &[u8]) -> Result<(), String> {
+        let n: u64 = std::str::from_utf8(state)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| "not a count".to_string())?;
+        let before = self.per_partition.insert(partition, n).unwrap_or(0);
+        self.total = self.total - before + n;
+        Ok(())
     }
 }

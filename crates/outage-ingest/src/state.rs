@@ -1,0 +1,675 @@
+//! Per-partition state snapshots in a compacted Kafka topic, the way Kafka
+//! Streams keeps its stores: the sink's state of one source partition,
+//! together with the offset of the next message to process, written on an
+//! interval, on revoke and on shutdown, and read back on assignment.
+//!
+//! One snapshot is a set of records on state partition
+//! `source partition % state partitions`:
+//!
+//! - chunks, key `{group}/{topic}/{partition}/chunk/{i}`: a 16-byte header
+//!   (generation u64 LE, index u32 LE, count u32 LE) and up to
+//!   `chunk_bytes` of the gzip-compressed payload (Kafka's default message
+//!   limit is 1 MB; a snapshot of many series is larger);
+//! - then the manifest, key `{group}/{topic}/{partition}`: JSON with the
+//!   format version, generation, offset, chunk count, sizes, CRC-32 of the
+//!   compressed payload, item count and creation time.
+//!
+//! A snapshot counts once its manifest and every chunk are acknowledged;
+//! only then is its offset stored for commit. A reader takes the newest
+//! manifest of its key and the chunks of that generation, and checks the
+//! count and the checksum: a corrupt or incompatible snapshot is reported
+//! and skipped, never half-applied. Chunks beyond a smaller snapshot's
+//! count are deleted with tombstones so compaction can drop them.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::{Read, Write};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
+use rdkafka::{ClientConfig, ClientContext, Message, Offset, TopicPartitionList};
+use serde::{Deserialize, Serialize};
+
+/// `format` of every manifest.
+pub const STATE_FORMAT: &str = "outage-radar.state";
+/// Manifest layout version; readers refuse others.
+pub const STATE_VERSION: u32 = 1;
+
+/// `[state]`: where and how often partition state is kept.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StateConfig {
+    /// Compacted topic of the snapshots; `""` turns snapshots off (then a
+    /// restart starts from the committed offsets with empty state).
+    /// Default `outage-radar.state`.
+    pub topic: String,
+    /// Time between two snapshots of each partition. Default `10s`.
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+    /// Largest chunk of one snapshot record, bytes (keep it under the
+    /// topic's `max.message.bytes`). Default 524288.
+    pub chunk_bytes: usize,
+    /// Longest wait for a partition's snapshot to load. Default `60s`.
+    #[serde(with = "humantime_serde")]
+    pub load_timeout: Duration,
+}
+
+impl Default for StateConfig {
+    fn default() -> Self {
+        StateConfig {
+            topic: "outage-radar.state".into(),
+            interval: Duration::from_secs(10),
+            chunk_bytes: 512 * 1024,
+            load_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+impl StateConfig {
+    pub fn enabled(&self) -> bool {
+        !self.topic.is_empty()
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        if self.interval < Duration::from_millis(100) {
+            return Err("state.interval: must be at least 100ms".into());
+        }
+        if !(1024..=16 * 1024 * 1024).contains(&self.chunk_bytes) {
+            return Err("state.chunk_bytes: must be within 1024..=16777216".into());
+        }
+        if self.load_timeout.is_zero() {
+            return Err("state.load_timeout: must be positive".into());
+        }
+        Ok(())
+    }
+}
+
+/// The snapshot's description, stored as the manifest record.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub format: String,
+    pub version: u32,
+    pub generation: u64,
+    /// Next offset of the source partition to process after restoring.
+    pub offset: i64,
+    pub chunks: u32,
+    /// Compressed payload size.
+    pub bytes: u64,
+    /// Uncompressed payload size.
+    pub raw_bytes: u64,
+    pub crc32: u32,
+    /// What the sink counts in it (series, for the detector).
+    pub items: u64,
+    pub created_at_ms: i64,
+}
+
+/// A state the sink gave for snapshotting.
+pub struct SinkState {
+    pub payload: Vec<u8>,
+    pub items: u64,
+}
+
+/// The manifest key of a source partition.
+pub fn state_key(group: &str, topic: &str, partition: i32) -> String {
+    format!("{group}/{topic}/{partition}")
+}
+
+fn chunk_key(key: &str, index: u32) -> String {
+    format!("{key}/chunk/{index}")
+}
+
+/// A snapshot read back.
+#[derive(Debug)]
+pub struct Loaded {
+    pub manifest: Manifest,
+    pub payload: Vec<u8>,
+}
+
+/// What the state topic holds for one key.
+#[derive(Debug)]
+pub enum LoadOutcome {
+    Found(Loaded),
+    Missing,
+    /// Present but unusable: the reason.
+    Corrupt(String),
+}
+
+/// Compresses a payload and splits it into chunk records' values.
+pub fn encode_snapshot(
+    payload: &[u8],
+    generation: u64,
+    offset: i64,
+    items: u64,
+    created_at_ms: i64,
+    chunk_bytes: usize,
+) -> (Manifest, Vec<Vec<u8>>) {
+    let mut gz = flate2::write::GzEncoder::new(
+        Vec::with_capacity(payload.len() / 4),
+        flate2::Compression::fast(),
+    );
+    gz.write_all(payload)
+        .expect("writing to memory cannot fail");
+    let compressed = gz.finish().expect("writing to memory cannot fail");
+    let parts: Vec<&[u8]> = if compressed.is_empty() {
+        vec![&[][..]]
+    } else {
+        compressed.chunks(chunk_bytes).collect()
+    };
+    let count = parts.len() as u32;
+    let chunks = parts
+        .iter()
+        .enumerate()
+        .map(|(i, part)| {
+            let mut v = Vec::with_capacity(16 + part.len());
+            v.extend_from_slice(&generation.to_le_bytes());
+            v.extend_from_slice(&(i as u32).to_le_bytes());
+            v.extend_from_slice(&count.to_le_bytes());
+            v.extend_from_slice(part);
+            v
+        })
+        .collect();
+    let manifest = Manifest {
+        format: STATE_FORMAT.into(),
+        version: STATE_VERSION,
+        generation,
+        offset,
+        chunks: count,
+        bytes: compressed.len() as u64,
+        raw_bytes: payload.len() as u64,
+        crc32: crc32fast::hash(&compressed),
+        items,
+        created_at_ms,
+    };
+    (manifest, chunks)
+}
+
+/// Reassembles a snapshot from its manifest and chunks (by index), or says
+/// why it cannot.
+pub fn decode_snapshot(manifest: &Manifest, chunks: &BTreeMap<u32, Vec<u8>>) -> LoadOutcome {
+    if manifest.format != STATE_FORMAT || manifest.version != STATE_VERSION {
+        return LoadOutcome::Corrupt(format!(
+            "incompatible snapshot: {} v{} (this build reads {STATE_FORMAT} v{STATE_VERSION})",
+            manifest.format, manifest.version
+        ));
+    }
+    let mut compressed = Vec::with_capacity(manifest.bytes as usize);
+    for i in 0..manifest.chunks {
+        match chunks.get(&i) {
+            Some(c) => compressed.extend_from_slice(c),
+            None => {
+                return LoadOutcome::Corrupt(format!(
+                    "chunk {i} of {} of generation {} is missing",
+                    manifest.chunks, manifest.generation
+                ))
+            }
+        }
+    }
+    if compressed.len() as u64 != manifest.bytes || crc32fast::hash(&compressed) != manifest.crc32 {
+        return LoadOutcome::Corrupt(format!(
+            "checksum mismatch (generation {}, {} bytes)",
+            manifest.generation,
+            compressed.len()
+        ));
+    }
+    let mut payload = Vec::with_capacity(manifest.raw_bytes as usize);
+    if let Err(e) = flate2::read::GzDecoder::new(&compressed[..]).read_to_end(&mut payload) {
+        return LoadOutcome::Corrupt(format!("cannot decompress: {e}"));
+    }
+    LoadOutcome::Found(Loaded {
+        manifest: manifest.clone(),
+        payload,
+    })
+}
+
+/// Reads snapshots back from the state topic (its own client, no group).
+pub struct StateReader {
+    consumer: BaseConsumer,
+    topic: String,
+    partitions: i32,
+    timeout: Duration,
+}
+
+/// Per key: the newest manifest, and chunks by generation.
+#[derive(Default)]
+struct KeyRecords {
+    manifest: Option<Manifest>,
+    manifest_error: Option<String>,
+    chunks: HashMap<u64, BTreeMap<u32, Vec<u8>>>,
+}
+
+impl StateReader {
+    /// `client`: the common client properties (brokers, security).
+    pub fn new(
+        client: &ClientConfig,
+        topic: &str,
+        timeout: Duration,
+    ) -> Result<StateReader, KafkaError> {
+        let consumer: BaseConsumer = client
+            .clone()
+            .set("group.id", "outage-radar-state-reader")
+            .set("enable.auto.commit", "false")
+            .set("enable.partition.eof", "false")
+            .set("fetch.wait.max.ms", "10")
+            .create()?;
+        let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
+        let partitions = md
+            .topics()
+            .iter()
+            .find(|t| t.name() == topic && t.error().is_none())
+            .map_or(0, |t| t.partitions().len() as i32);
+        if partitions == 0 {
+            return Err(KafkaError::MetadataFetch(
+                rdkafka::types::RDKafkaErrorCode::UnknownTopicOrPartition,
+            ));
+        }
+        Ok(StateReader {
+            consumer,
+            topic: topic.to_string(),
+            partitions,
+            timeout,
+        })
+    }
+
+    pub fn partitions(&self) -> i32 {
+        self.partitions
+    }
+
+    /// Reads one state partition to its end; returns records by key.
+    fn scan(&self, state_partition: i32) -> Result<HashMap<String, KeyRecords>, KafkaError> {
+        let (low, high) = self.consumer.fetch_watermarks(
+            &self.topic,
+            state_partition,
+            Duration::from_secs(10),
+        )?;
+        let mut keys: HashMap<String, KeyRecords> = HashMap::new();
+        if high <= low {
+            return Ok(keys);
+        }
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(&self.topic, state_partition, Offset::Beginning)?;
+        self.consumer.assign(&tpl)?;
+        let deadline = Instant::now() + self.timeout;
+        let mut next = low;
+        while next < high {
+            if Instant::now() > deadline {
+                self.consumer.unassign()?;
+                return Err(KafkaError::MessageConsumption(
+                    rdkafka::types::RDKafkaErrorCode::OperationTimedOut,
+                ));
+            }
+            let Some(msg) = self.consumer.poll(Duration::from_millis(100)) else {
+                continue;
+            };
+            let msg = msg?;
+            // A compacted partition read from the start may repeat records.
+            if msg.offset() < next {
+                continue;
+            }
+            next = msg.offset() + 1;
+            let Some(key) = msg.key().and_then(|k| std::str::from_utf8(k).ok()) else {
+                continue;
+            };
+            if let Some((base, index)) = key.rsplit_once("/chunk/") {
+                let Ok(index) = index.parse::<u32>() else {
+                    continue;
+                };
+                let entry = keys.entry(base.to_string()).or_default();
+                match msg.payload() {
+                    Some(v) if v.len() >= 16 => {
+                        let generation = u64::from_le_bytes(v[..8].try_into().expect("8 bytes"));
+                        let at = u32::from_le_bytes(v[8..12].try_into().expect("4 bytes"));
+                        if at == index {
+                            entry
+                                .chunks
+                                .entry(generation)
+                                .or_default()
+                                .insert(index, v[16..].to_vec());
+                        }
+                    }
+                    // Tombstone or garbage: forget this index everywhere.
+                    _ => {
+                        for c in entry.chunks.values_mut() {
+                            c.remove(&index);
+                        }
+                    }
+                }
+            } else {
+                let entry = keys.entry(key.to_string()).or_default();
+                match msg.payload().map(serde_json::from_slice::<Manifest>) {
+                    Some(Ok(m)) => {
+                        // Older generations' chunks are no longer needed.
+                        entry.chunks.retain(|g, _| *g >= m.generation);
+                        entry.manifest = Some(m);
+                        entry.manifest_error = None;
+                    }
+                    Some(Err(e)) => {
+                        entry.manifest = None;
+                        entry.manifest_error = Some(format!("unreadable manifest: {e}"));
+                    }
+                    None => {
+                        entry.manifest = None;
+                        entry.manifest_error = None;
+                    }
+                }
+            }
+        }
+        self.consumer.unassign()?;
+        Ok(keys)
+    }
+
+    fn outcome(records: &KeyRecords) -> LoadOutcome {
+        match (&records.manifest, &records.manifest_error) {
+            (Some(m), _) => decode_snapshot(
+                m,
+                records
+                    .chunks
+                    .get(&m.generation)
+                    .unwrap_or(&BTreeMap::new()),
+            ),
+            (None, Some(e)) => LoadOutcome::Corrupt(e.clone()),
+            (None, None) => LoadOutcome::Missing,
+        }
+    }
+
+    /// The latest snapshot of one source partition.
+    pub fn load(&self, key: &str, source_partition: i32) -> Result<LoadOutcome, KafkaError> {
+        let keys = self.scan(source_partition.rem_euclid(self.partitions))?;
+        Ok(keys.get(key).map_or(LoadOutcome::Missing, Self::outcome))
+    }
+
+    /// Every key in the topic with what it holds (`state inspect`).
+    pub fn load_all(&self) -> Result<BTreeMap<String, LoadOutcome>, KafkaError> {
+        let mut all = BTreeMap::new();
+        for p in 0..self.partitions {
+            for (key, records) in self.scan(p)? {
+                all.insert(key, Self::outcome(&records));
+            }
+        }
+        Ok(all)
+    }
+}
+
+/// Acknowledgement of one state record.
+pub(crate) struct StateAck {
+    pub partition: i32,
+    pub generation: u64,
+    pub ok: bool,
+}
+
+/// State producer context: queues acknowledgements for the loop.
+pub(crate) struct StateContext {
+    pub acks: Mutex<Vec<StateAck>>,
+}
+
+impl ClientContext for StateContext {}
+
+impl ProducerContext for StateContext {
+    type DeliveryOpaque = Box<(i32, u64)>;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, opaque: Self::DeliveryOpaque) {
+        let (partition, generation) = *opaque;
+        if let Err((e, _)) = result {
+            tracing::warn!(partition, generation, error = %e, "state snapshot record not delivered");
+        }
+        self.acks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(StateAck {
+                partition,
+                generation,
+                ok: result.is_ok(),
+            });
+    }
+}
+
+/// A snapshot in flight.
+pub(crate) struct InFlight {
+    pub generation: u64,
+    pub offset: i64,
+    pub outstanding: u32,
+    pub failed: bool,
+}
+
+/// Writes snapshots; owned by the consumer thread's pipeline.
+pub(crate) struct StateWriter {
+    pub producer: BaseProducer<StateContext>,
+    pub config: StateConfig,
+    pub state_partitions: i32,
+    pub group: String,
+    pub source_topic: String,
+    pub next_at: Instant,
+    last_generation: u64,
+    /// Chunk count last written per source partition (for tombstones).
+    pub chunks_written: HashMap<i32, u32>,
+    /// Offset of the last snapshot written per source partition.
+    pub last_offset: HashMap<i32, i64>,
+    pub in_flight: HashMap<i32, InFlight>,
+}
+
+impl StateWriter {
+    pub fn new(
+        producer_config: &ClientConfig,
+        config: StateConfig,
+        state_partitions: i32,
+        group: &str,
+        source_topic: &str,
+    ) -> Result<StateWriter, KafkaError> {
+        let producer = producer_config
+            .clone()
+            // One record per batch and one request in flight: chunks land
+            // before their manifest, and tansu's offsets stay exact.
+            .set("batch.num.messages", "1")
+            .set("max.in.flight.requests.per.connection", "1")
+            .set(
+                "message.max.bytes",
+                (config.chunk_bytes + 64 * 1024).to_string(),
+            )
+            .create_with_context(StateContext {
+                acks: Mutex::new(Vec::new()),
+            })?;
+        Ok(StateWriter {
+            producer,
+            next_at: Instant::now() + config.interval,
+            config,
+            state_partitions,
+            group: group.to_string(),
+            source_topic: source_topic.to_string(),
+            last_generation: 0,
+            chunks_written: HashMap::new(),
+            last_offset: HashMap::new(),
+            in_flight: HashMap::new(),
+        })
+    }
+
+    fn generation(&mut self, now_ms: i64) -> u64 {
+        self.last_generation = (now_ms.max(0) as u64).max(self.last_generation + 1);
+        self.last_generation
+    }
+
+    /// Enqueues one snapshot; returns its manifest, or an error when the
+    /// producer refused a record (the snapshot then does not count).
+    pub fn write(
+        &mut self,
+        partition: i32,
+        offset: i64,
+        state: SinkState,
+        now_ms: i64,
+    ) -> Result<Manifest, KafkaError> {
+        let generation = self.generation(now_ms);
+        let (manifest, chunks) = encode_snapshot(
+            &state.payload,
+            generation,
+            offset,
+            state.items,
+            now_ms,
+            self.config.chunk_bytes,
+        );
+        let key = state_key(&self.group, &self.source_topic, partition);
+        let target = partition.rem_euclid(self.state_partitions);
+        let manifest_json = serde_json::to_vec(&manifest).expect("manifest serializes");
+        let previous = self.chunks_written.get(&partition).copied().unwrap_or(0);
+        let mut records: Vec<(String, Option<&[u8]>)> = chunks
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (chunk_key(&key, i as u32), Some(c.as_slice())))
+            .collect();
+        for i in manifest.chunks..previous {
+            records.push((chunk_key(&key, i), None));
+        }
+        records.push((key.clone(), Some(manifest_json.as_slice())));
+        let total = records.len() as u32;
+        self.in_flight.insert(
+            partition,
+            InFlight {
+                generation,
+                offset,
+                outstanding: total,
+                failed: false,
+            },
+        );
+        for (k, value) in records {
+            let mut record: BaseRecord<'_, str, [u8], Box<(i32, u64)>> =
+                BaseRecord::with_opaque_to(&self.config.topic, Box::new((partition, generation)))
+                    .partition(target)
+                    .key(k.as_str());
+            if let Some(v) = value {
+                record = record.payload(v);
+            }
+            let mut record = Some(record);
+            while let Some(r) = record.take() {
+                match self.producer.send(r) {
+                    Ok(()) => {}
+                    Err((
+                        KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull),
+                        r,
+                    )) => {
+                        self.producer.poll(Duration::from_millis(10));
+                        record = Some(r);
+                    }
+                    Err((e, _)) => {
+                        if let Some(f) = self.in_flight.get_mut(&partition) {
+                            f.failed = true;
+                        }
+                        return Err(e);
+                    }
+                }
+            }
+        }
+        self.chunks_written.insert(partition, manifest.chunks);
+        self.last_offset.insert(partition, offset);
+        Ok(manifest)
+    }
+
+    /// Serves acknowledgements; returns `(partition, offset)` of snapshots
+    /// now fully written, and the partitions whose snapshot failed.
+    pub fn poll_acks(&mut self) -> (Vec<(i32, i64)>, Vec<i32>) {
+        self.producer.poll(Duration::ZERO);
+        let acks = std::mem::take(
+            &mut *self
+                .producer
+                .context()
+                .acks
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()),
+        );
+        let (mut done, mut failed) = (Vec::new(), Vec::new());
+        for ack in acks {
+            let Some(f) = self.in_flight.get_mut(&ack.partition) else {
+                continue;
+            };
+            if f.generation != ack.generation {
+                continue;
+            }
+            f.outstanding = f.outstanding.saturating_sub(1);
+            f.failed |= !ack.ok;
+            if f.outstanding == 0 {
+                let f = self.in_flight.remove(&ack.partition).expect("present");
+                if f.failed {
+                    // Written partly: the next snapshot rewrites every chunk.
+                    self.last_offset.remove(&ack.partition);
+                    failed.push(ack.partition);
+                } else {
+                    done.push((ack.partition, f.offset));
+                }
+            }
+        }
+        (done, failed)
+    }
+
+    /// Forgets a partition that is no longer ours.
+    pub fn forget(&mut self, partition: i32) {
+        self.in_flight.remove(&partition);
+        self.last_offset.remove(&partition);
+        self.chunks_written.remove(&partition);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn roundtrip(payload: &[u8], chunk_bytes: usize) -> LoadOutcome {
+        let (m, chunks) = encode_snapshot(payload, 7, 42, 3, 1000, chunk_bytes);
+        let by_index: BTreeMap<u32, Vec<u8>> = chunks
+            .iter()
+            .map(|c| {
+                (
+                    u32::from_le_bytes(c[8..12].try_into().unwrap()),
+                    c[16..].to_vec(),
+                )
+            })
+            .collect();
+        decode_snapshot(&m, &by_index)
+    }
+
+    #[test]
+    fn snapshots_roundtrip_across_chunks() {
+        let payload: Vec<u8> = (0..200_000u32)
+            .flat_map(|i| i.wrapping_mul(2654435761).to_le_bytes())
+            .collect();
+        for chunk in [1024, 64 * 1024, 16 * 1024 * 1024] {
+            match roundtrip(&payload, chunk) {
+                LoadOutcome::Found(l) => {
+                    assert_eq!(l.payload, payload);
+                    assert_eq!(l.manifest.offset, 42);
+                    assert_eq!(l.manifest.items, 3);
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        assert!(matches!(roundtrip(b"", 1024), LoadOutcome::Found(l) if l.payload.is_empty()));
+    }
+
+    #[test]
+    fn corrupt_missing_or_incompatible_snapshots_are_refused() {
+        let payload = vec![7u8; 100_000];
+        let (m, chunks) = encode_snapshot(&payload, 1, 5, 0, 0, 1024);
+        let mut by_index: BTreeMap<u32, Vec<u8>> = chunks
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (i as u32, c[16..].to_vec()))
+            .collect();
+        assert!(matches!(
+            decode_snapshot(&m, &by_index),
+            LoadOutcome::Found(_)
+        ));
+        let mut flipped = by_index.clone();
+        flipped.get_mut(&0).unwrap()[20] ^= 1;
+        assert!(
+            matches!(decode_snapshot(&m, &flipped), LoadOutcome::Corrupt(e) if e.contains("checksum"))
+        );
+        if m.chunks > 1 {
+            by_index.remove(&(m.chunks - 1));
+            assert!(
+                matches!(decode_snapshot(&m, &by_index), LoadOutcome::Corrupt(e) if e.contains("missing"))
+            );
+        }
+        let mut newer = m.clone();
+        newer.version = STATE_VERSION + 1;
+        assert!(
+            matches!(decode_snapshot(&newer, &BTreeMap::new()), LoadOutcome::Corrupt(e) if e.contains("incompatible"))
+        );
+    }
+}
