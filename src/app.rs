@@ -31,6 +31,10 @@ pub fn main(cli: Cli) -> anyhow::Result<()> {
             run(config, warm)
         }
         Command::CheckConfig { config } => check_config(config.as_deref()),
+        Command::State(crate::cli::StateCommand::Inspect { config }) => {
+            let config = Config::load(config.as_deref())?;
+            state_inspect(&config)
+        }
         Command::Simulate {
             scenario,
             out,
@@ -141,6 +145,55 @@ fn check_config(path: Option<&Path>) -> anyhow::Result<()> {
             &config.incidents.topic
         }
     );
+    Ok(())
+}
+
+/// `state inspect`: one line per snapshot in the state topic.
+fn state_inspect(config: &Config) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        config.state.enabled(),
+        "state.topic is empty: snapshots are off in this configuration"
+    );
+    let reader = outage_ingest::StateReader::new(
+        &config.kafka.common_config()?,
+        &config.state.topic,
+        config.state.load_timeout,
+    )
+    .with_context(|| format!("cannot read the state topic {}", config.state.topic))?;
+    let all = reader
+        .load_all()
+        .with_context(|| format!("cannot read the state topic {}", config.state.topic))?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    println!(
+        "{:<48} {:<8} {:>12} {:>9} {:>11} {:>9}",
+        "GROUP/TOPIC/PARTITION", "STATUS", "OFFSET", "SERIES", "BYTES", "AGE"
+    );
+    for (key, outcome) in &all {
+        match outcome {
+            outage_ingest::LoadOutcome::Found(l) => {
+                let m = &l.manifest;
+                let age =
+                    std::time::Duration::from_secs(((now - m.created_at_ms).max(0) / 1000) as u64);
+                println!(
+                    "{key:<48} {:<8} {:>12} {:>9} {:>11} {:>9}",
+                    "ok",
+                    m.offset,
+                    m.items,
+                    m.bytes,
+                    humantime::format_duration(age).to_string()
+                );
+            }
+            outage_ingest::LoadOutcome::Corrupt(e) => {
+                println!("{key:<48} {:<8} {e}", "CORRUPT")
+            }
+            outage_ingest::LoadOutcome::Missing => println!("{key:<48} {:<8}", "deleted"),
+        }
+    }
+    if all.is_empty() {
+        println!("(no snapshots in {})", config.state.topic);
+    }
     Ok(())
 }
 

@@ -34,9 +34,12 @@ pub enum Command {
     /// Consume reports from Kafka until SIGINT/SIGTERM.
     ///
     /// Joins the consumer group, decodes every report, dead-letters what
-    /// cannot be read and commits offsets only for messages fully handled
-    /// (at-least-once). On SIGINT or SIGTERM it finishes the message in hand,
-    /// waits for outstanding dead letters, commits and leaves the group.
+    /// cannot be read, detects outages and exports them (/metrics,
+    /// Alertmanager, incidents topic). Each partition's state is snapshotted
+    /// to the state topic with its offset and restored on assignment;
+    /// offsets are committed only as far as a snapshot covers. On SIGINT or
+    /// SIGTERM it finishes the message in hand, waits for outstanding dead
+    /// letters, writes final snapshots, commits and leaves the group.
     Run {
         /// TOML configuration file; without it, defaults and environment
         /// overrides apply.
@@ -139,6 +142,24 @@ pub enum Command {
     /// the file, field and problem otherwise. Secrets are never printed.
     CheckConfig {
         /// TOML configuration file to check.
+        #[arg(short, long, env = "OUTAGE_RADAR_CONFIG", value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+    /// Partition state kept in the state topic.
+    #[command(subcommand)]
+    State(StateCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StateCommand {
+    /// Print what the state topic holds per (group, topic, partition).
+    ///
+    /// One line per snapshot: its key, whether it is usable, the offset a
+    /// restore continues from, the series in it, its compressed size and its
+    /// age. Reads the topic named by [state] topic with the [kafka]
+    /// connection settings; changes nothing.
+    Inspect {
+        /// TOML configuration file (for [kafka] and [state]).
         #[arg(short, long, env = "OUTAGE_RADAR_CONFIG", value_name = "FILE")]
         config: Option<PathBuf>,
     },

@@ -378,7 +378,11 @@ fn kill_9_mid_stream_and_restart_outputs_exactly_what_an_uninterrupted_run_does(
         producing.join().unwrap();
     });
 
-    // Run 2: restores every partition and finishes the stream.
+    // Run 2, once the group has dropped the dead member (its session
+    // timeout is 6 s; tansu 0.6 hands a newcomer nothing while a dead
+    // member is still in the group and does not rebalance when it expires),
+    // restores every partition and finishes the stream.
+    std::thread::sleep(Duration::from_secs(8));
     let mut run2 = Radar::start(dir.path(), "run2", &broker, &topics, &group, &outputs);
     produce(&broker, &topics.reports, c);
     run2.wait_caught_up();
@@ -396,6 +400,30 @@ fn kill_9_mid_stream_and_restart_outputs_exactly_what_an_uninterrupted_run_does(
         "{log2}"
     );
     run2.stop("TERM");
+
+    // `state inspect` shows the snapshots the restart left behind.
+    let inspect = Command::new(env!("CARGO_BIN_EXE_outage-radar"))
+        .args(["state", "inspect", "--config"])
+        .arg(dir.path().join("run2.toml"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&inspect.stdout);
+    assert!(
+        inspect.status.success(),
+        "{}",
+        String::from_utf8_lossy(&inspect.stderr)
+    );
+    let ours: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with(&format!("{group}/{}/", topics.reports)))
+        .collect();
+    assert!(
+        ours.len() >= 2
+            && ours
+                .iter()
+                .all(|l| l.split_whitespace().nth(1) == Some("ok")),
+        "{text}"
+    );
 
     let got = (windows(&broker, &outputs.0), incidents(&broker, &outputs.1));
     let want = reference(dir.path(), &broker, &topics);

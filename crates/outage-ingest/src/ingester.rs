@@ -611,8 +611,18 @@ impl<S: ReportSink> ClientContext for IngestContext<S> {
                 if partition < 0 || !lock(&self.assigned).contains(&partition) {
                     continue;
                 }
-                let lag = if p.hi_offset >= 0 && p.app_offset >= 0 {
-                    (p.hi_offset - p.app_offset).max(0)
+                // Before the first message arrives, the position is the fetch
+                // position less what is prefetched (e.g. right after a seek
+                // to a snapshot's offset).
+                let position = if p.app_offset >= 0 {
+                    p.app_offset
+                } else if p.next_offset >= 0 && p.fetch_state == "active" {
+                    p.next_offset - p.fetchq_cnt.max(0)
+                } else {
+                    -1
+                };
+                let lag = if p.hi_offset >= 0 && position >= 0 {
+                    (p.hi_offset - position).max(0)
                 } else if p.hi_offset >= 0 && p.hi_offset == p.lo_offset {
                     0 // nothing to consume yet
                 } else {
