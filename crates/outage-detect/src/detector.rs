@@ -389,14 +389,16 @@ pub struct Detector {
 }
 
 /// Version of the snapshot layout; bumped on any incompatible change.
-pub const SNAPSHOT_VERSION: u32 = 1;
+pub const SNAPSHOT_VERSION: u32 = 2;
 const SNAPSHOT_FORMAT: &str = "outage-radar.detector";
+/// First bytes of a binary snapshot (version 2 on).
+const SNAPSHOT_MAGIC: &[u8; 8] = b"ORDETECT";
 
 /// A snapshot that cannot be restored.
 #[derive(Debug, thiserror::Error)]
 pub enum SnapshotError {
     #[error("not a detector snapshot: {0}")]
-    Malformed(#[from] serde_json::Error),
+    Malformed(String),
     #[error("snapshot format {found:?} is not {SNAPSHOT_FORMAT:?}")]
     Format { found: String },
     #[error(
@@ -482,37 +484,50 @@ impl Detector {
         self.next_close_ms
     }
 
-    /// The whole state as a versioned JSON document (take it after
-    /// draining events; they are not part of it).
+    /// The whole state as a versioned binary document: `ORDETECT`, the
+    /// version (u32 LE), then the state in postcard's compact encoding
+    /// (take it after draining events; they are not part of it).
     pub fn to_snapshot(&self) -> Vec<u8> {
-        serde_json::to_vec(&Envelope {
-            format: SNAPSHOT_FORMAT.into(),
-            version: SNAPSHOT_VERSION,
-            detector: self,
-        })
-        .expect("detector state always serializes")
+        let mut out = Vec::with_capacity(16 + self.series.len() * 1024);
+        out.extend_from_slice(SNAPSHOT_MAGIC);
+        out.extend_from_slice(&SNAPSHOT_VERSION.to_le_bytes());
+        postcard::to_io(self, &mut out).expect("detector state always serializes");
+        out
     }
 
-    /// Restores a detector from [`Detector::to_snapshot`]; a snapshot of
-    /// another format or version is refused, never half-applied.
+    /// Restores a detector from [`Detector::to_snapshot`] (or a version 1
+    /// JSON snapshot of earlier builds); a snapshot of another format or
+    /// version is refused, never half-applied.
     pub fn from_snapshot(bytes: &[u8]) -> Result<Detector, SnapshotError> {
+        if let Some(rest) = bytes.strip_prefix(SNAPSHOT_MAGIC) {
+            let version = rest
+                .get(..4)
+                .map(|v| u32::from_le_bytes(v.try_into().expect("4 bytes")))
+                .ok_or_else(|| SnapshotError::Malformed("truncated header".into()))?;
+            if version != SNAPSHOT_VERSION {
+                return Err(SnapshotError::Version { found: version });
+            }
+            return postcard::from_bytes(&rest[4..])
+                .map_err(|e| SnapshotError::Malformed(e.to_string()));
+        }
         #[derive(Deserialize)]
         struct Header {
             format: String,
             version: u32,
         }
-        let header: Header = serde_json::from_slice(bytes)?;
+        let malformed = |e: serde_json::Error| SnapshotError::Malformed(e.to_string());
+        let header: Header = serde_json::from_slice(bytes).map_err(malformed)?;
         if header.format != SNAPSHOT_FORMAT {
             return Err(SnapshotError::Format {
                 found: header.format,
             });
         }
-        if header.version != SNAPSHOT_VERSION {
+        if header.version != 1 {
             return Err(SnapshotError::Version {
                 found: header.version,
             });
         }
-        let envelope: Envelope<Detector> = serde_json::from_slice(bytes)?;
+        let envelope: Envelope<Detector> = serde_json::from_slice(bytes).map_err(malformed)?;
         Ok(envelope.detector)
     }
 
@@ -1269,11 +1284,32 @@ mod tests {
     #[test]
     fn foreign_or_newer_snapshots_are_refused() {
         let d = Detector::new(DetectorConfig::default());
-        let snap = String::from_utf8(d.to_snapshot()).unwrap();
-        let newer = snap.replacen("\"version\":1", "\"version\":99", 1);
+        let mut newer = d.to_snapshot();
+        newer[8..12].copy_from_slice(&99u32.to_le_bytes());
         assert!(matches!(
-            Detector::from_snapshot(newer.as_bytes()),
+            Detector::from_snapshot(&newer),
             Err(SnapshotError::Version { found: 99 })
+        ));
+        let mut truncated = d.to_snapshot();
+        truncated.truncate(truncated.len() / 2);
+        assert!(matches!(
+            Detector::from_snapshot(&truncated),
+            Err(SnapshotError::Malformed(_))
+        ));
+        // Version 1 (JSON, earlier builds) still restores.
+        let v1 = serde_json::to_vec(&Envelope {
+            format: SNAPSHOT_FORMAT.into(),
+            version: 1,
+            detector: &d,
+        })
+        .unwrap();
+        assert!(Detector::from_snapshot(&v1).is_ok());
+        let v9 = String::from_utf8(v1)
+            .unwrap()
+            .replacen("\"version\":1", "\"version\":9", 1);
+        assert!(matches!(
+            Detector::from_snapshot(v9.as_bytes()),
+            Err(SnapshotError::Version { found: 9 })
         ));
         assert!(matches!(
             Detector::from_snapshot(b"{\"format\":\"x\",\"version\":1}"),

@@ -8,7 +8,7 @@
 //!
 //! - chunks, key `{group}/{topic}/{partition}/chunk/{i}`: a 16-byte header
 //!   (generation u64 LE, index u32 LE, count u32 LE) and up to
-//!   `chunk_bytes` of the gzip-compressed payload (Kafka's default message
+//!   `chunk_bytes` of the LZ4-compressed payload (Kafka's default message
 //!   limit is 1 MB; a snapshot of many series is larger);
 //! - then the manifest, key `{group}/{topic}/{partition}`: JSON with the
 //!   format version, generation, offset, chunk count, sizes, CRC-32 of the
@@ -22,7 +22,6 @@
 //! count are deleted with tombstones so compaction can drop them.
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::{Read, Write};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -34,8 +33,8 @@ use serde::{Deserialize, Serialize};
 
 /// `format` of every manifest.
 pub const STATE_FORMAT: &str = "outage-radar.state";
-/// Manifest layout version; readers refuse others.
-pub const STATE_VERSION: u32 = 1;
+/// Manifest layout version (1: gzip, 2: LZ4 block); readers refuse others.
+pub const STATE_VERSION: u32 = 2;
 
 /// `[state]`: where and how often partition state is kept.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -145,13 +144,7 @@ pub fn encode_snapshot(
     created_at_ms: i64,
     chunk_bytes: usize,
 ) -> (Manifest, Vec<Vec<u8>>) {
-    let mut gz = flate2::write::GzEncoder::new(
-        Vec::with_capacity(payload.len() / 4),
-        flate2::Compression::fast(),
-    );
-    gz.write_all(payload)
-        .expect("writing to memory cannot fail");
-    let compressed = gz.finish().expect("writing to memory cannot fail");
+    let compressed = lz4_flex::compress(payload);
     let parts: Vec<&[u8]> = if compressed.is_empty() {
         vec![&[][..]]
     } else {
@@ -213,10 +206,17 @@ pub fn decode_snapshot(manifest: &Manifest, chunks: &BTreeMap<u32, Vec<u8>>) -> 
             compressed.len()
         ));
     }
-    let mut payload = Vec::with_capacity(manifest.raw_bytes as usize);
-    if let Err(e) = flate2::read::GzDecoder::new(&compressed[..]).read_to_end(&mut payload) {
-        return LoadOutcome::Corrupt(format!("cannot decompress: {e}"));
-    }
+    let payload = match lz4_flex::decompress(&compressed, manifest.raw_bytes as usize) {
+        Ok(p) if p.len() as u64 == manifest.raw_bytes => p,
+        Ok(p) => {
+            return LoadOutcome::Corrupt(format!(
+                "decompressed to {} bytes, not {}",
+                p.len(),
+                manifest.raw_bytes
+            ))
+        }
+        Err(e) => return LoadOutcome::Corrupt(format!("cannot decompress: {e}")),
+    };
     LoadOutcome::Found(Loaded {
         manifest: manifest.clone(),
         payload,
