@@ -13,6 +13,7 @@ use anyhow::Context;
 use outage_detect::{Detector, RejectReason};
 use outage_export::{
     AlertMetrics, JsonTopicProducer, OutputTopicMetrics, PipelineMetrics, Readiness, SeriesMetrics,
+    StatusBoard,
 };
 use outage_ingest::{IngestMetrics, Ingester, Shutdown};
 use prometheus::{IntCounter, Registry};
@@ -31,6 +32,24 @@ pub fn main(cli: Cli) -> anyhow::Result<()> {
             run(config, warm)
         }
         Command::CheckConfig { config } => check_config(config.as_deref()),
+        Command::Demo {
+            scenario,
+            speed,
+            listen,
+            alertmanager,
+            duration,
+        } => {
+            let mut log = Config::default();
+            log.log.level = "error".into();
+            init_logging(&log);
+            crate::demo::demo(crate::demo::DemoArgs {
+                scenario,
+                speed,
+                listen,
+                alertmanager,
+                duration,
+            })
+        }
         Command::State(crate::cli::StateCommand::Inspect { config }) => {
             let config = Config::load(config.as_deref())?;
             state_inspect(&config)
@@ -219,6 +238,31 @@ fn load_snapshot(path: &Path) -> anyhow::Result<Detector> {
 }
 
 fn run(config: Config, warm: Option<Detector>) -> anyhow::Result<()> {
+    run_pipeline(config, warm, None).map(|_| ())
+}
+
+/// What an embedding command (the demo) sees of a running pipeline.
+#[derive(Clone)]
+pub struct Handles {
+    pub series: SeriesMetrics,
+    pub board: StatusBoard,
+    pub ingest: IngestMetrics,
+    pub addr: std::net::SocketAddr,
+}
+
+/// Called every `every` on the runtime while the pipeline runs; returns
+/// true to stop it.
+pub struct Hook {
+    pub every: Duration,
+    pub tick: Box<dyn FnMut(&Handles) -> bool + Send>,
+}
+
+/// `run`, with an optional hook; returns the handles after a clean stop.
+pub fn run_pipeline(
+    config: Config,
+    warm: Option<Detector>,
+    hook: Option<Hook>,
+) -> anyhow::Result<Handles> {
     let registry = Registry::new();
     let metrics = IngestMetrics::register(&registry).context("cannot register metrics")?;
     let counted = IntCounter::new(
@@ -274,7 +318,9 @@ fn run(config: Config, warm: Option<Detector>) -> anyhow::Result<()> {
         );
     }
     let series_view = series.clone();
+    let board = StatusBoard::default();
     let export = Export {
+        board: board.clone(),
         series,
         pipeline,
         alert_config: config.alertmanager.clone(),
@@ -307,19 +353,41 @@ fn run(config: Config, warm: Option<Detector>) -> anyhow::Result<()> {
     runtime.block_on(async {
         let listener = tokio::net::TcpListener::from_std(listener)?;
         let addr = listener.local_addr()?;
-        let router = outage_export::http::router(registry.clone(), series_view, readiness.clone());
+        let handles = Handles {
+            series: series_view.clone(),
+            board: board.clone(),
+            ingest: metrics.clone(),
+            addr,
+        };
+        let router =
+            outage_export::http::router(registry.clone(), series_view, board, readiness.clone());
         let server = tokio::spawn(outage_export::http::serve(listener, router, async {
             let _ = http_stopped.await;
         }));
-        info!(%addr, "serving /metrics, /-/healthy and /-/ready");
+        info!(%addr, "serving /metrics, /-/healthy, /-/ready and the status page /");
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         let mut ticks = 0u64;
+        let (mut hook_tick, hook_every) = match hook {
+            Some(h) => (Some(h.tick), h.every),
+            None => (None, Duration::from_secs(3600)),
+        };
+        let mut hook_timer = tokio::time::interval(hook_every);
         loop {
             tokio::select! {
                 biased;
                 signal = shutdown_signal() => {
                     info!(%signal, "shutting down");
                     break;
+                }
+                _ = hook_timer.tick(), if hook_tick.is_some() => {
+                    if consumer.is_finished() {
+                        break;
+                    }
+                    if let Some(f) = hook_tick.as_mut() {
+                        if f(&handles) {
+                            break;
+                        }
+                    }
                 }
                 _ = tick.tick() => {
                     if consumer.is_finished() {
@@ -365,7 +433,7 @@ fn run(config: Config, warm: Option<Detector>) -> anyhow::Result<()> {
             dead_lettered = summary.dead_lettered_total(),
             "stopped cleanly"
         );
-        anyhow::Ok(())
+        anyhow::Ok(handles)
     })
 }
 

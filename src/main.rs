@@ -4,6 +4,7 @@
 mod app;
 mod cli;
 mod config;
+mod demo;
 mod evaluate;
 mod pipeline;
 mod plot;

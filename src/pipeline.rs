@@ -10,7 +10,7 @@ use outage_detect::{Detector, DetectorConfig, Event, Incident, Report, Scope};
 use outage_export::alert::build_alert;
 use outage_export::{
     AlertQueue, AlertmanagerConfig, IncidentEvent, JsonTopicProducer, PipelineMetrics, Readiness,
-    SeriesMetrics,
+    SeriesMetrics, StatusBoard,
 };
 use outage_ingest::{Position, ReportSink, SinkState};
 use prometheus::IntCounter;
@@ -26,6 +26,7 @@ pub struct Export {
     pub alerts: Option<AlertQueue>,
     pub incidents: Option<JsonTopicProducer>,
     pub scores: Option<JsonTopicProducer>,
+    pub board: StatusBoard,
     pub readiness: Readiness,
 }
 
@@ -116,6 +117,7 @@ impl DetectorSink {
                         }
                     }
                     export.series.window(&w, w.window_start_ms + width_ms);
+                    export.board.window(&w);
                     if let Some(t) = &export.scores {
                         t.send(&w.service, &outage_export::window_json(&w));
                     }
@@ -172,6 +174,7 @@ impl DetectorSink {
             .incidents
             .with_label_values(&[scope, event.as_str()])
             .inc();
+        export.board.incident(event, i);
         match event {
             IncidentEvent::Opened => export.series.global_incident(i, true),
             IncidentEvent::Resolved => export.series.global_incident(i, false),
@@ -310,6 +313,7 @@ impl ReportSink for DetectorSink {
         // Alertmanager forgets alerts that are not re-sent: carry the open
         // incidents over (same ids, same label sets, so no new page).
         for incident in detector.open_incidents() {
+            self.export.board.incident(IncidentEvent::Opened, incident);
             if incident.scope == Scope::Global {
                 self.export.series.global_incident(incident, true);
             }

@@ -15,6 +15,7 @@ use prometheus::{Encoder, Registry, TextEncoder};
 use serde::{Deserialize, Serialize};
 
 use crate::metrics::SeriesMetrics;
+use crate::status::StatusBoard;
 
 /// `[http]`: where /metrics and the health endpoints listen.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -84,10 +85,36 @@ async fn ready(State(r): State<Readiness>) -> impl IntoResponse {
     }
 }
 
+/// The status page: one self-contained HTML file (no external assets).
+const STATUS_PAGE: &str = include_str!("status.html");
+
+#[derive(Clone)]
+struct Status {
+    board: StatusBoard,
+    series: SeriesMetrics,
+}
+
+async fn status(State(s): State<Status>) -> impl IntoResponse {
+    axum::Json(s.board.to_json(&s.series))
+}
+
 /// `/metrics` (the registry, then the per-series table), `/-/healthy`,
-/// `/-/ready`.
-pub fn router(registry: Registry, series: SeriesMetrics, readiness: Readiness) -> Router {
+/// `/-/ready`, the status page `/` and its data `/api/status`.
+pub fn router(
+    registry: Registry,
+    series: SeriesMetrics,
+    board: StatusBoard,
+    readiness: Readiness,
+) -> Router {
     Router::new()
+        .route("/", get(|| async { axum::response::Html(STATUS_PAGE) }))
+        .route(
+            "/api/status",
+            get(status).with_state(Status {
+                board,
+                series: series.clone(),
+            }),
+        )
         .route(
             "/metrics",
             get(metrics).with_state(Metrics { registry, series }),

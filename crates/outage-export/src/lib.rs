@@ -3,7 +3,8 @@
 //! - [`metrics`]: per-series gauges and pipeline health for Prometheus;
 //! - [`http`]: `/metrics`, `/-/healthy`, `/-/ready`;
 //! - [`alert`]: `RegionOutage` / `GlobalOutage` pushed to Alertmanager;
-//! - [`incident`]: incident events as JSON, and the incidents topic.
+//! - [`incident`]: incident events as JSON, and the incidents topic;
+//! - [`status`]: the status page's data (`GET /`, `GET /api/status`).
 //!
 //! Nothing here blocks the consumer thread: metrics are atomics, alerts
 //! and incident events go through bounded queues that drop and count.
@@ -12,6 +13,7 @@ pub mod alert;
 pub mod http;
 pub mod incident;
 pub mod metrics;
+pub mod status;
 
 pub use alert::{AlertMetrics, AlertQueue, AlertmanagerConfig};
 pub use http::{HttpConfig, Readiness};
@@ -20,3 +22,4 @@ pub use incident::{
     OutputTopicMetrics, ScoresConfig,
 };
 pub use metrics::{MetricsConfig, PipelineMetrics, SeriesMetrics};
+pub use status::StatusBoard;

@@ -1,0 +1,154 @@
+//! The status board: what the status page (`GET /`, `GET /api/status`) and
+//! the demo's terminal view show — active and recent incidents, and the
+//! recent reports-vs-expected history of each service's global series.
+//!
+//! Fed by the consumer thread (one lock per scored window or incident
+//! event), read by HTTP handlers.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use outage_detect::decode::format_rfc3339_ms as rfc3339;
+use outage_detect::{Incident, Scope, WindowScore};
+use serde_json::{json, Value};
+
+use crate::incident::{incident_json, IncidentEvent};
+use crate::metrics::SeriesMetrics;
+
+/// Windows of history kept per service.
+const HISTORY: usize = 180;
+/// Resolved incidents kept.
+const RECENT: usize = 50;
+/// Incident events kept for the event feed.
+const EVENTS: usize = 200;
+
+#[derive(Default)]
+struct Board {
+    open: BTreeMap<String, Incident>,
+    recent: VecDeque<Incident>,
+    /// Per service: (window start, observed, expected) of the global series.
+    history: BTreeMap<String, VecDeque<(i64, u32, f64)>>,
+    events: VecDeque<(IncidentEvent, Incident)>,
+    /// Incident events ever pushed (positions for `events_since`).
+    pushed: usize,
+    /// Event time of the newest scored window.
+    clock_ms: Option<i64>,
+}
+
+/// Shared, cheap to clone.
+#[derive(Clone, Default)]
+pub struct StatusBoard(Arc<Mutex<Board>>);
+
+impl StatusBoard {
+    fn board(&self) -> MutexGuard<'_, Board> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn window(&self, w: &WindowScore) {
+        let mut b = self.board();
+        b.clock_ms = Some(
+            b.clock_ms
+                .map_or(w.window_start_ms, |c| c.max(w.window_start_ms)),
+        );
+        if w.scope != Scope::Global {
+            return;
+        }
+        let h = b.history.entry(w.service.clone()).or_default();
+        h.push_back((w.window_start_ms, w.observed, w.expected));
+        if h.len() > HISTORY {
+            h.pop_front();
+        }
+    }
+
+    pub fn incident(&self, event: IncidentEvent, inc: &Incident) {
+        let mut b = self.board();
+        match event {
+            IncidentEvent::Opened | IncidentEvent::Updated => {
+                b.open.insert(inc.id.clone(), inc.clone());
+            }
+            IncidentEvent::Resolved => {
+                b.open.remove(&inc.id);
+                b.recent.push_front(inc.clone());
+                b.recent.truncate(RECENT);
+            }
+        }
+        b.events.push_back((event, inc.clone()));
+        b.pushed += 1;
+        if b.events.len() > EVENTS {
+            b.events.pop_front();
+        }
+    }
+
+    /// Every incident seen (open ones in their latest version, then the
+    /// resolved ones), oldest first.
+    pub fn all_incidents(&self) -> Vec<Incident> {
+        let b = self.board();
+        let mut v: Vec<Incident> = b.open.values().cloned().collect();
+        v.extend(b.recent.iter().cloned());
+        v.sort_by(|a, b| (a.detected_at_ms, &a.id).cmp(&(b.detected_at_ms, &b.id)));
+        v
+    }
+
+    /// Incident events since position `from` of the feed, and the next
+    /// position (for a view that prints each once).
+    pub fn events_since(&self, from: usize) -> (Vec<(IncidentEvent, Incident)>, usize) {
+        let b = self.board();
+        // Positions count every event ever pushed; the deque keeps the tail.
+        let first = b.pushed - b.events.len();
+        let skip = from.saturating_sub(first).min(b.events.len());
+        (b.events.iter().skip(skip).cloned().collect(), b.pushed)
+    }
+
+    /// Event time of the newest scored window.
+    pub fn clock_ms(&self) -> Option<i64> {
+        self.board().clock_ms
+    }
+
+    /// The `GET /api/status` document.
+    pub fn to_json(&self, series: &SeriesMetrics) -> Value {
+        let b = self.board();
+        let rows = series.snapshot();
+        let mut services: BTreeMap<&str, Vec<Value>> = BTreeMap::new();
+        for (service, scope, w) in &rows {
+            services.entry(service.as_str()).or_default().push(json!({
+                "region": scope.label(),
+                "state": w.state.as_str(),
+                "observed": w.observed,
+                "expected": (w.expected * 10.0).round() / 10.0,
+                "surprise": (w.surprise * 10.0).round() / 10.0,
+                "window_start": rfc3339(w.window_start_ms),
+            }));
+        }
+        let services: Vec<Value> = services
+            .into_iter()
+            .map(|(name, regions)| {
+                let in_outage = regions
+                    .iter()
+                    .filter(|r| r["state"] == "outage" && r["region"] != "global")
+                    .count();
+                let history: Vec<Value> = b
+                    .history
+                    .get(name)
+                    .map(|h| {
+                        h.iter()
+                            .map(|(t, o, e)| json!([t, o, (e * 10.0).round() / 10.0]))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                json!({
+                    "service": name,
+                    "regions_in_outage": in_outage,
+                    "global_incident": b.open.values().any(|i| i.service == name && i.scope == Scope::Global),
+                    "regions": regions,
+                    "history": history,
+                })
+            })
+            .collect();
+        json!({
+            "clock": b.clock_ms.map(rfc3339),
+            "services": services,
+            "active_incidents": b.open.values().map(incident_json).collect::<Vec<_>>(),
+            "recent_incidents": b.recent.iter().map(incident_json).collect::<Vec<_>>(),
+        })
+    }
+}
