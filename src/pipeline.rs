@@ -74,7 +74,11 @@ impl DetectorSink {
 
     fn fresh(&self, partition: i32) -> PartitionState {
         let (detector, how) = match &self.warm {
-            Some(d) => (d.clone(), "warm"),
+            Some(d) => {
+                let mut d = d.clone();
+                d.dormant();
+                (d, "warm")
+            }
             None => (Detector::new(self.config.clone()), "empty"),
         };
         self.export

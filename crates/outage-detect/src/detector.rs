@@ -299,6 +299,14 @@ struct Service {
     incident: Option<Incident>,
     /// Consecutive windows far below expectation (data gap or holiday).
     low_run: u32,
+    /// Reports arrived since the detector was made [`Detector::dormant`]:
+    /// only live services report their windows.
+    #[serde(default = "yes")]
+    live: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 #[derive(Clone, Copy, Debug, Default, Serialize, Deserialize)]
@@ -537,6 +545,17 @@ impl Detector {
         self.config = config;
     }
 
+    /// Marks every service dormant: its series keep learning, but its
+    /// windows are not reported until its next report. For a warm start
+    /// shared by several partitions, each of which sees only its own
+    /// services (reports are keyed by service): the others stay quiet
+    /// instead of reporting empty windows.
+    pub fn dormant(&mut self) {
+        for s in &mut self.services {
+            s.live = false;
+        }
+    }
+
     /// Takes the events produced so far.
     pub fn drain_events(&mut self) -> std::vec::Drain<'_, Event> {
         self.events.drain(..)
@@ -574,6 +593,7 @@ impl Detector {
             series: vec![global],
             incident: None,
             low_run: 0,
+            live: true,
         });
         self.service_ids.insert(name.to_string(), id);
         Some(id)
@@ -607,6 +627,7 @@ impl Detector {
         };
         let country = report.region.country_code();
         let ci = country.index();
+        self.services[sid as usize].live = true;
         let mut region_series = self.services[sid as usize].regions[ci];
         if region_series == u32::MAX && self.series.len() < self.config.max_series {
             region_series = self.new_series(sid, Scope::Region(country));
@@ -902,7 +923,7 @@ impl Detector {
                 }
                 s.baseline.learn(slot, learned, borrowed, &rates);
             }
-            if c > 0 || mu >= 0.5 {
+            if (c > 0 || mu >= 0.5) && self.services[sid].live {
                 self.events.push(Event::Window(WindowScore {
                     window_start_ms: w.start_ms,
                     service: service_name.clone(),
@@ -1216,6 +1237,36 @@ mod tests {
         };
         let order: Vec<&str> = last.regions.iter().map(|r| r.region.as_str()).collect();
         assert_eq!(order, regions.to_vec());
+    }
+
+    #[test]
+    fn dormant_services_stay_quiet_until_their_next_report() {
+        let windows = |d: &mut Detector| -> Vec<String> {
+            d.drain_events()
+                .filter_map(|e| match e {
+                    Event::Window(w) => Some(w.service),
+                    _ => None,
+                })
+                .collect()
+        };
+        let mut d = Detector::new(DetectorConfig::default());
+        for m in 0..10 {
+            d.observe(&report("a", "GB", T0 + m * MIN, None));
+            d.observe(&report("b", "GB", T0 + m * MIN, None));
+        }
+        assert!(windows(&mut d).contains(&"a".to_string()));
+        d.dormant();
+        for m in 10..20 {
+            d.observe(&report("b", "GB", T0 + m * MIN, None));
+        }
+        let w = windows(&mut d);
+        assert!(
+            w.contains(&"b".to_string()) && !w.contains(&"a".to_string()),
+            "{w:?}"
+        );
+        d.observe(&report("a", "GB", T0 + 20 * MIN, None));
+        d.observe(&report("b", "GB", T0 + 22 * MIN, None));
+        assert!(windows(&mut d).contains(&"a".to_string()), "live again");
     }
 
     #[test]
