@@ -18,6 +18,8 @@ use outage_testkit::{
 };
 use serde_json::Value;
 
+mod common;
+
 const SCENARIO: &str = r#"
 name = "fan-out"
 seed = 11
@@ -123,49 +125,19 @@ fn outage_reaches_alertmanager_prometheus_and_dashboards() {
     let bin = env!("CARGO_BIN_EXE_outage-radar");
 
     // Reports, split by event time; history becomes a warm-start snapshot.
-    std::fs::write(dir.path().join("s.toml"), SCENARIO).unwrap();
-    let sim = Command::new(bin)
-        .args(["simulate", "--scenario", "s.toml", "--out", "all.jsonl"])
-        .current_dir(dir.path())
-        .output()
-        .unwrap();
-    assert!(
-        sim.status.success(),
-        "{}",
-        String::from_utf8_lossy(&sim.stderr)
-    );
-    let all = std::fs::read_to_string(dir.path().join("all.jsonl")).unwrap();
-    let (mut history, mut phases) = (String::new(), [Vec::new(), Vec::new(), Vec::new()]);
-    for line in all.lines() {
-        let v: Value = serde_json::from_str(line).unwrap();
-        let ts = v["ts"].as_i64().unwrap();
-        if ts < HISTORY_END {
-            history.push_str(line);
-            history.push('\n');
+    let all = common::simulate(dir.path(), SCENARIO);
+    let mut phases: [Vec<&str>; 3] = [Vec::new(), Vec::new(), Vec::new()];
+    for l in all.iter().filter(|l| l.ts_ms >= HISTORY_END) {
+        let phase = if l.ts_ms < PHASE1_END {
+            0
+        } else if l.ts_ms < PHASE2_END {
+            1
         } else {
-            let phase = if ts < PHASE1_END {
-                0
-            } else if ts < PHASE2_END {
-                1
-            } else {
-                2
-            };
-            phases[phase].push(line.to_string());
-        }
+            2
+        };
+        phases[phase].push(l.text.as_str());
     }
-    std::fs::write(dir.path().join("history.jsonl"), history).unwrap();
-    let replay = Command::new(bin)
-        .args(["replay", "--input", "history.jsonl", "--out", "hist"])
-        .args(["--snapshot-out", "state.json"])
-        .current_dir(dir.path())
-        .env_remove("OUTAGE_RADAR_CONFIG")
-        .output()
-        .unwrap();
-    assert!(
-        replay.status.success(),
-        "{}",
-        String::from_utf8_lossy(&replay.stderr)
-    );
+    common::warm_snapshot(dir.path(), all.iter().filter(|l| l.ts_ms < HISTORY_END));
 
     // The services.
     let broker = Tansu::start();

@@ -6,6 +6,8 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use outage_testkit::{unique_name, wait_until, Tansu};
+
+mod common;
 use rdkafka::ClientConfig;
 
 const SCENARIO: &str = r#"
@@ -45,50 +47,11 @@ const SPLIT_MS: i64 = 1_537_956_000_000;
 fn warm_started_run_detects_an_outage_in_live_kafka_traffic() {
     let dir = tempfile::tempdir().unwrap();
     let bin = env!("CARGO_BIN_EXE_outage-radar");
-    std::fs::write(dir.path().join("gb.toml"), SCENARIO).unwrap();
-    let sim = Command::new(bin)
-        .args(["simulate", "--scenario", "gb.toml", "--out", "all.jsonl"])
-        .current_dir(dir.path())
-        .output()
-        .unwrap();
-    assert!(
-        sim.status.success(),
-        "{}",
-        String::from_utf8_lossy(&sim.stderr)
-    );
-
     // Split the stream by event time: history for the replay, the rest live.
-    let all = std::fs::read_to_string(dir.path().join("all.jsonl")).unwrap();
-    let (mut history, mut live) = (String::new(), Vec::new());
-    for line in all.lines() {
-        let v: serde_json::Value = serde_json::from_str(line).unwrap();
-        if v["ts"].as_i64().unwrap() < SPLIT_MS {
-            history.push_str(line);
-            history.push('\n');
-        } else {
-            live.push(line.to_string());
-        }
-    }
-    std::fs::write(dir.path().join("history.jsonl"), history).unwrap();
-    let replay = Command::new(bin)
-        .args([
-            "replay",
-            "--input",
-            "history.jsonl",
-            "--out",
-            "hist",
-            "--snapshot-out",
-            "state.json",
-        ])
-        .current_dir(dir.path())
-        .env_remove("OUTAGE_RADAR_CONFIG")
-        .output()
-        .unwrap();
-    assert!(
-        replay.status.success(),
-        "{}",
-        String::from_utf8_lossy(&replay.stderr)
-    );
+    let all = common::simulate(dir.path(), SCENARIO);
+    let (history, live): (Vec<_>, Vec<_>) = all.iter().partition(|l| l.ts_ms < SPLIT_MS);
+    common::warm_snapshot(dir.path(), history);
+    let live: Vec<&str> = live.iter().map(|l| l.text.as_str()).collect();
 
     let broker = Tansu::start();
     let topic = unique_name("reports");

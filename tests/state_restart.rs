@@ -16,6 +16,8 @@ use std::time::Duration;
 use outage_testkit::{consume_all, free_port, unique_name, wait_until, Tansu};
 use serde_json::Value;
 
+mod common;
+
 const PARTITIONS: i32 = 4;
 
 const SCENARIO: &str = r#"
@@ -67,24 +69,9 @@ regions = [{ region = "DE", after = "0m" }]
 
 /// The scenario's reports as (service, line), in arrival order.
 fn reports(dir: &Path) -> Vec<(String, String)> {
-    std::fs::write(dir.join("s.toml"), SCENARIO).unwrap();
-    let sim = Command::new(env!("CARGO_BIN_EXE_outage-radar"))
-        .args(["simulate", "--scenario", "s.toml", "--out", "all.jsonl"])
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(
-        sim.status.success(),
-        "{}",
-        String::from_utf8_lossy(&sim.stderr)
-    );
-    std::fs::read_to_string(dir.join("all.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| {
-            let v: Value = serde_json::from_str(l).unwrap();
-            (v["service"].as_str().unwrap().to_string(), l.to_string())
-        })
+    common::simulate(dir, SCENARIO)
+        .into_iter()
+        .map(|l| (l.service, l.text))
         .collect()
 }
 
