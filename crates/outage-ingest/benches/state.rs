@@ -31,6 +31,25 @@ fn counts(hour: i64, si: usize, ri: usize) -> usize {
     1 + ((h ^ (h >> 29)) % 6) as usize
 }
 
+/// One hour of one service's reports in every region; returns how many.
+fn feed(d: &mut Detector, name: &str, si: usize, regions: &[Region], hour: i64) -> u64 {
+    let mut fed = 0;
+    for (ri, r) in regions.iter().enumerate() {
+        for k in 0..counts(hour, si, ri) {
+            d.observe(&Report {
+                service: Cow::Borrowed(name),
+                region: *r,
+                ts_ms: T0 + hour * HOUR + k as i64,
+                problem: Problem::App,
+                reporter: None,
+                source: None,
+            });
+            fed += 1;
+        }
+    }
+    fed
+}
+
 fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
@@ -51,19 +70,7 @@ fn main() {
     let started = Instant::now();
     for hour in 0..170i64 {
         for (si, name) in names.iter().enumerate() {
-            for (ri, r) in regions.iter().enumerate() {
-                let n = counts(hour, si, ri);
-                for k in 0..n {
-                    d.observe(&Report {
-                        service: Cow::Borrowed(name),
-                        region: *r,
-                        ts_ms: T0 + hour * HOUR + k as i64,
-                        problem: Problem::App,
-                        reporter: None,
-                        source: None,
-                    });
-                }
-            }
+            feed(&mut d, name, si, &regions, hour);
         }
         d.drain_events().for_each(drop);
     }
@@ -116,20 +123,7 @@ fn main() {
         let mut snapshots = 0;
         while t.elapsed() < round {
             for (si, name) in names.iter().enumerate() {
-                for (ri, r) in regions.iter().enumerate() {
-                    let n = counts(hour, si, ri);
-                    for k in 0..n {
-                        d.observe(&Report {
-                            service: Cow::Borrowed(name),
-                            region: *r,
-                            ts_ms: T0 + hour * HOUR + k as i64,
-                            problem: Problem::App,
-                            reporter: None,
-                            source: None,
-                        });
-                        reports += 1;
-                    }
-                }
+                reports += feed(&mut d, name, si, &regions, hour);
                 if with_snapshots && last_snapshot.elapsed() >= interval {
                     let payload = d.to_snapshot();
                     std::hint::black_box(encode_snapshot(&payload, 1, 0, 0, 0, 512 * 1024));
