@@ -466,3 +466,39 @@ fn a_second_instance_takes_over_partitions_with_their_state() {
     let want = reference(dir.path(), &broker, &topics);
     assert_same("two instances, one stopped", got, &want);
 }
+
+#[test]
+fn snapshots_survive_a_broker_crash_and_compaction() {
+    // tansu's sqlite engine compacts at start: the snapshots are read back
+    // from a compacted partition (where a record may come twice).
+    let dir = tempfile::tempdir().unwrap();
+    let all = reports(dir.path());
+    let mut broker = Tansu::start_durable();
+    let topics = Topics::create(&broker);
+    let (a, b) = all.split_at(all.len() / 2);
+    let outputs = topics.outputs(&broker, "durable");
+    let group = unique_name("durable");
+
+    produce(&broker, &topics.reports, a);
+    let mut run1 = Radar::start(dir.path(), "run1", &broker, &topics, &group, &outputs);
+    run1.wait_caught_up();
+    run1.wait_snapshot();
+    run1.stop("TERM");
+
+    broker.restart();
+    produce(&broker, &topics.reports, b);
+    let mut run2 = Radar::start(dir.path(), "run2", &broker, &topics, &group, &outputs);
+    run2.wait_caught_up();
+    let log2 = run2.log();
+    assert!(
+        log2.matches("partition state restored from its snapshot")
+            .count()
+            >= 2,
+        "{log2}"
+    );
+    run2.stop("TERM");
+
+    let got = (windows(&broker, &outputs.0), incidents(&broker, &outputs.1));
+    let want = reference(dir.path(), &broker, &topics);
+    assert_same("broker crash and compaction", got, &want);
+}
