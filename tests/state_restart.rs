@@ -502,3 +502,47 @@ fn snapshots_survive_a_broker_crash_and_compaction() {
     let want = reference(dir.path(), &broker, &topics);
     assert_same("broker crash and compaction", got, &want);
 }
+
+#[test]
+fn a_corrupt_snapshot_is_reported_and_skipped_never_half_applied() {
+    let dir = tempfile::tempdir().unwrap();
+    let all = reports(dir.path());
+    let broker = Tansu::start();
+    let topics = Topics::create(&broker);
+    let outputs = topics.outputs(&broker, "corrupt");
+    let group = unique_name("corrupt");
+    // A manifest that is not one, for every partition (state partition =
+    // source partition % 2).
+    let producer = outage_testkit::test_producer(&broker.bootstrap());
+    for p in 0..PARTITIONS {
+        let key = format!("{group}/{}/{p}", topics.reports);
+        outage_testkit::send_blocking(
+            &producer,
+            rdkafka::producer::BaseRecord::to(&topics.state)
+                .partition(p % 2)
+                .key(key.as_str())
+                .payload("{\"format\":\"something else\"}"),
+        );
+    }
+    rdkafka::producer::Producer::flush(&producer, Duration::from_secs(10)).unwrap();
+
+    produce(&broker, &topics.reports, &all[..all.len() / 4]);
+    let mut run = Radar::start(dir.path(), "run", &broker, &topics, &group, &outputs);
+    run.wait_caught_up();
+    let log = run.log();
+    assert_eq!(
+        log.matches("corrupt snapshot skipped").count(),
+        PARTITIONS as usize,
+        "{log}"
+    );
+    assert_eq!(
+        run.metric("outage_radar_state_restores_total", "outcome=\"corrupt\""),
+        PARTITIONS as f64
+    );
+    // Started empty, it still counted every report.
+    assert_eq!(
+        run.metric("outage_radar_reports_decoded_total", ""),
+        (all.len() / 4) as f64
+    );
+    run.stop("TERM");
+}
