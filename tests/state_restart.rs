@@ -428,7 +428,10 @@ fn a_second_instance_takes_over_partitions_with_their_state() {
     let group = unique_name("pair");
 
     produce(&broker, &topics.reports, a);
+    // Scale out: a second instance joins a running one (started together,
+    // tansu 0.6 sometimes keeps rebalancing the pair).
     let mut one = Radar::start(dir.path(), "one", &broker, &topics, &group, &outputs);
+    one.wait_caught_up();
     let mut two = Radar::start(dir.path(), "two", &broker, &topics, &group, &outputs);
     assert!(
         wait_until(Duration::from_secs(60), || one.assigned() == 2

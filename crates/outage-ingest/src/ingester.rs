@@ -439,23 +439,27 @@ impl<S: ReportSink> Pipeline<S> {
         if self.state.is_none() {
             return;
         }
-        self.snapshot(partitions);
         let deadline = Instant::now() + timeout;
-        loop {
-            self.collect_snapshot_acks(consumer);
-            let st = self.state.as_ref().expect("checked above");
-            let outstanding = partitions
-                .iter()
-                .filter(|p| st.writer.in_flight.contains_key(p))
-                .count();
-            if outstanding == 0 {
-                return;
+        // Two rounds: a snapshot already in flight covers an older position,
+        // so once it is written the final position gets its own.
+        for _ in 0..2 {
+            self.snapshot(partitions);
+            loop {
+                self.collect_snapshot_acks(consumer);
+                let st = self.state.as_ref().expect("checked above");
+                let outstanding = partitions
+                    .iter()
+                    .filter(|p| st.writer.in_flight.contains_key(p))
+                    .count();
+                if outstanding == 0 {
+                    break;
+                }
+                if Instant::now() >= deadline {
+                    warn!(outstanding, "state snapshots unacknowledged; their partitions restart from the previous snapshot");
+                    return;
+                }
+                st.writer.producer.poll(Duration::from_millis(20));
             }
-            if Instant::now() >= deadline {
-                warn!(outstanding, "state snapshots unacknowledged; their partitions restart from the previous snapshot");
-                return;
-            }
-            st.writer.producer.poll(Duration::from_millis(20));
         }
     }
 
@@ -467,9 +471,15 @@ impl<S: ReportSink> Pipeline<S> {
             return Vec::new();
         };
         let mut seeks = Vec::new();
+        // One scan per state partition for the whole assignment.
+        let wanted: Vec<(String, i32)> = partitions
+            .iter()
+            .map(|&p| (state_key(&st.group, &self.topic, p), p))
+            .collect();
+        let mut loaded = st.reader.load_many(&wanted);
         for &partition in partitions {
             let key = state_key(&st.group, &self.topic, partition);
-            let outcome = match st.reader.load(&key, partition) {
+            let outcome = match loaded.remove(&key).unwrap_or(Ok(LoadOutcome::Missing)) {
                 Ok(o) => o,
                 Err(e) => {
                     self.metrics

@@ -379,6 +379,38 @@ impl StateReader {
         Ok(keys.get(key).map_or(LoadOutcome::Missing, Self::outcome))
     }
 
+    /// The latest snapshots of several source partitions `(key, partition)`,
+    /// reading each state partition once.
+    pub fn load_many(
+        &self,
+        wanted: &[(String, i32)],
+    ) -> HashMap<String, Result<LoadOutcome, KafkaError>> {
+        let mut by_state: BTreeMap<i32, Vec<&str>> = BTreeMap::new();
+        for (key, p) in wanted {
+            by_state
+                .entry(p.rem_euclid(self.partitions))
+                .or_default()
+                .push(key.as_str());
+        }
+        let mut out = HashMap::new();
+        for (state_partition, keys) in by_state {
+            match self.scan(state_partition) {
+                Ok(records) => {
+                    for key in keys {
+                        let o = records.get(key).map_or(LoadOutcome::Missing, Self::outcome);
+                        out.insert(key.to_string(), Ok(o));
+                    }
+                }
+                Err(e) => {
+                    for key in keys {
+                        out.insert(key.to_string(), Err(e.clone()));
+                    }
+                }
+            }
+        }
+        out
+    }
+
     /// Every key in the topic with what it holds (`state inspect`).
     pub fn load_all(&self) -> Result<BTreeMap<String, LoadOutcome>, KafkaError> {
         let mut all = BTreeMap::new();
