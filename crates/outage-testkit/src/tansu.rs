@@ -239,7 +239,7 @@ fn metadata_ok(bootstrap: &str, topic: Option<(&str, i32)>) -> bool {
 }
 
 /// Every `(key, value)` on `topic` (partitions `0..partitions`), read from
-/// the beginning until nothing new arrives for a second (at most 30 s).
+/// the beginning until nothing new arrives for a second (at most 60 s).
 /// Records are de-duplicated by offset: a compacted tansu partition read
 /// from 0 may return one twice.
 pub fn consume_all(bootstrap: &str, topic: &str, partitions: i32) -> Vec<(String, String)> {
@@ -257,11 +257,25 @@ pub fn consume_all(bootstrap: &str, topic: &str, partitions: i32) -> Vec<(String
         tpl.add_partition_offset(topic, p, rdkafka::Offset::Beginning)
             .expect("valid partition");
     }
+    // A topic that holds something gets up to 15 s for its first record (a
+    // busy machine, sqlite storage); after that, a second without news ends.
+    let holds_data = (0..partitions).any(|p| {
+        consumer
+            .fetch_watermarks(topic, p, Duration::from_secs(10))
+            .is_ok_and(|(low, high)| high > low)
+    });
     consumer.assign(&tpl).expect("assign");
     let mut seen = std::collections::BTreeMap::new();
     let started = std::time::Instant::now();
     let mut last_new = std::time::Instant::now();
-    while last_new.elapsed() < Duration::from_secs(1) && started.elapsed() < Duration::from_secs(30)
+    let patience = |seen: usize| {
+        if seen == 0 && holds_data {
+            Duration::from_secs(15)
+        } else {
+            Duration::from_secs(1)
+        }
+    };
+    while last_new.elapsed() < patience(seen.len()) && started.elapsed() < Duration::from_secs(60)
     {
         if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
             let key = String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned();
