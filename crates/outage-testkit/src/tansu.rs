@@ -275,8 +275,7 @@ pub fn consume_all(bootstrap: &str, topic: &str, partitions: i32) -> Vec<(String
             Duration::from_secs(1)
         }
     };
-    while last_new.elapsed() < patience(seen.len()) && started.elapsed() < Duration::from_secs(60)
-    {
+    while last_new.elapsed() < patience(seen.len()) && started.elapsed() < Duration::from_secs(60) {
         if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
             let key = String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned();
             let value = String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned();
