@@ -182,9 +182,7 @@ fn state_inspect(config: &Config) -> anyhow::Result<()> {
     let all = reader
         .load_all()
         .with_context(|| format!("cannot read the state topic {}", config.state.topic))?;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64);
+    let now = crate::pipeline::wall_ms();
     println!(
         "{:<48} {:<8} {:>12} {:>9} {:>11} {:>9}",
         "GROUP/TOPIC/PARTITION", "STATUS", "OFFSET", "SERIES", "BYTES", "AGE"

@@ -39,6 +39,16 @@ struct PartitionState {
     newest_kafka_ts: VecDeque<(i64, i64)>,
 }
 
+impl PartitionState {
+    fn new(detector: Detector) -> PartitionState {
+        PartitionState {
+            exported: detector.counters().clone(),
+            detector,
+            newest_kafka_ts: VecDeque::new(),
+        }
+    }
+}
+
 /// Per-partition detectors.
 pub struct DetectorSink {
     config: DetectorConfig,
@@ -49,7 +59,8 @@ pub struct DetectorSink {
     export: Export,
 }
 
-fn wall_ms() -> i64 {
+/// Wall-clock time, epoch milliseconds.
+pub fn wall_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
@@ -92,11 +103,7 @@ impl DetectorSink {
             series = detector.series_count(),
             "partition starts detection"
         );
-        PartitionState {
-            exported: detector.counters().clone(),
-            detector,
-            newest_kafka_ts: VecDeque::new(),
-        }
+        PartitionState::new(detector)
     }
 
     /// Hands the partition's pending detector events to the exporter.
@@ -336,14 +343,8 @@ impl ReportSink for DetectorSink {
             open_incidents = detector.open_incidents().count(),
             "partition detector restored"
         );
-        self.partitions.insert(
-            partition,
-            PartitionState {
-                exported: detector.counters().clone(),
-                detector,
-                newest_kafka_ts: VecDeque::new(),
-            },
-        );
+        self.partitions
+            .insert(partition, PartitionState::new(detector));
         Ok(())
     }
 

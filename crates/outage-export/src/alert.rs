@@ -432,16 +432,12 @@ pub fn start(
     }
     info!(
         alertmanagers = ?config.urls.iter().map(|u| display_url(u)).collect::<Vec<_>>(),
-        resend_interval = %humantime_fmt(config.resend_interval),
+        resend_interval = ?config.resend_interval,
         "pushing alerts to alertmanager"
     );
     let dropped = metrics.dropped.clone();
     tokio::spawn(keeper(config.resend_interval, metrics, rx, workers));
     Ok(Some(AlertQueue { tx, dropped }))
-}
-
-fn humantime_fmt(d: Duration) -> String {
-    format!("{}s", d.as_secs_f64())
 }
 
 /// Keeps the firing set and fans batches out to the URL workers.

@@ -373,12 +373,6 @@ impl StateReader {
         }
     }
 
-    /// The latest snapshot of one source partition.
-    pub fn load(&self, key: &str, source_partition: i32) -> Result<LoadOutcome, KafkaError> {
-        let keys = self.scan(source_partition.rem_euclid(self.partitions))?;
-        Ok(keys.get(key).map_or(LoadOutcome::Missing, Self::outcome))
-    }
-
     /// The latest snapshots of several source partitions `(key, partition)`,
     /// reading each state partition once.
     pub fn load_many(
