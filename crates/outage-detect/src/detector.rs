@@ -82,6 +82,14 @@ pub struct DetectorConfig {
     /// Most series this partition keeps; reports beyond are counted as
     /// overflow. Default 1000000.
     pub max_series: usize,
+    /// Half-life of a series' burst memory: the highest observed/expected
+    /// of its recent anomalous windows. A new outage opens only once its
+    /// peak ratio exceeds that memory, decayed by this half-life, so the
+    /// smaller bursts that follow a big one (aftershocks, a bot or a news
+    /// story coming back) do not page again; a bigger burst still does.
+    /// `0s` turns it off. Default `3d`.
+    #[serde(with = "humantime_serde")]
+    pub burst_memory: Duration,
 }
 
 impl Default for DetectorConfig {
@@ -106,6 +114,7 @@ impl Default for DetectorConfig {
             global_span: Duration::from_secs(3600),
             max_gap: Duration::from_secs(900),
             max_series: 1_000_000,
+            burst_memory: Duration::from_secs(3 * 86_400),
         }
     }
 }
@@ -286,6 +295,10 @@ struct Series {
     pending_peak: (f32, f32),
     /// Observed and expected count of the last closed window.
     last: (u32, f32),
+    /// Burst memory: the highest ratio of recent anomalous windows and the
+    /// window start it was last decayed to.
+    #[serde(default)]
+    burst: (f32, i64),
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -370,6 +383,8 @@ struct CloseParams {
     rates: LearnRates,
     min_history_windows: u32,
     windows_per_day: u32,
+    /// `burst_memory` half-life in ms (0 = off).
+    burst_half_life_ms: f64,
 }
 
 /// The detector state of one partition.
@@ -397,7 +412,7 @@ pub struct Detector {
 }
 
 /// Version of the snapshot layout; bumped on any incompatible change.
-pub const SNAPSHOT_VERSION: u32 = 2;
+pub const SNAPSHOT_VERSION: u32 = 3;
 const SNAPSHOT_FORMAT: &str = "outage-radar.detector";
 /// First bytes of a binary snapshot (version 2 on).
 const SNAPSHOT_MAGIC: &[u8; 8] = b"ORDETECT";
@@ -420,6 +435,16 @@ struct Envelope<T> {
     format: String,
     version: u32,
     detector: T,
+}
+
+/// `burst` (ratio, at) decayed to `now_ms` by the half-life (0 when off).
+#[inline]
+fn decayed(burst: (f32, i64), now_ms: i64, half_life_ms: f64) -> f64 {
+    if half_life_ms <= 0.0 || burst.0 <= 0.0 {
+        return 0.0;
+    }
+    let age = (now_ms - burst.1).max(0) as f64;
+    f64::from(burst.0) * (-std::f64::consts::LN_2 * age / half_life_ms).exp()
 }
 
 fn stable_id(parts: &[&str]) -> String {
@@ -613,6 +638,7 @@ impl Detector {
             pending_problems: [0; 8],
             pending_peak: (0.0, 0.0),
             last: (0, 0.0),
+            burst: (0.0, 0),
         });
         (self.series.len() - 1) as u32
     }
@@ -773,6 +799,7 @@ impl Detector {
             ),
             min_history_windows: (cfg.min_history.as_millis() as i64 / width) as u32,
             windows_per_day: (86_400_000 / width) as u32,
+            burst_half_life_ms: cfg.burst_memory.as_millis() as f64,
         };
         for sid in 0..self.services.len() {
             self.close_service(sid, w, &params);
@@ -787,6 +814,7 @@ impl Detector {
             rates,
             min_history_windows,
             windows_per_day,
+            burst_half_life_ms,
         } = *params;
         let global = self.services[sid].global as usize;
         let global_shape = self.series[global].baseline.shape(slot);
@@ -850,7 +878,10 @@ impl Detector {
                         s.pending_peak.0.max(ratio as f32),
                         s.pending_peak.1.max(surprise as f32),
                     );
-                    if s.run >= cfg.enter_windows || surprise >= cfg.instant_surprise {
+                    let confirmed = s.run >= cfg.enter_windows || surprise >= cfg.instant_surprise;
+                    // A burst no bigger than recent ones stays pending.
+                    let bar = decayed(s.burst, w.start_ms, burst_half_life_ms);
+                    if confirmed && f64::from(s.pending_peak.0) > bar {
                         s.state = SeriesState::Outage;
                         s.run = 0;
                         let region = s.scope.label().to_string();
@@ -914,6 +945,10 @@ impl Detector {
                 }
             }
 
+            if anomalous && burst_half_life_ms > 0.0 {
+                let bar = decayed(s.burst, w.start_ms, burst_half_life_ms);
+                s.burst = (bar.max(ratio) as f32, w.start_ms);
+            }
             s.last = (c, mu as f32);
             if s.state == SeriesState::Normal && !anomalous && learn_ok {
                 let mut learned = f64::from(c);
@@ -1200,6 +1235,40 @@ mod tests {
         });
         assert!(opened(&events).is_empty());
         assert!(d.counters().duplicates >= 4_900);
+    }
+
+    /// 10-minute bursts of ×factor in GB at 09:00 on the given days: the
+    /// days on which a GB region incident opens.
+    fn gb_burst_pages(config: DetectorConfig, bursts: &[(i64, f64)]) -> Vec<i64> {
+        let mut d = Detector::new(config);
+        let days = bursts.iter().map(|b| b.0).max().unwrap() + 1;
+        let events = feed(&mut d, T0, days * 1440, &["GB", "DE"], |r, t| {
+            let base = diurnal(20.0, t);
+            let (day, minute) = ((t - T0) / (1440 * MIN), (t - T0) / MIN % 1440);
+            match bursts.iter().find(|b| b.0 == day) {
+                Some(&(_, factor)) if r == "GB" && (540..550).contains(&minute) => base * factor,
+                _ => base,
+            }
+        });
+        opened(&events)
+            .into_iter()
+            .filter(|i| i.scope != Scope::Global)
+            .map(|i| (i.started_at_ms - T0) / (1440 * MIN))
+            .collect()
+    }
+
+    #[test]
+    fn smaller_bursts_after_a_big_one_do_not_page_until_it_fades() {
+        let bursts = [(2, 20.0), (3, 6.0), (4, 6.0), (5, 30.0)];
+        assert_eq!(gb_burst_pages(DetectorConfig::default(), &bursts), [2, 5]);
+        let forgetful = DetectorConfig {
+            burst_memory: Duration::ZERO,
+            ..DetectorConfig::default()
+        };
+        assert_eq!(gb_burst_pages(forgetful, &bursts), [2, 3, 4, 5]);
+        // A week later the memory has faded: the small burst pages.
+        let weekly = [(2, 20.0), (9, 6.0)];
+        assert_eq!(gb_burst_pages(DetectorConfig::default(), &weekly), [2, 9]);
     }
 
     #[test]
