@@ -3,7 +3,11 @@
 //! One thread owns the consumer and everything it feeds; there is no lock
 //! contention on the hot path (the pipeline mutex is only ever taken by this
 //! thread, both in the loop and in the rebalance callbacks that librdkafka
-//! runs from inside `poll`). Offsets are stored only once a message is fully
+//! runs from inside `poll`). Only decoding runs elsewhere: messages are
+//! copied into batches that a decode thread works on while this thread
+//! polls the next ones (see [`crate::decoder`]); the decoded batches come
+//! back in order and are handed on here. Every batch is finished before a
+//! rebalance, a snapshot-and-commit at revoke, or shutdown. Offsets are stored only once a message is fully
 //! handled: a good report once the sink returned, a bad message once the
 //! dead-letter topic acknowledged it. librdkafka auto-commits what is stored;
 //! revoke and shutdown commit synchronously.
@@ -13,18 +17,19 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use outage_detect::{decode, DecodeError, DecodeOptions, RejectReason};
+use outage_detect::{DecodeError, DecodeOptions, RejectReason};
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, RebalanceProtocol,
 };
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
-use rdkafka::message::{BorrowedMessage, Header, Headers, OwnedHeaders};
+use rdkafka::message::{BorrowedMessage, Header, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use rdkafka::types::RDKafkaRespErr;
-use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tracing::{debug, info, warn};
 
 use crate::config::{ConfigError, KafkaConfig};
+use crate::decoder::{Batch, DecodeWorker, Entry, BATCH, MAX_IN_FLIGHT};
 use crate::metrics::IngestMetrics;
 use crate::offsets::OffsetTracker;
 use crate::sink::{Position, ReportSink};
@@ -161,7 +166,6 @@ struct Pipeline<S> {
     dlq: BaseProducer<DlqContext>,
     dlq_topic: String,
     topic: String,
-    decode: DecodeOptions,
     metrics: IngestMetrics,
     dead_letters: BTreeMap<(i32, i64), DeadLetter>,
     summary: IngestSummary,
@@ -172,6 +176,9 @@ struct Pipeline<S> {
     /// State snapshots (when `[state]` is on): offsets are then stored only
     /// as far as a written snapshot covers.
     state: Option<StatePart>,
+    /// Messages consumed but not yet handed to the decode thread.
+    filling: Batch,
+    worker: DecodeWorker,
 }
 
 struct StatePart {
@@ -181,29 +188,20 @@ struct StatePart {
 }
 
 impl<S: ReportSink> Pipeline<S> {
+    /// Takes one consumed message; returns whether any message is not
+    /// handed on yet.
     #[inline]
-    fn handle(&mut self, consumer: &BaseConsumer<IngestContext<S>>, msg: &BorrowedMessage<'_>) {
-        self.summary.consumed += 1;
-        self.metrics.messages_consumed.inc();
-        let partition = msg.partition();
-        let offset = msg.offset();
-        let kafka_ts_ms = msg.timestamp().to_millis();
-        let value = msg.payload().unwrap_or_default();
-        match decode(value, kafka_ts_ms, self.clock_ms, &self.decode) {
-            Ok(report) => {
-                self.sink.accept(
-                    Position {
-                        partition,
-                        offset,
-                        kafka_ts_ms,
-                    },
-                    &report,
-                );
-                self.tracker.handled(partition, offset);
-                self.summary.decoded += 1;
-                self.metrics.reports_decoded.inc();
-            }
-            Err(e) => self.dead_letter(msg, e),
+    fn push(
+        &mut self,
+        consumer: &BaseConsumer<IngestContext<S>>,
+        msg: &BorrowedMessage<'_>,
+    ) -> bool {
+        self.filling.push(msg);
+        if self.filling.len() >= BATCH {
+            self.dispatch();
+        }
+        while let Some(batch) = self.worker.receive(false) {
+            self.apply(batch);
         }
         self.since_check += 1;
         if self.since_check >= CHECK_EVERY {
@@ -213,28 +211,83 @@ impl<S: ReportSink> Pipeline<S> {
                 self.maintain(consumer);
             }
         }
+        self.has_pending()
     }
 
-    fn dead_letter(&mut self, msg: &BorrowedMessage<'_>, e: DecodeError) {
-        let (partition, offset) = (msg.partition(), msg.offset());
+    fn has_pending(&self) -> bool {
+        !self.filling.is_empty() || self.worker.in_flight() > 0
+    }
+
+    /// Sends the batch being filled to the decode thread (first applying
+    /// the oldest one in flight when enough are).
+    fn dispatch(&mut self) {
+        if self.filling.is_empty() {
+            return;
+        }
+        if self.worker.in_flight() >= MAX_IN_FLIGHT {
+            if let Some(batch) = self.worker.receive(true) {
+                self.apply(batch);
+            }
+        }
+        let mut batch = std::mem::replace(&mut self.filling, self.worker.empty());
+        batch.clock_ms = self.clock_ms;
+        self.worker.send(batch);
+    }
+
+    /// Hands on every message consumed so far: decodes the batch being
+    /// filled and applies every batch in flight.
+    fn finish(&mut self) {
+        self.dispatch();
+        while let Some(batch) = self.worker.receive(true) {
+            self.apply(batch);
+        }
+    }
+
+    /// Feeds a decoded batch to the sink (good reports) and the dead-letter
+    /// topic (bad messages), in consumption order.
+    fn apply(&mut self, batch: Batch) {
+        let n = batch.len() as u64;
+        self.summary.consumed += n;
+        self.metrics.messages_consumed.inc_by(n);
+        let mut decoded = 0;
+        for (entry, result) in batch.items() {
+            match result {
+                Ok(report) => {
+                    self.sink.accept(
+                        Position {
+                            partition: entry.partition,
+                            offset: entry.offset,
+                            kafka_ts_ms: entry.kafka_ts_ms,
+                        },
+                        &report,
+                    );
+                    self.tracker.handled(entry.partition, entry.offset);
+                    decoded += 1;
+                }
+                Err(e) => self.dead_letter(&batch, entry, e),
+            }
+        }
+        self.summary.decoded += decoded;
+        self.metrics.reports_decoded.inc_by(decoded);
+        self.worker.recycle(batch);
+    }
+
+    fn dead_letter(&mut self, batch: &Batch, entry: &Entry, e: &DecodeError) {
+        let (partition, offset) = (entry.partition, entry.offset);
         debug!(partition, offset, reason = e.reason.as_str(), detail = %e.detail, "dead-lettering message");
         *self.summary.dead_lettered.entry(e.reason).or_default() += 1;
         self.metrics
             .dead_lettered
             .with_label_values(&[e.reason.as_str()])
             .inc();
-        let mut headers: Vec<(String, Option<Vec<u8>>)> = msg
-            .headers()
-            .map(|h| {
-                h.iter()
-                    .map(|h| (h.key.to_owned(), h.value.map(<[u8]>::to_vec)))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let mut headers = entry.headers.clone().unwrap_or_default();
         let p = DLQ_HEADER_PREFIX;
         headers.push((format!("{p}reason"), Some(e.reason.as_str().into())));
-        headers.push((format!("{p}error"), Some(e.detail.into_bytes())));
-        headers.push((format!("{p}source.topic"), Some(msg.topic().into())));
+        headers.push((format!("{p}error"), Some(e.detail.clone().into_bytes())));
+        headers.push((
+            format!("{p}source.topic"),
+            Some(self.topic.clone().into_bytes()),
+        ));
         headers.push((
             format!("{p}source.partition"),
             Some(partition.to_string().into_bytes()),
@@ -244,10 +297,10 @@ impl<S: ReportSink> Pipeline<S> {
             Some(offset.to_string().into_bytes()),
         ));
         let letter = DeadLetter {
-            key: msg.key().map(<[u8]>::to_vec),
-            value: msg.payload().map(<[u8]>::to_vec),
+            key: batch.key(entry).map(<[u8]>::to_vec),
+            value: batch.payload(entry).map(<[u8]>::to_vec),
             headers,
-            timestamp: msg.timestamp().to_millis(),
+            timestamp: entry.kafka_ts_ms,
         };
         self.tracker.begin_pending(partition, offset);
         self.send_dead_letter(partition, offset, &letter);
@@ -585,6 +638,7 @@ impl<S: ReportSink> Pipeline<S> {
     /// acknowledged, then stores what is safe. Returns how many are still
     /// unacknowledged.
     fn drain(&mut self, consumer: &BaseConsumer<IngestContext<S>>, timeout: Duration) -> usize {
+        self.finish();
         let deadline = Instant::now() + timeout;
         loop {
             self.maintain(consumer);
@@ -808,7 +862,6 @@ impl<S: ReportSink + 'static> Ingester<S> {
             dlq,
             dlq_topic: config.dlq_topic.clone(),
             topic: config.topic.clone(),
-            decode,
             metrics: metrics.clone(),
             dead_letters: BTreeMap::new(),
             summary: IngestSummary::default(),
@@ -817,6 +870,8 @@ impl<S: ReportSink + 'static> Ingester<S> {
             since_check: 0,
             paused: false,
             state: None,
+            filling: Batch::default(),
+            worker: DecodeWorker::start(decode),
         };
         let context = IngestContext {
             pipeline: Mutex::new(pipeline),
@@ -891,10 +946,22 @@ impl<S: ReportSink + 'static> Ingester<S> {
             })?;
         info!(topic = %self.topic, "consuming");
         let mut last_error_log: Option<Instant> = None;
+        // Messages not handed on yet: poll without waiting, and hand them on
+        // as soon as nothing more is queued.
+        let mut pending = false;
         while !shutdown.is_triggered() {
-            match self.consumer.poll(self.poll_timeout) {
+            let timeout = if pending {
+                Duration::ZERO
+            } else {
+                self.poll_timeout
+            };
+            match self.consumer.poll(timeout) {
                 Some(Ok(msg)) => {
-                    lock(&self.consumer.context().pipeline).handle(&self.consumer, &msg)
+                    pending = lock(&self.consumer.context().pipeline).push(&self.consumer, &msg)
+                }
+                None if pending => {
+                    lock(&self.consumer.context().pipeline).finish();
+                    pending = false;
                 }
                 None => {
                     let mut p = lock(&self.consumer.context().pipeline);

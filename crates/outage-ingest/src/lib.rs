@@ -7,6 +7,7 @@
 //! detection logic: everything after decoding lives behind the sink.
 
 pub mod config;
+mod decoder;
 pub mod ingester;
 pub mod metrics;
 pub mod offsets;
