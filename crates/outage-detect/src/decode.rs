@@ -328,6 +328,117 @@ fn fast_rfc3339_ms(b: &[u8]) -> Option<i64> {
     Some(secs * 1000 + ms)
 }
 
+/// The fast path of [`decode`]: a flat object of the known fields whose
+/// values are strings without escapes (and `ts` a string or an integer),
+/// the shape producers send. It returns exactly what serde would, and
+/// `None` (serde decides, and names the error) for anything else: escapes,
+/// `null`, other types, fractions or exponents, unknown or repeated keys,
+/// nesting, bad syntax. It costs about a third of serde's time.
+fn scan_flat(text: &str) -> Option<Wire<'_>> {
+    let b = text.as_bytes();
+    let ws = |mut i: usize| {
+        while i < b.len() && matches!(b[i], b' ' | b'\t' | b'\n' | b'\r') {
+            i += 1;
+        }
+        i
+    };
+    // A string without escapes or control characters starting at `i` (on
+    // its quote): its contents and the index after the closing quote.
+    let string = |i: usize| -> Option<(&str, usize)> {
+        if b.get(i) != Some(&b'"') {
+            return None;
+        }
+        let start = i + 1;
+        let len = b[start..]
+            .iter()
+            .position(|&c| c == b'"' || c == b'\\' || c < 0x20)?;
+        let end = start + len;
+        // A quote ends it; an escape or a control character is serde's.
+        if b[end] != b'"' {
+            return None;
+        }
+        // Quotes are ASCII, so both ends are char boundaries.
+        Some((&text[start..end], end + 1))
+    };
+    let mut wire = Wire {
+        service: None,
+        region: None,
+        ts: None,
+        problem: None,
+        reporter: None,
+        source: None,
+    };
+    let mut i = ws(0);
+    if b.get(i) != Some(&b'{') {
+        return None;
+    }
+    i = ws(i + 1);
+    if b.get(i) == Some(&b'}') {
+        return (ws(i + 1) == b.len()).then_some(wire);
+    }
+    loop {
+        let (key, after) = string(i)?;
+        i = ws(after);
+        if b.get(i) != Some(&b':') {
+            return None;
+        }
+        i = ws(i + 1);
+        let slot = match key {
+            "service" => &mut wire.service,
+            "region" => &mut wire.region,
+            "problem" => &mut wire.problem,
+            "reporter" => &mut wire.reporter,
+            "source" => &mut wire.source,
+            "ts" => {
+                if wire.ts.is_some() {
+                    return None;
+                }
+                if b.get(i) == Some(&b'"') {
+                    let (value, after) = string(i)?;
+                    wire.ts = Some(WireTs::Text(Cow::Borrowed(value)));
+                    i = after;
+                } else {
+                    let negative = b.get(i) == Some(&b'-');
+                    let start = i + usize::from(negative);
+                    let len = b[start..].iter().take_while(|c| c.is_ascii_digit()).count();
+                    let end = start + len;
+                    // JSON has no leading zeros; fractions, exponents and
+                    // more digits than i64 surely holds go to serde.
+                    if len == 0
+                        || len > 18
+                        || (len > 1 && b[start] == b'0')
+                        || matches!(b.get(end), Some(b'.' | b'e' | b'E'))
+                    {
+                        return None;
+                    }
+                    let v = digits(&b[start..end])?;
+                    wire.ts = Some(WireTs::Millis(if negative { -v } else { v }));
+                    i = end;
+                }
+                i = ws(i);
+                match b.get(i) {
+                    Some(b',') => i = ws(i + 1),
+                    Some(b'}') => return (ws(i + 1) == b.len()).then_some(wire),
+                    _ => return None,
+                }
+                continue;
+            }
+            _ => return None,
+        };
+        if slot.is_some() {
+            return None;
+        }
+        let (value, after) = string(i)?;
+        *slot = Some(Text(Cow::Borrowed(value)));
+        i = ws(after);
+        match b.get(i) {
+            Some(b',') => i = ws(i + 1),
+            Some(b'}') => return (ws(i + 1) == b.len()).then_some(wire),
+            _ => return None,
+        }
+    }
+}
+
 /// Decodes one message value.
 ///
 /// `message_ts_ms` is the Kafka message timestamp, used when the report has
@@ -360,10 +471,13 @@ pub fn decode<'a>(
     if !text.trim_start().starts_with('{') {
         return Err(DecodeError::new(NotJson, "not a JSON object"));
     }
-    let wire: Wire<'a> = serde_json::from_str(text).map_err(|e| {
-        let reason = if e.is_data() { BadField } else { NotJson };
-        DecodeError::new(reason, e.to_string())
-    })?;
+    let wire: Wire<'a> = match scan_flat(text) {
+        Some(wire) => wire,
+        None => serde_json::from_str(text).map_err(|e| {
+            let reason = if e.is_data() { BadField } else { NotJson };
+            DecodeError::new(reason, e.to_string())
+        })?,
+    };
 
     let service = wire
         .service
@@ -479,6 +593,97 @@ fn truncated(s: &str) -> &str {
 mod tests {
     use super::*;
     use crate::region::Country;
+    use proptest::prelude::*;
+
+    type Projection = [Option<String>; 6];
+
+    fn project(w: &Wire<'_>) -> Projection {
+        let t = |t: &Option<Text<'_>>| t.as_ref().map(|t| t.0.to_string());
+        let ts = w.ts.as_ref().map(|ts| match ts {
+            WireTs::Millis(v) => format!("ms {v}"),
+            WireTs::Text(t) => format!("text {t}"),
+            WireTs::Invalid(v) => format!("invalid {v}"),
+        });
+        [
+            t(&w.service),
+            t(&w.region),
+            ts,
+            t(&w.problem),
+            t(&w.reporter),
+            t(&w.source),
+        ]
+    }
+
+    fn json_piece() -> impl Strategy<Value = String> {
+        let key = prop_oneof![
+            8 => prop::sample::select(vec![
+                "\"service\"", "\"region\"", "\"ts\"", "\"problem\"", "\"reporter\"", "\"source\"",
+            ]),
+            1 => prop::sample::select(vec!["\"other\"", "\"serv\\u0069ce\"", "\"ts", "service"]),
+        ];
+        let value = prop_oneof![
+            4 => "\"[a-zA-Z0-9 ._:+-]{0,12}\"",
+            2 => "\"\\PC{0,6}\"",
+            1 => "\"[a-z\\\\\"\\t\\n]{0,6}\"",
+            4 => "-?[0-9]{1,20}",
+            1 => "-?[0-9]{1,3}\\.[0-9]{1,3}",
+            1 => "[0-9]{1,3}[eE][+-]?[0-9]{1,2}",
+            2 => prop::sample::select(vec!["null", "true", "{}", "[1]", "{\"a\":1}", "-", "0", "-0", "01"])
+                .prop_map(str::to_string),
+        ];
+        let ws = prop_oneof![6 => Just(""), 1 => Just(" "), 1 => Just("\n\t"), 1 => Just("\r")];
+        let colon = prop_oneof![9 => Just(":"), 1 => Just("")];
+        (ws.clone(), key, ws.clone(), colon, ws.clone(), value, ws)
+            .prop_map(|(a, k, b, colon, c, v, d)| format!("{a}{k}{b}{colon}{c}{v}{d}"))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(4000))]
+
+        /// Whatever the fast path accepts, serde reads identically.
+        #[test]
+        fn the_fast_path_agrees_with_serde(
+            pieces in prop::collection::vec(json_piece(), 0..4),
+            sep in prop_oneof![9 => Just(","), 1 => Just(", "), 1 => Just(""), 1 => Just(",,")],
+            open in prop_oneof![9 => Just("{"), 1 => Just(" {"), 1 => Just("["), 1 => Just("")],
+            close in prop_oneof![9 => Just("}"), 1 => Just("} "), 1 => Just(""), 1 => Just("}}"), 1 => Just("},")],
+            cut in any::<prop::sample::Index>(),
+            truncate in prop::bool::weighted(0.1),
+        ) {
+            let mut text = format!("{open}{}{close}", pieces.join(sep));
+            if truncate {
+                let at = cut.index(text.len() + 1);
+                while !text.is_char_boundary(at.min(text.len())) { text.pop(); }
+                text.truncate(at.min(text.len()));
+            }
+            if let Some(fast) = scan_flat(&text) {
+                let slow: Wire<'_> = serde_json::from_str(&text)
+                    .unwrap_or_else(|e| panic!("fast path accepted {text:?}, serde: {e}"));
+                prop_assert_eq!(project(&fast), project(&slow), "{:?}", text);
+            }
+        }
+    }
+
+    #[test]
+    fn the_fast_path_takes_what_producers_send() {
+        for text in [
+            r#"{"service":"alexa","region":"GB","ts":"2018-09-26T10:02:11.123Z","problem":"voice","reporter":"u1","source":"app"}"#,
+            r#"{"service":"aws.s3","region":"US-CA","ts":1537956131123,"problem":"login"}"#,
+            " { \"service\" : \"x\" ,\n\"region\":\"DE\" } ",
+            "{}",
+        ] {
+            assert!(scan_flat(text).is_some(), "{text}");
+        }
+        for text in [
+            r#"{"service":"a\u0062c","region":"GB"}"#,
+            r#"{"service":"x","region":"GB","reporter":null}"#,
+            r#"{"service":"x","region":"GB","ts":1.5}"#,
+            r#"{"service":"x","service":"y","region":"GB"}"#,
+            r#"{"service":"x","region":"GB","extra":{"a":1}}"#,
+        ] {
+            assert!(scan_flat(text).is_none(), "{text}");
+        }
+    }
 
     const NOW: i64 = 1_537_963_200_000; // 2018-09-26T12:00:00Z
 

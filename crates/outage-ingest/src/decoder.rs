@@ -22,7 +22,7 @@ use rdkafka::Message;
 /// message, small enough that a batch decodes in well under a millisecond.
 pub(crate) const BATCH: usize = 1024;
 /// Batches handed over but not yet applied; one more is being filled.
-pub(crate) const MAX_IN_FLIGHT: usize = 3;
+pub(crate) const MAX_IN_FLIGHT: usize = 8;
 /// A recycled batch buffer larger than this is dropped (one huge message
 /// must not pin its memory).
 const KEEP_BYTES: usize = 4 << 20;

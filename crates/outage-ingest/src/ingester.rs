@@ -46,6 +46,10 @@ const CHECK_EVERY: u32 = 1024;
 /// stored offsets every `auto.commit.interval.ms` (5 s), so storing more
 /// often buys nothing, and each store takes locks the fetcher needs.
 const MAINTAIN_INTERVAL_MS: i64 = 100;
+/// Longest wait for a next message while consumed ones are not handed on
+/// yet (a fetch arrives well within it under load, so batches keep
+/// filling; a trickle is handed on this much later).
+const PENDING_POLL_TIMEOUT: Duration = Duration::from_millis(2);
 /// Unacknowledged dead-letter messages at which consumption pauses.
 const MAX_PENDING_DLQ: usize = 10_000;
 
@@ -200,9 +204,6 @@ impl<S: ReportSink> Pipeline<S> {
         if self.filling.len() >= BATCH {
             self.dispatch();
         }
-        while let Some(batch) = self.worker.receive(false) {
-            self.apply(batch);
-        }
         self.since_check += 1;
         if self.since_check >= CHECK_EVERY {
             self.since_check = 0;
@@ -218,11 +219,15 @@ impl<S: ReportSink> Pipeline<S> {
         !self.filling.is_empty() || self.worker.in_flight() > 0
     }
 
-    /// Sends the batch being filled to the decode thread (first applying
-    /// the oldest one in flight when enough are).
+    /// Sends the batch being filled to the decode thread, after applying
+    /// the batches already decoded (and waiting for the oldest when enough
+    /// are in flight).
     fn dispatch(&mut self) {
         if self.filling.is_empty() {
             return;
+        }
+        while let Some(batch) = self.worker.receive(false) {
+            self.apply(batch);
         }
         if self.worker.in_flight() >= MAX_IN_FLIGHT {
             if let Some(batch) = self.worker.receive(true) {
@@ -946,12 +951,12 @@ impl<S: ReportSink + 'static> Ingester<S> {
             })?;
         info!(topic = %self.topic, "consuming");
         let mut last_error_log: Option<Instant> = None;
-        // Messages not handed on yet: poll without waiting, and hand them on
-        // as soon as nothing more is queued.
+        // Messages not handed on yet: poll briefly, and hand them on as soon
+        // as nothing more arrives.
         let mut pending = false;
         while !shutdown.is_triggered() {
             let timeout = if pending {
-                Duration::ZERO
+                self.poll_timeout.min(PENDING_POLL_TIMEOUT)
             } else {
                 self.poll_timeout
             };
