@@ -7,7 +7,6 @@
 //! Sides alternate, five rounds each; the median of the per-round ratios is
 //! reported (the machine is shared, so a round's sides run back to back).
 
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use outage_detect::{DecodeOptions, Report};
@@ -182,24 +181,23 @@ fn pipelined_loop(bootstrap: &str, topic: &str) -> Duration {
     end - start.unwrap()
 }
 
-#[derive(Default)]
-struct Clock {
+/// Times the reports handed to it; returned by `Ingester::run`, so it
+/// needs no lock.
+struct TimingSink {
     start: Option<Instant>,
     end: Option<Instant>,
     n: usize,
+    shutdown: Shutdown,
 }
-
-struct TimingSink(Arc<Mutex<Clock>>, Shutdown);
 
 impl ReportSink for TimingSink {
     fn accept(&mut self, _at: Position, report: &Report<'_>) {
-        let mut c = self.0.lock().unwrap();
-        c.start.get_or_insert_with(Instant::now);
-        c.n += 1;
+        self.start.get_or_insert_with(Instant::now);
+        self.n += 1;
         std::hint::black_box(report.ts_ms);
-        if c.n == MESSAGES {
-            c.end = Some(Instant::now());
-            self.1.trigger();
+        if self.n == MESSAGES {
+            self.end = Some(Instant::now());
+            self.shutdown.trigger();
         }
     }
 }
@@ -219,9 +217,13 @@ fn ingester(bootstrap: &str, topic: &str) -> Duration {
     ] {
         config.consumer_properties.insert(k.into(), v.into());
     }
-    let clock = Arc::new(Mutex::new(Clock::default()));
     let shutdown = Shutdown::new();
-    let sink = TimingSink(clock.clone(), shutdown.clone());
+    let sink = TimingSink {
+        start: None,
+        end: None,
+        n: 0,
+        shutdown: shutdown.clone(),
+    };
     let ingester = Ingester::new(
         &config,
         DecodeOptions::default(),
@@ -229,10 +231,9 @@ fn ingester(bootstrap: &str, topic: &str) -> Duration {
         IngestMetrics::unregistered(),
     )
     .unwrap();
-    let (summary, _) = ingester.run(&shutdown).unwrap();
+    let (summary, sink) = ingester.run(&shutdown).unwrap();
     assert_eq!(summary.decoded as usize, MESSAGES);
-    let c = clock.lock().unwrap();
-    c.end.unwrap() - c.start.unwrap()
+    sink.end.unwrap() - sink.start.unwrap()
 }
 
 fn median(mut v: Vec<f64>) -> f64 {

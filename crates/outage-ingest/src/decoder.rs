@@ -1,21 +1,25 @@
 //! Decoding off the consumer thread.
 //!
-//! The consumer thread copies each polled message (payload, key, headers and
-//! position) into a [`Batch`], one byte buffer per batch, and hands full
-//! batches to a [`DecodeWorker`] thread. The worker decodes every payload and
-//! sends the batch back with one result per message; the consumer thread then
-//! feeds the sink, tracks offsets and dead-letters in message order. The sink,
-//! offsets and state never leave the consumer thread, so rebalances and
-//! snapshots see exactly the messages handed on so far. Decoded reports refer
-//! to the batch's buffer by span, so crossing threads costs no allocation.
+//! The consumer thread copies each polled message's payload and position into
+//! a [`Batch`], one byte buffer per batch, and hands full batches to a
+//! [`DecodeWorker`] thread. The worker decodes every payload and sends the
+//! batch back with one result per message; the consumer thread then feeds
+//! the sink, tracks offsets and dead-letters in message order (it keeps the
+//! messages themselves until then, for the key and headers of a dead letter:
+//! reading every message's headers up front halved the throughput). The
+//! sink, offsets and state never leave the consumer thread.
+//!
+//! What crosses between the threads is kept small, since moving cache lines
+//! between cores is most of what this costs: a message is a 32-byte [`Entry`]
+//! plus its payload, and a decoded report a 40-byte record of spans into the
+//! payloads. Escaped strings and errors, both rare, live in side tables.
 
 use std::borrow::Cow;
-use std::ops::Range;
 use std::sync::mpsc::{channel, sync_channel, Receiver, SyncSender};
 use std::thread::JoinHandle;
 
 use outage_detect::{decode, DecodeError, DecodeOptions, Problem, Region, Report};
-use rdkafka::message::{BorrowedMessage, Headers};
+use rdkafka::message::BorrowedMessage;
 use rdkafka::Message;
 
 /// Messages per batch: large enough that the hand-over costs little per
@@ -26,79 +30,25 @@ pub(crate) const MAX_IN_FLIGHT: usize = 8;
 /// A recycled batch buffer larger than this is dropped (one huge message
 /// must not pin its memory).
 const KEEP_BYTES: usize = 4 << 20;
+/// Marks a [`Span`] that indexes the batch's owned strings.
+const OWNED: u32 = 1 << 31;
 
-/// A string of a decoded report: a span of the batch buffer, or owned (the
-/// JSON used escapes).
-#[derive(Debug)]
-enum Text {
-    Span(u32, u32),
-    Owned(Box<str>),
+/// Bytes `start..end` of the batch buffer; `start == u32::MAX`: absent;
+/// `start & OWNED`: owned string number `start & !OWNED`.
+#[derive(Clone, Copy, Debug)]
+struct Span {
+    start: u32,
+    end: u32,
 }
 
-impl Text {
-    fn new(s: Cow<'_, str>, base: &[u8]) -> Text {
-        match s {
-            Cow::Borrowed(s) => {
-                let start = (s.as_ptr() as usize).wrapping_sub(base.as_ptr() as usize);
-                let end = start.checked_add(s.len()).filter(|&e| e <= base.len());
-                match end.and_then(|e| u32::try_from(e).ok()) {
-                    Some(end) => Text::Span(start as u32, end),
-                    // Not from the batch (cannot happen with `decode` today).
-                    _ => Text::Owned(s.into()),
-                }
-            }
-            Cow::Owned(s) => Text::Owned(s.into_boxed_str()),
-        }
-    }
+impl Span {
+    const NONE: Span = Span {
+        start: u32::MAX,
+        end: 0,
+    };
 
-    fn get<'a>(&'a self, bytes: &'a [u8]) -> Cow<'a, str> {
-        match self {
-            Text::Span(a, b) => {
-                let s = &bytes[*a as usize..*b as usize];
-                // SAFETY: a span is made (`Text::new`) only from a `&str`
-                // that `decode` borrowed from exactly these bytes, which stay
-                // untouched until the batch is recycled: valid UTF-8 on char
-                // boundaries. Validating again cost 2 % of the consumer
-                // thread.
-                Cow::Borrowed(unsafe { std::str::from_utf8_unchecked(s) })
-            }
-            Text::Owned(s) => Cow::Borrowed(s),
-        }
-    }
-}
-
-/// A decoded report whose strings live in its batch.
-#[derive(Debug)]
-pub(crate) struct Decoded {
-    service: Text,
-    region: Region,
-    ts_ms: i64,
-    problem: Problem,
-    reporter: Option<Text>,
-    source: Option<Text>,
-}
-
-impl Decoded {
-    fn new(r: Report<'_>, base: &[u8]) -> Decoded {
-        Decoded {
-            service: Text::new(r.service, base),
-            region: r.region,
-            ts_ms: r.ts_ms,
-            problem: r.problem,
-            reporter: r.reporter.map(|t| Text::new(t, base)),
-            source: r.source.map(|t| Text::new(t, base)),
-        }
-    }
-
-    fn report<'a>(&'a self, bytes: &'a [u8]) -> Report<'a> {
-        Report {
-            service: self.service.get(bytes),
-            region: self.region,
-            ts_ms: self.ts_ms,
-            problem: self.problem,
-            reporter: self.reporter.as_ref().map(|t| t.get(bytes)),
-            source: self.source.as_ref().map(|t| t.get(bytes)),
-        }
+    fn is_none(self) -> bool {
+        self.start == u32::MAX
     }
 }
 
@@ -106,12 +56,31 @@ impl Decoded {
 #[derive(Debug)]
 pub(crate) struct Entry {
     pub partition: i32,
+    /// The partition's assignment epoch when the message was consumed: a
+    /// message of an earlier assignment is not handed on.
+    pub epoch: u32,
     pub offset: i64,
-    pub kafka_ts_ms: Option<i64>,
-    payload: Option<Range<usize>>,
-    key: Option<Range<usize>>,
-    /// Only messages that carry headers pay for copying them.
-    pub headers: Option<Vec<(String, Option<Vec<u8>>)>>,
+    /// Kafka message timestamp; `i64::MIN`: none.
+    kafka_ts_ms: i64,
+    payload: Span,
+}
+
+impl Entry {
+    pub fn kafka_ts_ms(&self) -> Option<i64> {
+        (self.kafka_ts_ms != i64::MIN).then_some(self.kafka_ts_ms)
+    }
+}
+
+/// A decoded report whose strings live in its batch; `region: None` marks
+/// a rejected message (its error is in the batch's error table).
+#[derive(Debug)]
+struct Decoded {
+    service: Span,
+    reporter: Span,
+    source: Span,
+    ts_ms: i64,
+    region: Option<Region>,
+    problem: Problem,
 }
 
 /// Messages copied out of the consumer, and once decoded their results.
@@ -119,9 +88,42 @@ pub(crate) struct Entry {
 pub(crate) struct Batch {
     bytes: Vec<u8>,
     entries: Vec<Entry>,
-    results: Vec<Result<Decoded, DecodeError>>,
+    results: Vec<Decoded>,
+    /// Strings that needed unescaping.
+    owned: Vec<Box<str>>,
+    /// Rejections by entry number, ascending.
+    errors: Vec<(u32, DecodeError)>,
     /// Wall clock for the clock-skew check, taken when the batch was sent.
     pub clock_ms: i64,
+}
+
+/// What became of one message of a decoded batch.
+pub(crate) enum Outcome<'a> {
+    Report(Report<'a>),
+    Rejected(&'a DecodeError),
+}
+
+/// The span of a string `decode` returned for `bytes`: in place when it
+/// was borrowed from them, else kept in `owned`.
+fn text_span(s: Cow<'_, str>, bytes: &[u8], owned: &mut Vec<Box<str>>) -> Span {
+    if let Cow::Borrowed(b) = &s {
+        let start = (b.as_ptr() as usize).wrapping_sub(bytes.as_ptr() as usize);
+        let end = start
+            .checked_add(b.len())
+            .filter(|&e| e <= bytes.len() && e < OWNED as usize);
+        if let Some(end) = end {
+            return Span {
+                start: start as u32,
+                end: end as u32,
+            };
+        }
+        // Not from the buffer (cannot happen with `decode` today).
+    }
+    owned.push(s.into_owned().into_boxed_str());
+    Span {
+        start: OWNED | (owned.len() - 1) as u32,
+        end: 0,
+    }
 }
 
 impl Batch {
@@ -133,81 +135,141 @@ impl Batch {
         self.entries.is_empty()
     }
 
-    /// Copies what handling `msg` needs after it is released.
-    pub fn push(&mut self, msg: &BorrowedMessage<'_>) {
-        let headers = msg.headers().map(|h| {
-            h.iter()
-                .map(|h| (h.key.to_owned(), h.value.map(<[u8]>::to_vec)))
-                .collect()
-        });
+    /// Copies what decoding `msg` needs.
+    pub fn push(&mut self, msg: &BorrowedMessage<'_>, epoch: u32) {
         self.push_parts(
-            (msg.partition(), msg.offset(), msg.timestamp().to_millis()),
+            (
+                msg.partition(),
+                epoch,
+                msg.offset(),
+                msg.timestamp().to_millis(),
+            ),
             msg.payload(),
-            msg.key(),
-            headers,
         );
     }
 
     fn push_parts(
         &mut self,
-        (partition, offset, kafka_ts_ms): (i32, i64, Option<i64>),
+        (partition, epoch, offset, kafka_ts_ms): (i32, u32, i64, Option<i64>),
         payload: Option<&[u8]>,
-        key: Option<&[u8]>,
-        headers: Option<Vec<(String, Option<Vec<u8>>)>>,
     ) {
-        let mut copy = |b: &[u8]| {
-            let start = self.bytes.len();
-            self.bytes.extend_from_slice(b);
-            start..self.bytes.len()
+        let payload = match payload {
+            Some(b) => {
+                let start = self.bytes.len() as u32;
+                self.bytes.extend_from_slice(b);
+                Span {
+                    start,
+                    end: self.bytes.len() as u32,
+                }
+            }
+            None => Span::NONE,
         };
-        let payload = payload.map(&mut copy);
-        let key = key.map(&mut copy);
         self.entries.push(Entry {
             partition,
+            epoch,
             offset,
-            kafka_ts_ms,
+            kafka_ts_ms: kafka_ts_ms.unwrap_or(i64::MIN),
             payload,
-            key,
-            headers,
         });
     }
 
     fn decode_all(&mut self, opts: &DecodeOptions) {
-        self.results.clear();
-        self.results.reserve(self.entries.len());
-        for e in &self.entries {
-            let value = e.payload.clone().map_or(&[][..], |r| &self.bytes[r]);
-            let result = decode(value, e.kafka_ts_ms, self.clock_ms, opts)
-                .map(|r| Decoded::new(r, &self.bytes));
-            self.results.push(result);
+        let Batch {
+            bytes,
+            entries,
+            results,
+            owned,
+            errors,
+            clock_ms,
+            ..
+        } = self;
+        results.clear();
+        owned.clear();
+        errors.clear();
+        results.reserve(entries.len());
+        for (i, e) in entries.iter().enumerate() {
+            let value = span_bytes(bytes, e.payload).unwrap_or_default();
+            results.push(match decode(value, e.kafka_ts_ms(), *clock_ms, opts) {
+                Ok(r) => Decoded {
+                    service: text_span(r.service, bytes, owned),
+                    reporter: r
+                        .reporter
+                        .map_or(Span::NONE, |t| text_span(t, bytes, owned)),
+                    source: r.source.map_or(Span::NONE, |t| text_span(t, bytes, owned)),
+                    ts_ms: r.ts_ms,
+                    region: Some(r.region),
+                    problem: r.problem,
+                },
+                Err(err) => {
+                    errors.push((i as u32, err));
+                    Decoded {
+                        service: Span::NONE,
+                        reporter: Span::NONE,
+                        source: Span::NONE,
+                        ts_ms: 0,
+                        region: None,
+                        problem: Problem::Other,
+                    }
+                }
+            });
+        }
+    }
+
+    fn str_of(&self, span: Span) -> Option<&str> {
+        if span.is_none() {
+            None
+        } else if span.start & OWNED != 0 {
+            Some(&self.owned[(span.start & !OWNED) as usize])
+        } else {
+            let s = &self.bytes[span.start as usize..span.end as usize];
+            // SAFETY: a buffer span is made (`text_span`) only from a `&str`
+            // that `decode` borrowed from exactly these bytes, which stay
+            // untouched until the batch is recycled: valid UTF-8 on char
+            // boundaries. Validating again cost 2 % of the consumer thread.
+            Some(unsafe { std::str::from_utf8_unchecked(s) })
         }
     }
 
     /// Each message with its decoded report or the reason it was rejected,
     /// in consumption order (after the worker returned the batch).
-    pub fn items(&self) -> impl Iterator<Item = (&Entry, Result<Report<'_>, &DecodeError>)> {
-        self.entries
-            .iter()
-            .zip(&self.results)
-            .map(|(e, r)| (e, r.as_ref().map(|d| d.report(&self.bytes))))
+    pub fn items(&self) -> impl Iterator<Item = (&Entry, Outcome<'_>)> {
+        let mut errors = self.errors.iter();
+        self.entries.iter().zip(&self.results).map(move |(e, d)| {
+            let outcome = match d.region {
+                Some(region) => Outcome::Report(Report {
+                    service: Cow::Borrowed(self.str_of(d.service).unwrap_or_default()),
+                    region,
+                    ts_ms: d.ts_ms,
+                    problem: d.problem,
+                    reporter: self.str_of(d.reporter).map(Cow::Borrowed),
+                    source: self.str_of(d.source).map(Cow::Borrowed),
+                }),
+                // Errors are kept in entry order, one per rejected result.
+                None => Outcome::Rejected(&errors.next().expect("one error per rejection").1),
+            };
+            (e, outcome)
+        })
     }
 
-    pub fn payload(&self, e: &Entry) -> Option<&[u8]> {
-        e.payload.clone().map(|r| &self.bytes[r])
-    }
-
-    pub fn key(&self, e: &Entry) -> Option<&[u8]> {
-        e.key.clone().map(|r| &self.bytes[r])
+    #[cfg(test)]
+    fn payload(&self, e: &Entry) -> Option<&[u8]> {
+        span_bytes(&self.bytes, e.payload)
     }
 
     fn recycle(&mut self) {
         self.entries.clear();
         self.results.clear();
+        self.owned.clear();
+        self.errors.clear();
         self.bytes.clear();
         if self.bytes.capacity() > KEEP_BYTES {
             self.bytes = Vec::new();
         }
     }
+}
+
+fn span_bytes(bytes: &[u8], span: Span) -> Option<&[u8]> {
+    (!span.is_none()).then(|| &bytes[span.start as usize..span.end as usize])
 }
 
 /// The decoding thread and the batches travelling to and from it.
@@ -249,7 +311,7 @@ impl DecodeWorker {
             bytes: Vec::with_capacity(BATCH * 160),
             entries: Vec::with_capacity(BATCH),
             results: Vec::with_capacity(BATCH),
-            clock_ms: 0,
+            ..Batch::default()
         })
     }
 
@@ -338,13 +400,16 @@ mod tests {
         let mut batch = worker.empty();
         let mut seen = 0;
         let mut check = |batch: &Batch| {
-            for (entry, result) in batch.items() {
+            for (entry, outcome) in batch.items() {
+                let result = match outcome {
+                    Outcome::Report(r) => Ok(r),
+                    Outcome::Rejected(e) => Err(e),
+                };
                 let i = entry.offset as usize;
                 assert_eq!(i, seen, "consumption order");
                 seen += 1;
                 let value = messages[i].as_deref();
                 assert_eq!(batch.payload(entry), value);
-                assert_eq!(batch.key(entry), Some(format!("k{i}").as_bytes()));
                 if i == 3 {
                     let r = result.as_ref().expect("escaped strings decode");
                     assert_eq!((&*r.service, r.reporter.as_deref()), ("abc", Some("x\"y")));
@@ -358,12 +423,7 @@ mod tests {
             }
         };
         for (i, value) in messages.iter().enumerate() {
-            batch.push_parts(
-                (0, i as i64, Some(NOW)),
-                value.as_deref(),
-                Some(format!("k{i}").as_bytes()),
-                None,
-            );
+            batch.push_parts((0, 0, i as i64, Some(NOW)), value.as_deref());
             if batch.len() == BATCH || i + 1 == messages.len() {
                 batch.clock_ms = NOW;
                 let fresh = worker.empty();
@@ -381,13 +441,30 @@ mod tests {
     }
 
     #[test]
-    fn spans_outside_the_batch_become_owned() {
-        let base = b"hello";
-        match Text::new(Cow::Borrowed("static"), base) {
-            Text::Owned(s) => assert_eq!(&*s, "static"),
-            t => panic!("{t:?}"),
-        }
-        let inside = std::str::from_utf8(&base[1..4]).unwrap();
-        assert_eq!(Text::new(Cow::Borrowed(inside), base).get(base), "ell");
+    fn strings_outside_the_buffer_become_owned() {
+        let bytes = b"hello";
+        let mut owned = Vec::new();
+        let inside = text_span(
+            Cow::Borrowed(std::str::from_utf8(&bytes[1..4]).unwrap()),
+            bytes,
+            &mut owned,
+        );
+        assert_eq!((inside.start, inside.end), (1, 4));
+        let outside = text_span(Cow::Borrowed("static"), bytes, &mut owned);
+        assert_eq!(outside.start, OWNED);
+        assert_eq!(&*owned[0], "static");
+    }
+
+    #[test]
+    fn entries_are_small_and_keep_their_message_timestamp() {
+        assert!(std::mem::size_of::<Entry>() <= 32);
+        assert!(std::mem::size_of::<Decoded>() <= 40);
+        let mut b = Batch::default();
+        b.push_parts((3, 7, 0, None), Some(b"{}"));
+        b.push_parts((3, 7, 1, Some(5)), None);
+        assert_eq!(b.entries[0].kafka_ts_ms(), None);
+        assert_eq!(b.entries[1].kafka_ts_ms(), Some(5));
+        assert_eq!(b.payload(&b.entries[0]), Some(&b"{}"[..]));
+        assert_eq!(b.payload(&b.entries[1]), None);
     }
 }

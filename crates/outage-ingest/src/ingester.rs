@@ -3,16 +3,20 @@
 //! One thread owns the consumer and everything it feeds; there is no lock
 //! contention on the hot path (the pipeline mutex is only ever taken by this
 //! thread, both in the loop and in the rebalance callbacks that librdkafka
-//! runs from inside `poll`). Only decoding runs elsewhere: messages are
+//! runs from inside `poll`). Only decoding runs elsewhere: payloads are
 //! copied into batches that a decode thread works on while this thread
 //! polls the next ones (see [`crate::decoder`]); the decoded batches come
-//! back in order and are handed on here. Every batch is finished before a
-//! rebalance, a snapshot-and-commit at revoke, or shutdown. Offsets are stored only once a message is fully
-//! handled: a good report once the sink returned, a bad message once the
-//! dead-letter topic acknowledged it. librdkafka auto-commits what is stored;
-//! revoke and shutdown commit synchronously.
+//! back in order and are handed on here. Shutdown hands on every batch
+//! first; a revoke does not wait for them, and messages of a revoked
+//! partition still in flight are dropped when they come back (their next
+//! owner reads them from the offsets committed at the revoke).
+//!
+//! Offsets are stored only once a message is fully handled: a good report
+//! once the sink returned, a bad message once the dead-letter topic
+//! acknowledged it. librdkafka auto-commits what is stored; revoke and
+//! shutdown commit synchronously.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -22,14 +26,14 @@ use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, RebalanceProtocol,
 };
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
-use rdkafka::message::{BorrowedMessage, Header, OwnedHeaders};
+use rdkafka::message::{BorrowedMessage, Header, Headers, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use rdkafka::types::RDKafkaRespErr;
-use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
 use tracing::{debug, info, warn};
 
 use crate::config::{ConfigError, KafkaConfig};
-use crate::decoder::{Batch, DecodeWorker, Entry, BATCH, MAX_IN_FLIGHT};
+use crate::decoder::{Batch, DecodeWorker, Outcome, BATCH, MAX_IN_FLIGHT};
 use crate::metrics::IngestMetrics;
 use crate::offsets::OffsetTracker;
 use crate::sink::{Position, ReportSink};
@@ -183,6 +187,8 @@ struct Pipeline<S> {
     /// Messages consumed but not yet handed to the decode thread.
     filling: Batch,
     worker: DecodeWorker,
+    /// Assignment epoch per partition, bumped when it is revoked.
+    epochs: BTreeMap<i32, u32>,
 }
 
 struct StatePart {
@@ -191,18 +197,30 @@ struct StatePart {
     group: String,
 }
 
+/// The consumed messages not handed on yet, kept by the consumer loop (they
+/// borrow the consumer) for the key, headers and timestamp of a dead letter;
+/// in step with the pipeline's batch being filled and its batches in flight.
+#[derive(Default)]
+struct Held<'c> {
+    filling: Vec<BorrowedMessage<'c>>,
+    in_flight: VecDeque<Vec<BorrowedMessage<'c>>>,
+}
+
 impl<S: ReportSink> Pipeline<S> {
     /// Takes one consumed message; returns whether any message is not
     /// handed on yet.
     #[inline]
-    fn push(
+    fn push<'c>(
         &mut self,
         consumer: &BaseConsumer<IngestContext<S>>,
-        msg: &BorrowedMessage<'_>,
+        msg: BorrowedMessage<'c>,
+        held: &mut Held<'c>,
     ) -> bool {
-        self.filling.push(msg);
+        let epoch = self.epochs.get(&msg.partition()).copied().unwrap_or(0);
+        self.filling.push(&msg, epoch);
+        held.filling.push(msg);
         if self.filling.len() >= BATCH {
-            self.dispatch();
+            self.dispatch(held);
         }
         self.since_check += 1;
         if self.since_check >= CHECK_EVERY {
@@ -222,77 +240,118 @@ impl<S: ReportSink> Pipeline<S> {
     /// Sends the batch being filled to the decode thread, after applying
     /// the batches already decoded (and waiting for the oldest when enough
     /// are in flight).
-    fn dispatch(&mut self) {
+    fn dispatch(&mut self, held: &mut Held<'_>) {
         if self.filling.is_empty() {
             return;
         }
         while let Some(batch) = self.worker.receive(false) {
-            self.apply(batch);
+            self.apply(batch, held);
         }
         if self.worker.in_flight() >= MAX_IN_FLIGHT {
             if let Some(batch) = self.worker.receive(true) {
-                self.apply(batch);
+                self.apply(batch, held);
             }
         }
         let mut batch = std::mem::replace(&mut self.filling, self.worker.empty());
         batch.clock_ms = self.clock_ms;
         self.worker.send(batch);
+        held.in_flight.push_back(std::mem::take(&mut held.filling));
     }
 
     /// Hands on every message consumed so far: decodes the batch being
     /// filled and applies every batch in flight.
-    fn finish(&mut self) {
-        self.dispatch();
+    fn finish(&mut self, held: &mut Held<'_>) {
+        self.dispatch(held);
         while let Some(batch) = self.worker.receive(true) {
-            self.apply(batch);
+            self.apply(batch, held);
         }
     }
 
     /// Feeds a decoded batch to the sink (good reports) and the dead-letter
-    /// topic (bad messages), in consumption order.
-    fn apply(&mut self, batch: Batch) {
-        let n = batch.len() as u64;
-        self.summary.consumed += n;
-        self.metrics.messages_consumed.inc_by(n);
+    /// topic (bad messages), in consumption order. Messages of a partition
+    /// revoked since they were consumed are dropped: their new owner reads
+    /// them from the committed offset.
+    fn apply(&mut self, batch: Batch, held: &mut Held<'_>) {
+        let messages = held
+            .in_flight
+            .pop_front()
+            .expect("the messages of every batch in flight are held");
+        debug_assert_eq!(messages.len(), batch.len());
         let mut decoded = 0;
-        for (entry, result) in batch.items() {
-            match result {
-                Ok(report) => {
+        let mut consumed = 0;
+        // The newest handled offset of the current run of one partition's
+        // messages: the tracker hears of each run once, not of each message.
+        let mut run: Option<(i32, i64)> = None;
+        for ((entry, outcome), msg) in batch.items().zip(&messages) {
+            if self.epochs.get(&entry.partition).copied().unwrap_or(0) != entry.epoch {
+                continue;
+            }
+            consumed += 1;
+            match outcome {
+                Outcome::Report(report) => {
                     self.sink.accept(
                         Position {
                             partition: entry.partition,
                             offset: entry.offset,
-                            kafka_ts_ms: entry.kafka_ts_ms,
+                            kafka_ts_ms: entry.kafka_ts_ms(),
                         },
                         &report,
                     );
-                    self.tracker.handled(entry.partition, entry.offset);
+                    match &mut run {
+                        Some((p, o)) if *p == entry.partition => *o = entry.offset,
+                        _ => {
+                            if let Some((p, o)) = run {
+                                self.tracker.handled(p, o);
+                            }
+                            run = Some((entry.partition, entry.offset));
+                        }
+                    }
                     decoded += 1;
                 }
-                Err(e) => self.dead_letter(&batch, entry, e),
+                Outcome::Rejected(e) => {
+                    if let Some((p, o)) = run.take() {
+                        self.tracker.handled(p, o);
+                    }
+                    self.dead_letter(msg, e);
+                }
             }
         }
+        if let Some((p, o)) = run {
+            self.tracker.handled(p, o);
+        }
+        if consumed < messages.len() {
+            debug!(
+                dropped = messages.len() - consumed,
+                "messages of revoked partitions dropped; their new owner reads them"
+            );
+        }
+        self.summary.consumed += consumed as u64;
+        self.metrics.messages_consumed.inc_by(consumed as u64);
         self.summary.decoded += decoded;
         self.metrics.reports_decoded.inc_by(decoded);
         self.worker.recycle(batch);
     }
 
-    fn dead_letter(&mut self, batch: &Batch, entry: &Entry, e: &DecodeError) {
-        let (partition, offset) = (entry.partition, entry.offset);
+    fn dead_letter(&mut self, msg: &BorrowedMessage<'_>, e: &DecodeError) {
+        let (partition, offset) = (msg.partition(), msg.offset());
         debug!(partition, offset, reason = e.reason.as_str(), detail = %e.detail, "dead-lettering message");
         *self.summary.dead_lettered.entry(e.reason).or_default() += 1;
         self.metrics
             .dead_lettered
             .with_label_values(&[e.reason.as_str()])
             .inc();
-        let mut headers = entry.headers.clone().unwrap_or_default();
+        let mut headers: Vec<(String, Option<Vec<u8>>)> = msg
+            .headers()
+            .map(|h| {
+                h.iter()
+                    .map(|h| (h.key.to_owned(), h.value.map(<[u8]>::to_vec)))
+                    .collect()
+            })
+            .unwrap_or_default();
         let p = DLQ_HEADER_PREFIX;
         headers.push((format!("{p}reason"), Some(e.reason.as_str().into())));
         headers.push((format!("{p}error"), Some(e.detail.clone().into_bytes())));
-        headers.push((
-            format!("{p}source.topic"),
-            Some(self.topic.clone().into_bytes()),
-        ));
+        headers.push((format!("{p}source.topic"), Some(msg.topic().into())));
         headers.push((
             format!("{p}source.partition"),
             Some(partition.to_string().into_bytes()),
@@ -302,10 +361,10 @@ impl<S: ReportSink> Pipeline<S> {
             Some(offset.to_string().into_bytes()),
         ));
         let letter = DeadLetter {
-            key: batch.key(entry).map(<[u8]>::to_vec),
-            value: batch.payload(entry).map(<[u8]>::to_vec),
+            key: msg.key().map(<[u8]>::to_vec),
+            value: msg.payload().map(<[u8]>::to_vec),
             headers,
-            timestamp: entry.kafka_ts_ms,
+            timestamp: msg.timestamp().to_millis(),
         };
         self.tracker.begin_pending(partition, offset);
         self.send_dead_letter(partition, offset, &letter);
@@ -643,7 +702,6 @@ impl<S: ReportSink> Pipeline<S> {
     /// acknowledged, then stores what is safe. Returns how many are still
     /// unacknowledged.
     fn drain(&mut self, consumer: &BaseConsumer<IngestContext<S>>, timeout: Duration) -> usize {
-        self.finish();
         let deadline = Instant::now() + timeout;
         loop {
             self.maintain(consumer);
@@ -760,6 +818,13 @@ impl<S: ReportSink> ConsumerContext for IngestContext<S> {
             let partitions: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
             self.metrics.rebalances.with_label_values(&["revoke"]).inc();
             let mut p = lock(&self.pipeline);
+            // Messages of these partitions still being decoded are dropped
+            // when they come back: the snapshot and commit below cover
+            // exactly what was handed on, and the next owner (perhaps us
+            // again) reads on from there.
+            for partition in &partitions {
+                *p.epochs.entry(*partition).or_default() += 1;
+            }
             let left = p.drain(consumer, self.shutdown_timeout);
             if left > 0 {
                 warn!(left, "dead letters unacknowledged at revoke; their partitions will be re-read from the last safe offset");
@@ -877,6 +942,7 @@ impl<S: ReportSink + 'static> Ingester<S> {
             state: None,
             filling: Batch::default(),
             worker: DecodeWorker::start(decode),
+            epochs: BTreeMap::new(),
         };
         let context = IngestContext {
             pipeline: Mutex::new(pipeline),
@@ -954,6 +1020,7 @@ impl<S: ReportSink + 'static> Ingester<S> {
         // Messages not handed on yet: poll briefly, and hand them on as soon
         // as nothing more arrives.
         let mut pending = false;
+        let mut held = Held::default();
         while !shutdown.is_triggered() {
             let timeout = if pending {
                 self.poll_timeout.min(PENDING_POLL_TIMEOUT)
@@ -962,10 +1029,11 @@ impl<S: ReportSink + 'static> Ingester<S> {
             };
             match self.consumer.poll(timeout) {
                 Some(Ok(msg)) => {
-                    pending = lock(&self.consumer.context().pipeline).push(&self.consumer, &msg)
+                    pending =
+                        lock(&self.consumer.context().pipeline).push(&self.consumer, msg, &mut held)
                 }
                 None if pending => {
-                    lock(&self.consumer.context().pipeline).finish();
+                    lock(&self.consumer.context().pipeline).finish(&mut held);
                     pending = false;
                 }
                 None => {
@@ -992,6 +1060,8 @@ impl<S: ReportSink + 'static> Ingester<S> {
         info!("stopping: waiting for dead letters and committing offsets");
         let left = {
             let mut p = lock(&self.consumer.context().pipeline);
+            p.finish(&mut held);
+            drop(held);
             let left = p.drain(&self.consumer, self.shutdown_timeout);
             let partitions = p.tracker.partitions();
             p.flush_state(&self.consumer, &partitions, self.shutdown_timeout);
