@@ -66,13 +66,12 @@ fn produce(bootstrap: &str, topic: &str) -> usize {
     bytes / MESSAGES
 }
 
-/// A consume loop with nothing of ours in it. With `decode_and_store` it
-/// also decodes each report and stores its offset every 2048 messages: the
-/// least an at-least-once consumer of this format must do.
-fn bare_loop(bootstrap: &str, topic: &str, decode_and_store: bool) -> Duration {
+/// A subscribed consumer for the loops below, with a fresh group and the
+/// settings every side shares.
+fn loop_consumer(bootstrap: &str, topic: &str, group: &str) -> BaseConsumer {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
-        .set("group.id", unique_name("bare"))
+        .set("group.id", unique_name(group))
         .set("auto.offset.reset", "earliest")
         .set("enable.auto.commit", "true")
         .set("enable.auto.offset.store", "false")
@@ -81,6 +80,14 @@ fn bare_loop(bootstrap: &str, topic: &str, decode_and_store: bool) -> Duration {
         .create()
         .unwrap();
     consumer.subscribe(&[topic]).unwrap();
+    consumer
+}
+
+/// A consume loop with nothing of ours in it. With `decode_and_store` it
+/// also decodes each report and stores its offset every 2048 messages: the
+/// least an at-least-once consumer of this format must do.
+fn bare_loop(bootstrap: &str, topic: &str, decode_and_store: bool) -> Duration {
+    let consumer = loop_consumer(bootstrap, topic, "bare");
     let opts = DecodeOptions::default();
     let mut n = 0;
     let mut sum = 0usize;
@@ -114,17 +121,7 @@ fn pipelined_loop(bootstrap: &str, topic: &str) -> Duration {
         bytes: Vec<u8>,
         ends: Vec<usize>,
     }
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", unique_name("pipe"))
-        .set("auto.offset.reset", "earliest")
-        .set("enable.auto.commit", "true")
-        .set("enable.auto.offset.store", "false")
-        .set("fetch.wait.max.ms", FETCH_WAIT_MAX_MS)
-        .set("queued.min.messages", QUEUED_MIN_MESSAGES)
-        .create()
-        .unwrap();
-    consumer.subscribe(&[topic]).unwrap();
+    let consumer = loop_consumer(bootstrap, topic, "pipe");
     let (full_tx, full_rx) = std::sync::mpsc::sync_channel::<Batch>(4);
     let (free_tx, free_rx) = std::sync::mpsc::channel::<Batch>();
     for _ in 0..6 {
