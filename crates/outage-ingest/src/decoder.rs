@@ -27,6 +27,9 @@ use rdkafka::Message;
 pub(crate) const BATCH: usize = 1024;
 /// Batches handed over but not yet applied; one more is being filled.
 pub(crate) const MAX_IN_FLIGHT: usize = 8;
+/// A batch holding this many payload bytes is full whatever its count, so
+/// that spans fit in 31 bits (a message is at most 1 GB in Kafka).
+const MAX_BATCH_BYTES: usize = 64 << 20;
 /// A recycled batch buffer larger than this is dropped (one huge message
 /// must not pin its memory).
 const KEEP_BYTES: usize = 4 << 20;
@@ -133,6 +136,11 @@ impl Batch {
 
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
+    }
+
+    /// Time to hand the batch over.
+    pub fn is_full(&self) -> bool {
+        self.entries.len() >= BATCH || self.bytes.len() >= MAX_BATCH_BYTES
     }
 
     /// Copies what decoding `msg` needs.

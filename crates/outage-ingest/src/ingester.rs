@@ -33,7 +33,7 @@ use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
 use tracing::{debug, info, warn};
 
 use crate::config::{ConfigError, KafkaConfig};
-use crate::decoder::{Batch, DecodeWorker, Outcome, BATCH, MAX_IN_FLIGHT};
+use crate::decoder::{Batch, DecodeWorker, Outcome, MAX_IN_FLIGHT};
 use crate::metrics::IngestMetrics;
 use crate::offsets::OffsetTracker;
 use crate::sink::{Position, ReportSink};
@@ -219,7 +219,7 @@ impl<S: ReportSink> Pipeline<S> {
         let epoch = self.epochs.get(&msg.partition()).copied().unwrap_or(0);
         self.filling.push(&msg, epoch);
         held.filling.push(msg);
-        if self.filling.len() >= BATCH {
+        if self.filling.is_full() {
             self.dispatch(held);
         }
         self.since_check += 1;
