@@ -90,6 +90,17 @@ pub struct DetectorConfig {
     /// `0s` turns it off. Default `3d`.
     #[serde(with = "humantime_serde")]
     pub burst_memory: Duration,
+    /// A second, slower scale: each series also sums its counts and
+    /// expectations over about this span (exponentially weighted), and a
+    /// window is anomalous too when that sum passes `min_count`,
+    /// `min_ratio` and `instant_surprise` while the window itself is at
+    /// least 1.5× its expectation. It finds the slow burn that no single
+    /// window shows: a small region at several times its usual reports for
+    /// an hour, every window under `min_count`, or a noisy series whose
+    /// windows never stand out alone. `0s` turns it off; otherwise at least two
+    /// windows. Default `1h`.
+    #[serde(with = "humantime_serde")]
+    pub slow_span: Duration,
 }
 
 impl Default for DetectorConfig {
@@ -115,6 +126,7 @@ impl Default for DetectorConfig {
             max_gap: Duration::from_secs(900),
             max_series: 1_000_000,
             burst_memory: Duration::from_secs(3 * 86_400),
+            slow_span: Duration::from_secs(3600),
         }
     }
 }
@@ -141,6 +153,9 @@ impl DetectorConfig {
         }
         if self.min_ratio < 1.0 || self.global_min_ratio < 1.0 {
             return Err("detect.min_ratio / global_min_ratio: must be at least 1".into());
+        }
+        if !self.slow_span.is_zero() && self.slow_span < self.window * 2 {
+            return Err("detect.slow_span: 0s (off) or at least two windows".into());
         }
         if self.global_min_regions == 0 || self.max_series == 0 {
             return Err("detect.global_min_regions / max_series: must be at least 1".into());
@@ -296,9 +311,18 @@ struct Series {
     /// Observed and expected count of the last closed window.
     last: (u32, f32),
     /// Burst memory: the highest ratio of recent anomalous windows and the
-    /// window start it was last decayed to.
+    /// minute it was last decayed to.
     #[serde(default)]
-    burst: (f32, i64),
+    burst: (f32, u32),
+    /// Slow scale: weighted sums of observed and expected counts, the same
+    /// burst memory for the slow ratio, and the pending run's peak slow
+    /// ratio.
+    #[serde(default)]
+    slow: (f32, f32),
+    #[serde(default)]
+    slow_burst: (f32, u32),
+    #[serde(default)]
+    pending_slow: f32,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -385,6 +409,10 @@ struct CloseParams {
     windows_per_day: u32,
     /// `burst_memory` half-life in ms (0 = off).
     burst_half_life_ms: f64,
+    /// Per-window decay of the slow sums (0 = off) and the number of
+    /// windows they weigh in all.
+    slow_decay: f64,
+    slow_windows: f64,
 }
 
 /// The detector state of one partition.
@@ -437,13 +465,25 @@ struct Envelope<T> {
     detector: T,
 }
 
-/// `burst` (ratio, at) decayed to `now_ms` by the half-life (0 when off).
+/// How far above its expectation a window must be for the slow scale to
+/// call it anomalous: the slow sums lag, so without this an outage would
+/// stay open long after the reports fell back.
+const SLOW_WINDOW_MIN_RATIO: f64 = 1.5;
+
+/// A burst memory's time: whole minutes since the epoch (a `u32` lasts
+/// until the year 10000 and keeps a series under 1 KB).
+fn burst_minute(ms: i64) -> u32 {
+    (ms.max(0) / 60_000).min(i64::from(u32::MAX)) as u32
+}
+
+/// `burst` (ratio, at minute) decayed to `now_ms` by the half-life (0 when
+/// off).
 #[inline]
-fn decayed(burst: (f32, i64), now_ms: i64, half_life_ms: f64) -> f64 {
+fn decayed(burst: (f32, u32), now_ms: i64, half_life_ms: f64) -> f64 {
     if half_life_ms <= 0.0 || burst.0 <= 0.0 {
         return 0.0;
     }
-    let age = (now_ms - burst.1).max(0) as f64;
+    let age = (now_ms - i64::from(burst.1) * 60_000).max(0) as f64;
     f64::from(burst.0) * (-std::f64::consts::LN_2 * age / half_life_ms).exp()
 }
 
@@ -639,6 +679,9 @@ impl Detector {
             pending_peak: (0.0, 0.0),
             last: (0, 0.0),
             burst: (0.0, 0),
+            slow: (0.0, 0.0),
+            slow_burst: (0.0, 0),
+            pending_slow: 0.0,
         });
         (self.series.len() - 1) as u32
     }
@@ -800,6 +843,16 @@ impl Detector {
             min_history_windows: (cfg.min_history.as_millis() as i64 / width) as u32,
             windows_per_day: (86_400_000 / width) as u32,
             burst_half_life_ms: cfg.burst_memory.as_millis() as f64,
+            slow_decay: if cfg.slow_span.is_zero() {
+                0.0
+            } else {
+                (-(width as f64) / cfg.slow_span.as_millis() as f64).exp()
+            },
+            slow_windows: if cfg.slow_span.is_zero() {
+                0.0
+            } else {
+                cfg.slow_span.as_millis() as f64 / width as f64
+            },
         };
         for sid in 0..self.services.len() {
             self.close_service(sid, w, &params);
@@ -815,6 +868,8 @@ impl Detector {
             min_history_windows,
             windows_per_day,
             burst_half_life_ms,
+            slow_decay,
+            slow_windows,
         } = *params;
         let global = self.services[sid].global as usize;
         let global_shape = self.series[global].baseline.shape(slot);
@@ -855,8 +910,32 @@ impl Detector {
             } else {
                 cfg.min_ratio
             };
-            let anomalous =
+            let fast =
                 trusted && c >= cfg.min_count && ratio >= min_ratio && surprise >= cfg.min_surprise;
+            // The slow scale: weighted sums over about `slow_span`, scored
+            // like one window of their size (the dispersion of a sum of n
+            // windows is k / n). With no single window as evidence, the sum
+            // must be as surprising as a window that opens an outage at once.
+            let mut slow_ratio = 0.0;
+            let slow = slow_decay > 0.0 && {
+                let decay = slow_decay as f32;
+                s.slow = (s.slow.0 * decay + c as f32, s.slow.1 * decay + mu as f32);
+                let (observed, expected) = (s.slow.0.round() as u32, f64::from(s.slow.1));
+                slow_ratio = score::ratio(observed, expected);
+                trusted
+                    && !fast
+                    && f64::from(c) >= SLOW_WINDOW_MIN_RATIO * mu
+                    && observed >= cfg.min_count
+                    && slow_ratio >= min_ratio
+                    && f64::from(observed) > expected
+                    && score::surprise(
+                        observed,
+                        expected,
+                        k_disp / slow_windows.max(1.0),
+                        cfg.surprise_cap,
+                    ) >= cfg.instant_surprise
+            };
+            let anomalous = fast || slow;
             let window_end = w.start_ms + width;
             let service_name = &self.services[sid].name;
 
@@ -869,6 +948,7 @@ impl Detector {
                         s.since_ms = w.start_ms;
                         s.pending_problems = [0; 8];
                         s.pending_peak = (0.0, 0.0);
+                        s.pending_slow = 0.0;
                     }
                     s.run += 1;
                     for (p, n) in s.pending_problems.iter_mut().zip(acc.problems) {
@@ -878,10 +958,17 @@ impl Detector {
                         s.pending_peak.0.max(ratio as f32),
                         s.pending_peak.1.max(surprise as f32),
                     );
+                    if slow {
+                        s.pending_slow = s.pending_slow.max(slow_ratio as f32);
+                    }
                     let confirmed = s.run >= cfg.enter_windows || surprise >= cfg.instant_surprise;
-                    // A burst no bigger than recent ones stays pending.
+                    // A burst no bigger than recent ones (on either scale)
+                    // stays pending.
                     let bar = decayed(s.burst, w.start_ms, burst_half_life_ms);
-                    if confirmed && f64::from(s.pending_peak.0) > bar {
+                    let slow_bar = decayed(s.slow_burst, w.start_ms, burst_half_life_ms);
+                    let bigger = f64::from(s.pending_peak.0) > bar
+                        || (s.pending_slow > 0.0 && f64::from(s.pending_slow) > slow_bar);
+                    if confirmed && bigger {
                         s.state = SeriesState::Outage;
                         s.run = 0;
                         let region = s.scope.label().to_string();
@@ -945,9 +1032,15 @@ impl Detector {
                 }
             }
 
-            if anomalous && burst_half_life_ms > 0.0 {
+            if fast && burst_half_life_ms > 0.0 {
                 let bar = decayed(s.burst, w.start_ms, burst_half_life_ms);
-                s.burst = (bar.max(ratio) as f32, w.start_ms);
+                s.burst = (bar.max(ratio) as f32, burst_minute(w.start_ms));
+            }
+            // Every anomalous window sets the slow memory too: the slow sums
+            // of an outage's tail must not page it again.
+            if anomalous && slow_decay > 0.0 && burst_half_life_ms > 0.0 {
+                let bar = decayed(s.slow_burst, w.start_ms, burst_half_life_ms);
+                s.slow_burst = (bar.max(slow_ratio) as f32, burst_minute(w.start_ms));
             }
             s.last = (c, mu as f32);
             if s.state == SeriesState::Normal && !anomalous && learn_ok {
@@ -1269,6 +1362,44 @@ mod tests {
         // A week later the memory has faded: the small burst pages.
         let weekly = [(2, 20.0), (9, 6.0)];
         assert_eq!(gb_burst_pages(DetectorConfig::default(), &weekly), [2, 9]);
+    }
+
+    #[test]
+    fn a_slow_burn_under_min_count_opens_an_outage_on_the_slow_scale() {
+        let run = |config: DetectorConfig| {
+            let mut d = Detector::new(config);
+            let regions = ["GB", "LU"];
+            let rate = |r: &str, t: i64| if r == "LU" { 1.0 } else { diurnal(20.0, t) };
+            // A month: the hour of the week of the burn is well known.
+            let warm = feed(&mut d, T0, 30 * 1440, &regions, rate);
+            assert!(opened(&warm).is_empty(), "{:?}", opened(&warm));
+            let start = T0 + 30 * 1440 * MIN;
+            // LU at seven times its usual report a minute: at most 9 with
+            // the noise, under min_count in every window.
+            let burn = feed(&mut d, start, 90, &regions, |r, t| {
+                rate(r, t) * if r == "LU" { 7.0 } else { 1.0 }
+            });
+            let after = feed(&mut d, start + 90 * MIN, 30, &regions, rate);
+            let lu = opened(&burn)
+                .into_iter()
+                .filter(|i| i.scope == Scope::Region(Country::parse("LU").unwrap()))
+                .cloned()
+                .collect::<Vec<_>>();
+            let resolved = after
+                .iter()
+                .any(|e| matches!(e, Event::Resolved(i) if lu.iter().any(|o| o.id == i.id)));
+            (lu, resolved)
+        };
+        let (lu, resolved) = run(DetectorConfig::default());
+        assert_eq!(lu.len(), 1, "{lu:?}");
+        let start = T0 + 30 * 1440 * MIN;
+        assert!(lu[0].detected_at_ms <= start + 60 * MIN, "{lu:?}");
+        assert!(resolved, "resolves once the reports fall back");
+        let fast_only = DetectorConfig {
+            slow_span: Duration::ZERO,
+            ..DetectorConfig::default()
+        };
+        assert!(run(fast_only).0.is_empty());
     }
 
     #[test]
