@@ -440,7 +440,7 @@ pub struct Detector {
 }
 
 /// Version of the snapshot layout; bumped on any incompatible change.
-pub const SNAPSHOT_VERSION: u32 = 3;
+pub const SNAPSHOT_VERSION: u32 = 4;
 const SNAPSHOT_FORMAT: &str = "outage-radar.detector";
 /// First bytes of a binary snapshot (version 2 on).
 const SNAPSHOT_MAGIC: &[u8; 8] = b"ORDETECT";
