@@ -97,8 +97,8 @@ pub struct DetectorConfig {
     /// least 1.5× its expectation. It finds the slow burn that no single
     /// window shows: a small region at several times its usual reports for
     /// an hour, every window under `min_count`, or a noisy series whose
-    /// windows never stand out alone. `0s` turns it off; otherwise at least two
-    /// windows. Default `1h`.
+    /// windows never stand out alone. `0s` turns it off; otherwise at least
+    /// two windows. Default `1h`.
     #[serde(with = "humantime_serde")]
     pub slow_span: Duration,
 }
@@ -917,12 +917,13 @@ impl Detector {
             // windows is k / n). With no single window as evidence, the sum
             // must be as surprising as a window that opens an outage at once.
             let mut slow_ratio = 0.0;
-            let slow = slow_decay > 0.0 && {
+            let mut slow = false;
+            if slow_decay > 0.0 {
                 let decay = slow_decay as f32;
                 s.slow = (s.slow.0 * decay + c as f32, s.slow.1 * decay + mu as f32);
                 let (observed, expected) = (s.slow.0.round() as u32, f64::from(s.slow.1));
                 slow_ratio = score::ratio(observed, expected);
-                trusted
+                slow = trusted
                     && !fast
                     && f64::from(c) >= SLOW_WINDOW_MIN_RATIO * mu
                     && observed >= cfg.min_count
@@ -933,8 +934,8 @@ impl Detector {
                         expected,
                         k_disp / slow_windows.max(1.0),
                         cfg.surprise_cap,
-                    ) >= cfg.instant_surprise
-            };
+                    ) >= cfg.instant_surprise;
+            }
             let anomalous = fast || slow;
             let window_end = w.start_ms + width;
             let service_name = &self.services[sid].name;
