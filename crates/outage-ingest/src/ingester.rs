@@ -189,6 +189,18 @@ struct Pipeline<S> {
     worker: DecodeWorker,
     /// Assignment epoch per partition, bumped when it is revoked.
     epochs: BTreeMap<i32, u32>,
+    /// The last (partition, epoch) looked up while consuming.
+    last_epoch: (i32, u32),
+}
+
+/// The epoch of `partition`, remembering the last lookup in `last`
+/// (messages come in runs of one partition).
+#[inline]
+fn epoch_of(epochs: &BTreeMap<i32, u32>, last: &mut (i32, u32), partition: i32) -> u32 {
+    if last.0 != partition {
+        *last = (partition, epochs.get(&partition).copied().unwrap_or(0));
+    }
+    last.1
 }
 
 struct StatePart {
@@ -216,7 +228,7 @@ impl<S: ReportSink> Pipeline<S> {
         msg: BorrowedMessage<'c>,
         held: &mut Held<'c>,
     ) -> bool {
-        let epoch = self.epochs.get(&msg.partition()).copied().unwrap_or(0);
+        let epoch = epoch_of(&self.epochs, &mut self.last_epoch, msg.partition());
         self.filling.push(&msg, epoch);
         held.filling.push(msg);
         if self.filling.is_full() {
@@ -282,8 +294,9 @@ impl<S: ReportSink> Pipeline<S> {
         // The newest handled offset of the current run of one partition's
         // messages: the tracker hears of each run once, not of each message.
         let mut run: Option<(i32, i64)> = None;
+        let mut current = (-1, 0);
         for ((entry, outcome), msg) in batch.items().zip(&messages) {
-            if self.epochs.get(&entry.partition).copied().unwrap_or(0) != entry.epoch {
+            if epoch_of(&self.epochs, &mut current, entry.partition) != entry.epoch {
                 continue;
             }
             consumed += 1;
@@ -825,6 +838,7 @@ impl<S: ReportSink> ConsumerContext for IngestContext<S> {
             for partition in &partitions {
                 *p.epochs.entry(*partition).or_default() += 1;
             }
+            p.last_epoch = (-1, 0);
             let left = p.drain(consumer, self.shutdown_timeout);
             if left > 0 {
                 warn!(left, "dead letters unacknowledged at revoke; their partitions will be re-read from the last safe offset");
@@ -943,6 +957,7 @@ impl<S: ReportSink + 'static> Ingester<S> {
             filling: Batch::default(),
             worker: DecodeWorker::start(decode),
             epochs: BTreeMap::new(),
+            last_epoch: (-1, 0),
         };
         let context = IngestContext {
             pipeline: Mutex::new(pipeline),
