@@ -383,54 +383,50 @@ fn scan_flat(text: &str) -> Option<Wire<'_>> {
             return None;
         }
         i = ws(i + 1);
-        let slot = match key {
-            "service" => &mut wire.service,
-            "region" => &mut wire.region,
-            "problem" => &mut wire.problem,
-            "reporter" => &mut wire.reporter,
-            "source" => &mut wire.source,
-            "ts" => {
-                if wire.ts.is_some() {
+        // Each value, parsed, leaves `i` just after itself.
+        i = if key == "ts" {
+            if wire.ts.is_some() {
+                return None;
+            }
+            if b.get(i) == Some(&b'"') {
+                let (value, after) = string(i)?;
+                wire.ts = Some(WireTs::Text(Cow::Borrowed(value)));
+                after
+            } else {
+                let negative = b.get(i) == Some(&b'-');
+                let start = i + usize::from(negative);
+                let len = b[start..].iter().take_while(|c| c.is_ascii_digit()).count();
+                let end = start + len;
+                // JSON has no leading zeros; fractions, exponents and
+                // more digits than i64 surely holds go to serde.
+                if len == 0
+                    || len > 18
+                    || (len > 1 && b[start] == b'0')
+                    || matches!(b.get(end), Some(b'.' | b'e' | b'E'))
+                {
                     return None;
                 }
-                if b.get(i) == Some(&b'"') {
-                    let (value, after) = string(i)?;
-                    wire.ts = Some(WireTs::Text(Cow::Borrowed(value)));
-                    i = after;
-                } else {
-                    let negative = b.get(i) == Some(&b'-');
-                    let start = i + usize::from(negative);
-                    let len = b[start..].iter().take_while(|c| c.is_ascii_digit()).count();
-                    let end = start + len;
-                    // JSON has no leading zeros; fractions, exponents and
-                    // more digits than i64 surely holds go to serde.
-                    if len == 0
-                        || len > 18
-                        || (len > 1 && b[start] == b'0')
-                        || matches!(b.get(end), Some(b'.' | b'e' | b'E'))
-                    {
-                        return None;
-                    }
-                    let v = digits(&b[start..end])?;
-                    wire.ts = Some(WireTs::Millis(if negative { -v } else { v }));
-                    i = end;
-                }
-                i = ws(i);
-                match b.get(i) {
-                    Some(b',') => i = ws(i + 1),
-                    Some(b'}') => return (ws(i + 1) == b.len()).then_some(wire),
-                    _ => return None,
-                }
-                continue;
+                let v = digits(&b[start..end])?;
+                wire.ts = Some(WireTs::Millis(if negative { -v } else { v }));
+                end
             }
-            _ => return None,
+        } else {
+            let slot = match key {
+                "service" => &mut wire.service,
+                "region" => &mut wire.region,
+                "problem" => &mut wire.problem,
+                "reporter" => &mut wire.reporter,
+                "source" => &mut wire.source,
+                _ => return None,
+            };
+            if slot.is_some() {
+                return None;
+            }
+            let (value, after) = string(i)?;
+            *slot = Some(Text(Cow::Borrowed(value)));
+            after
         };
-        if slot.is_some() {
-            return None;
-        }
-        let (value, after) = string(i)?;
-        *slot = Some(Text(Cow::Borrowed(value)));
-        i = ws(after);
+        i = ws(i);
         match b.get(i) {
             Some(b',') => i = ws(i + 1),
             Some(b'}') => return (ws(i + 1) == b.len()).then_some(wire),
