@@ -2,12 +2,14 @@
 //! dead-letters, and on SIGTERM/SIGINT commits everything and exits 0.
 
 use std::collections::BTreeMap;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use outage_testkit::{unique_name, wait_until, Tansu};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+
+mod common;
 
 /// `n` reports, one in ten malformed, keyed over both partitions.
 fn batch(n: usize) -> Vec<(String, String)> {
@@ -90,14 +92,7 @@ fn sigterm_and_sigint_stop_gracefully_with_a_final_commit() {
     for (round, signal) in [(1, "TERM"), (2, "INT")] {
         broker.produce(&topic, batch(1_000));
         let log = dir.path().join(format!("run{round}.log"));
-        let mut child = Command::new(env!("CARGO_BIN_EXE_outage-radar"))
-            .args(["run", "--config"])
-            .arg(&config)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
+        let mut child = common::spawn_run(&config, &log);
         // Wait until every message is handled (the progress line comes
         // every 10 s).
         let handled = wait_until(Duration::from_secs(60), || {

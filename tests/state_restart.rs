@@ -10,7 +10,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::Duration;
 
 use outage_testkit::{consume_all, free_port, unique_name, wait_until, Tansu};
@@ -138,14 +138,7 @@ impl Radar {
         )
         .unwrap();
         let log = dir.join(format!("{name}.{}.log", unique_name("run")));
-        let child = Command::new(env!("CARGO_BIN_EXE_outage-radar"))
-            .args(["run", "--config"])
-            .arg(&config)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
+        let child = common::spawn_run(&config, &log);
         Radar {
             child: Some(child),
             port,

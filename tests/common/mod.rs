@@ -68,3 +68,16 @@ pub fn warm_snapshot<'a>(dir: &Path, history: impl IntoIterator<Item = &'a Line>
         String::from_utf8_lossy(&replay.stderr)
     );
 }
+
+/// Starts `outage-radar run --config CONFIG` at `info` level, its log going
+/// to `log`.
+pub fn spawn_run(config: &Path, log: &Path) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_outage-radar"))
+        .args(["run", "--config"])
+        .arg(config)
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .unwrap()
+}
