@@ -1,5 +1,6 @@
 //! Black-box checks of the command line: help, config errors, check-config.
 
+use std::path::Path;
 use std::process::Command;
 
 fn bin() -> Command {
@@ -21,18 +22,25 @@ fn help_explains_each_command() {
 }
 
 #[test]
-fn check_config_accepts_the_example_and_redacts_secrets() {
-    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/config.example.toml");
-    let out = bin()
-        .args(["check-config", "--config", example])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("configuration OK"));
+fn check_config_accepts_the_shipped_configs_and_redacts_secrets() {
+    for config in [
+        "deploy/config.example.toml",
+        "deploy/profiles/nab-realtweets.toml",
+        "deploy/profiles/defaults-5m.toml",
+    ] {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(config);
+        let out = bin()
+            .args(["check-config", "--config"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{config}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(String::from_utf8_lossy(&out.stdout).contains("configuration OK"));
+    }
 
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("c.toml");
