@@ -109,10 +109,14 @@ fn replay_writes_scores_incidents_and_summary() {
         "plot of the service"
     );
 
-    // A versioned binary snapshot: magic, version 4 (u32 LE), state.
+    // A versioned binary snapshot: magic, this build's version (u32 LE),
+    // state.
     let state = std::fs::read(dir.path().join("state.json")).unwrap();
     assert_eq!(&state[..8], b"ORDETECT");
-    assert_eq!(u32::from_le_bytes(state[8..12].try_into().unwrap()), 4);
+    assert_eq!(
+        u32::from_le_bytes(state[8..12].try_into().unwrap()),
+        outage_detect::detector::SNAPSHOT_VERSION
+    );
     assert!(state.len() > 1_000);
 
     // `run --snapshot` refuses a file that is not a snapshot, naming it.

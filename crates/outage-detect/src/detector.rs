@@ -82,25 +82,40 @@ pub struct DetectorConfig {
     /// Most series this partition keeps; reports beyond are counted as
     /// overflow. Default 1000000.
     pub max_series: usize,
-    /// Half-life of a series' burst memory: the highest observed/expected
-    /// of its recent anomalous windows. A new outage opens only once its
-    /// peak ratio exceeds that memory, decayed by this half-life, so the
-    /// smaller bursts that follow a big one (aftershocks, a bot or a news
-    /// story coming back) do not page again; a bigger burst still does.
-    /// `0s` turns it off. Default `3d`.
+    /// Half-life of a series' burst memory: the biggest of its recent
+    /// bursts that paged (or would have). A burst's size is its peak count
+    /// over the series' level (its average window), not over the hour's
+    /// expectation: a bot or a news story comes back at about the same
+    /// number of reports whatever the hour, and a ratio to a night-time
+    /// expectation would let one burst at 3 a.m. hide every daytime one. A
+    /// new outage opens only once its size beats that memory (decayed by
+    /// this half-life) by `burst_margin`, so the smaller bursts that follow
+    /// a big one (aftershocks, a bot or a news story coming back) do not
+    /// page again; a clearly bigger one still does. `0s` turns it off.
+    /// Default `3d`.
     #[serde(with = "humantime_serde")]
     pub burst_memory: Duration,
+    /// How much bigger than the burst memory a new burst must be to page:
+    /// repeats of one cause vary by a few tens of percent. At least 1.
+    /// Default 1.3.
+    pub burst_margin: f64,
     /// A second, slower scale: each series also sums its counts and
-    /// expectations over about this span (exponentially weighted), and a
-    /// window is anomalous too when that sum passes `min_count`,
-    /// `min_ratio` and `instant_surprise` while the window itself is at
-    /// least 1.5× its expectation. It finds the slow burn that no single
-    /// window shows: a small region at several times its usual reports for
-    /// an hour, every window under `min_count`, or a noisy series whose
-    /// windows never stand out alone. `0s` turns it off; otherwise at least
-    /// two windows. Default `1h`.
+    /// expectations over about this span (exponentially weighted, each
+    /// window's count capped at 5× its expectation, so that a short burst,
+    /// the fast scale's business, does not look like a slow rise for hours
+    /// after). A window is anomalous too when that sum passes `min_count`,
+    /// `slow_min_ratio` and `instant_surprise` while the window itself is
+    /// at least 1.5× its expectation. It finds the slow burn that no single
+    /// window shows: a small region at several times its usual reports, every
+    /// window under `min_count`, or a busy series at twice its usual reports
+    /// for hours, none of whose windows stands out alone. `0s` turns it
+    /// off; otherwise at least two windows. Default `6h`.
     #[serde(with = "humantime_serde")]
     pub slow_span: Duration,
+    /// observed/expected the slow sums need, for every series: lower than
+    /// `min_ratio`, since a rise that lasts hours is evidence a single
+    /// window is not. At least 1. Default 1.7.
+    pub slow_min_ratio: f64,
 }
 
 impl Default for DetectorConfig {
@@ -126,7 +141,9 @@ impl Default for DetectorConfig {
             max_gap: Duration::from_secs(900),
             max_series: 1_000_000,
             burst_memory: Duration::from_secs(3 * 86_400),
-            slow_span: Duration::from_secs(3600),
+            burst_margin: 1.3,
+            slow_span: Duration::from_secs(6 * 3600),
+            slow_min_ratio: 1.7,
         }
     }
 }
@@ -151,8 +168,18 @@ impl DetectorConfig {
         if self.surprise_cap < self.instant_surprise {
             return Err("detect.surprise_cap: must be at least instant_surprise".into());
         }
-        if self.min_ratio < 1.0 || self.global_min_ratio < 1.0 {
-            return Err("detect.min_ratio / global_min_ratio: must be at least 1".into());
+        // `>=` is false for NaN, which TOML can spell.
+        let at_least_one = |x: f64| x >= 1.0;
+        if ![self.min_ratio, self.global_min_ratio, self.slow_min_ratio]
+            .into_iter()
+            .all(at_least_one)
+        {
+            return Err(
+                "detect.min_ratio / global_min_ratio / slow_min_ratio: must be at least 1".into(),
+            );
+        }
+        if !at_least_one(self.burst_margin) {
+            return Err("detect.burst_margin: must be at least 1".into());
         }
         if !self.slow_span.is_zero() && self.slow_span < self.window * 2 {
             return Err("detect.slow_span: 0s (off) or at least two windows".into());
@@ -308,10 +335,12 @@ struct Series {
     /// Problems of the pending run, carried into the incident.
     pending_problems: [u32; 8],
     pending_peak: (f32, f32),
+    /// The pending run's peak size (count over level) for the burst memory.
+    pending_size: f32,
     /// Observed and expected count of the last closed window.
     last: (u32, f32),
-    /// Burst memory: the highest ratio of recent anomalous windows and the
-    /// minute it was last decayed to.
+    /// Burst memory: the biggest size (count over level) of recent bursts
+    /// that paged or would have, and the minute it was last decayed to.
     #[serde(default)]
     burst: (f32, u32),
     /// Slow scale: weighted sums of observed and expected counts, the same
@@ -440,7 +469,7 @@ pub struct Detector {
 }
 
 /// Version of the snapshot layout; bumped on any incompatible change.
-pub const SNAPSHOT_VERSION: u32 = 4;
+pub const SNAPSHOT_VERSION: u32 = 5;
 const SNAPSHOT_FORMAT: &str = "outage-radar.detector";
 /// First bytes of a binary snapshot (version 2 on).
 const SNAPSHOT_MAGIC: &[u8; 8] = b"ORDETECT";
@@ -469,6 +498,11 @@ struct Envelope<T> {
 /// call it anomalous: the slow sums lag, so without this an outage would
 /// stay open long after the reports fell back.
 const SLOW_WINDOW_MIN_RATIO: f64 = 1.5;
+
+/// The most a window adds to the slow sums, as a multiple of its
+/// expectation (at least 1): a burst is the fast scale's business, and
+/// uncapped it would hold the slow ratio up for hours after it ended.
+const SLOW_WINDOW_MAX_RATIO: f64 = 5.0;
 
 /// A burst memory's time: whole minutes since the epoch (a `u32` lasts
 /// until the year 10000 and keeps a series under 1 KB).
@@ -677,6 +711,7 @@ impl Detector {
             incident: None,
             pending_problems: [0; 8],
             pending_peak: (0.0, 0.0),
+            pending_size: 0.0,
             last: (0, 0.0),
             burst: (0.0, 0),
             slow: (0.0, 0.0),
@@ -920,14 +955,20 @@ impl Detector {
             let mut slow = false;
             if slow_decay > 0.0 {
                 let decay = slow_decay as f32;
-                s.slow = (s.slow.0 * decay + c as f32, s.slow.1 * decay + mu as f32);
+                let sd = (mu * (1.0 + k_disp * mu)).sqrt();
+                let cap = (SLOW_WINDOW_MAX_RATIO * mu).max(mu + 4.0 * sd + 2.0);
+                let counted = f64::from(c).min(cap);
+                s.slow = (
+                    s.slow.0 * decay + counted as f32,
+                    s.slow.1 * decay + mu as f32,
+                );
                 let (observed, expected) = (s.slow.0.round() as u32, f64::from(s.slow.1));
                 slow_ratio = score::ratio(observed, expected);
                 slow = trusted
                     && !fast
                     && f64::from(c) >= SLOW_WINDOW_MIN_RATIO * mu
                     && observed >= cfg.min_count
-                    && slow_ratio >= min_ratio
+                    && slow_ratio >= cfg.slow_min_ratio
                     && f64::from(observed) > expected
                     && score::surprise(
                         observed,
@@ -937,6 +978,17 @@ impl Detector {
                     ) >= cfg.instant_surprise;
             }
             let anomalous = fast || slow;
+            // The burst memory learns from bursts that paged or would have
+            // (not from a lone anomalous window that never opened anything),
+            // and a pending run is judged against the memory from before it
+            // began: its own windows join the memory when it opens an
+            // outage or ends.
+            let remember = |s: &mut Series, size: f64| {
+                if burst_half_life_ms > 0.0 {
+                    let bar = decayed(s.burst, w.start_ms, burst_half_life_ms);
+                    s.burst = (bar.max(size) as f32, burst_minute(w.start_ms));
+                }
+            };
             let window_end = w.start_ms + width;
             let service_name = &self.services[sid].name;
 
@@ -949,6 +1001,7 @@ impl Detector {
                         s.since_ms = w.start_ms;
                         s.pending_problems = [0; 8];
                         s.pending_peak = (0.0, 0.0);
+                        s.pending_size = 0.0;
                         s.pending_slow = 0.0;
                     }
                     s.run += 1;
@@ -959,17 +1012,21 @@ impl Detector {
                         s.pending_peak.0.max(ratio as f32),
                         s.pending_peak.1.max(surprise as f32),
                     );
+                    s.pending_size = s
+                        .pending_size
+                        .max(score::ratio(c, s.baseline.level()) as f32);
                     if slow {
                         s.pending_slow = s.pending_slow.max(slow_ratio as f32);
                     }
                     let confirmed = s.run >= cfg.enter_windows || surprise >= cfg.instant_surprise;
-                    // A burst no bigger than recent ones (on either scale)
-                    // stays pending.
+                    // A burst not clearly bigger than recent ones (on either
+                    // scale) stays pending.
                     let bar = decayed(s.burst, w.start_ms, burst_half_life_ms);
                     let slow_bar = decayed(s.slow_burst, w.start_ms, burst_half_life_ms);
-                    let bigger = f64::from(s.pending_peak.0) > bar
+                    let bigger = f64::from(s.pending_size) > cfg.burst_margin * bar
                         || (s.pending_slow > 0.0 && f64::from(s.pending_slow) > slow_bar);
                     if confirmed && bigger {
+                        remember(s, f64::from(s.pending_size));
                         s.state = SeriesState::Outage;
                         s.run = 0;
                         let region = s.scope.label().to_string();
@@ -1001,6 +1058,11 @@ impl Detector {
                 SeriesState::Pending => {
                     s.misses += 1;
                     if s.misses > cfg.pending_tolerance {
+                        let confirmed = s.run >= cfg.enter_windows
+                            || f64::from(s.pending_peak.1) >= cfg.instant_surprise;
+                        if confirmed {
+                            remember(s, f64::from(s.pending_size));
+                        }
                         s.state = SeriesState::Normal;
                         s.run = 0;
                     }
@@ -1008,6 +1070,9 @@ impl Detector {
                 SeriesState::Normal => {}
                 SeriesState::Outage => {
                     if anomalous {
+                        if fast {
+                            remember(s, score::ratio(c, s.baseline.level()));
+                        }
                         s.run = 0;
                         if let Some(inc) = &mut s.incident {
                             inc.peak_ratio = inc.peak_ratio.max(ratio);
@@ -1021,6 +1086,10 @@ impl Detector {
                         if s.run >= cfg.resolve_windows {
                             s.state = SeriesState::Normal;
                             s.run = 0;
+                            // The slow sums restart as if the span had been
+                            // normal: the outage's excess must not linger in
+                            // them for hours and page its own tail.
+                            s.slow.0 = s.slow.1;
                             if let Some(mut inc) = s.incident.take() {
                                 inc.resolved_at_ms =
                                     Some(window_end - i64::from(cfg.resolve_windows) * width);
@@ -1033,10 +1102,6 @@ impl Detector {
                 }
             }
 
-            if fast && burst_half_life_ms > 0.0 {
-                let bar = decayed(s.burst, w.start_ms, burst_half_life_ms);
-                s.burst = (bar.max(ratio) as f32, burst_minute(w.start_ms));
-            }
             // Every anomalous window sets the slow memory too: the slow sums
             // of an outage's tail must not page it again.
             if anomalous && slow_decay > 0.0 && burst_half_life_ms > 0.0 {
@@ -1334,13 +1399,24 @@ mod tests {
     /// 10-minute bursts of ×factor in GB at 09:00 on the given days: the
     /// days on which a GB region incident opens.
     fn gb_burst_pages(config: DetectorConfig, bursts: &[(i64, f64)]) -> Vec<i64> {
+        let at_nine: Vec<_> = bursts.iter().map(|&(day, f)| (day, 540, 10, f)).collect();
+        gb_bursts_at(config, &at_nine)
+    }
+
+    /// Bursts in GB of (day, minute of the day, minutes, ×factor) over a
+    /// diurnal 8–32 reports a minute: the days on which a GB region
+    /// incident opens.
+    fn gb_bursts_at(config: DetectorConfig, bursts: &[(i64, i64, i64, f64)]) -> Vec<i64> {
         let mut d = Detector::new(config);
         let days = bursts.iter().map(|b| b.0).max().unwrap() + 1;
         let events = feed(&mut d, T0, days * 1440, &["GB", "DE"], |r, t| {
             let base = diurnal(20.0, t);
             let (day, minute) = ((t - T0) / (1440 * MIN), (t - T0) / MIN % 1440);
-            match bursts.iter().find(|b| b.0 == day) {
-                Some(&(_, factor)) if r == "GB" && (540..550).contains(&minute) => base * factor,
+            let burst = bursts
+                .iter()
+                .find(|b| b.0 == day && (b.1..b.1 + b.2).contains(&minute));
+            match burst {
+                Some(&(.., factor)) if r == "GB" => base * factor,
                 _ => base,
             }
         });
@@ -1363,6 +1439,84 @@ mod tests {
         // A week later the memory has faded: the small burst pages.
         let weekly = [(2, 20.0), (9, 6.0)];
         assert_eq!(gb_burst_pages(DetectorConfig::default(), &weekly), [2, 9]);
+    }
+
+    #[test]
+    fn burst_and_slow_settings_below_one_or_nan_are_refused() {
+        for (margin, slow_ratio, field) in [
+            (0.9, 1.7, "burst_margin"),
+            (f64::NAN, 1.7, "burst_margin"),
+            (1.3, 0.5, "slow_min_ratio"),
+            (1.3, f64::NAN, "slow_min_ratio"),
+        ] {
+            let config = DetectorConfig {
+                burst_margin: margin,
+                slow_min_ratio: slow_ratio,
+                ..DetectorConfig::default()
+            };
+            let e = config.validate().unwrap_err();
+            assert!(e.contains(field), "{e}");
+        }
+        assert!(DetectorConfig::default().validate().is_ok());
+    }
+
+    #[test]
+    fn a_burst_is_sized_against_the_series_level_not_the_hour() {
+        // 20× at midnight, when 8 a minute are due: 160 a minute.
+        let night = (2, 0, 10, 20.0);
+        // At noon 32 are due. 7× is 224 a minute: a third of the ratio but
+        // a bigger burst, so it pages ...
+        assert_eq!(
+            gb_bursts_at(DetectorConfig::default(), &[night, (2, 720, 10, 7.0)]),
+            [2, 2]
+        );
+        // ... while 5× is the same 160 a minute again: held back.
+        assert_eq!(
+            gb_bursts_at(DetectorConfig::default(), &[night, (2, 720, 10, 5.0)]),
+            [2]
+        );
+    }
+
+    #[test]
+    fn a_burst_held_back_pages_once_it_outgrows_the_memory() {
+        // 10× for ten minutes on day 2; on day 3 a burst that starts below
+        // that and climbs 1× a minute to 24×. Its own held-back windows do
+        // not raise the bar it is judged against, so it pages on the way up.
+        let mut bursts = vec![(2, 540, 10, 10.0)];
+        bursts.extend((0..19).map(|i| (3, 540 + i, 1, 6.0 + i as f64)));
+        assert_eq!(gb_bursts_at(DetectorConfig::default(), &bursts), [2, 3]);
+    }
+
+    #[test]
+    fn a_lone_anomalous_window_leaves_no_burst_memory() {
+        // LU sees one report a minute. On day 2 one minute has ~14:
+        // anomalous (and bigger than what follows) but alone, so it opens
+        // nothing (no window opens an outage at once here). On day 3 ten
+        // minutes of ~11 a minute are an outage that must page.
+        let config = DetectorConfig {
+            instant_surprise: 20.0,
+            ..DetectorConfig::default()
+        };
+        let lu_pages = |blip: bool| {
+            let mut d = Detector::new(config.clone());
+            let events = feed(&mut d, T0, 4 * 1440, &["GB", "LU"], |r, t| {
+                let minute = (t - T0) / MIN;
+                match r {
+                    "LU" if blip && minute == 2 * 1440 + 540 => 14.0,
+                    "LU" if (3 * 1440 + 540..3 * 1440 + 550).contains(&minute) => 11.0,
+                    "LU" => 1.0,
+                    _ => diurnal(20.0, t),
+                }
+            });
+            let lu = Scope::Region(Country::parse("LU").unwrap());
+            opened(&events)
+                .into_iter()
+                .filter(|i| i.scope == lu)
+                .map(|i| (i.started_at_ms - T0) / (1440 * MIN))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(lu_pages(false), [3]);
+        assert_eq!(lu_pages(true), [3]);
     }
 
     #[test]
@@ -1394,7 +1548,9 @@ mod tests {
         let (lu, resolved) = run(DetectorConfig::default());
         assert_eq!(lu.len(), 1, "{lu:?}");
         let start = T0 + 30 * 1440 * MIN;
-        assert!(lu[0].detected_at_ms <= start + 60 * MIN, "{lu:?}");
+        // The 6-hour sums pass 1.7× after about an hour (the hour's slot
+        // learns part of the burn while nothing is flagged yet).
+        assert!(lu[0].detected_at_ms <= start + 75 * MIN, "{lu:?}");
         assert!(resolved, "resolves once the reports fall back");
         let fast_only = DetectorConfig {
             slow_span: Duration::ZERO,
