@@ -500,8 +500,10 @@ struct Envelope<T> {
 const SLOW_WINDOW_MIN_RATIO: f64 = 1.5;
 
 /// The most a window adds to the slow sums, as a multiple of its
-/// expectation (at least 1): a burst is the fast scale's business, and
-/// uncapped it would hold the slow ratio up for hours after it ended.
+/// expectation (or what its noise can give, μ + 4σ + 2, if that is more, so
+/// a quiet series' slow burn still counts in full): a burst is the fast
+/// scale's business, and uncapped it would hold the slow ratio up for hours
+/// after it ended.
 const SLOW_WINDOW_MAX_RATIO: f64 = 5.0;
 
 /// A burst memory's time: whole minutes since the epoch (a `u32` lasts
