@@ -3,16 +3,19 @@
 //!
 //! Updated once per closed window, online, in O(1). The profile is indexed by
 //! UTC hour of week, which is the series' own local day and week (each
-//! country's series learns its own shape). Until a slot has been seen, the
-//! same hour on other days stands in for it, so a series is usable after one
-//! day and learns its weekly cycle over the first week. About 880 bytes.
+//! country's series learns its own shape). A slot's own value is trusted in
+//! proportion to its evidence: until it has four weeks of visits it is
+//! blended with the same hour on the other days (weighted by their visits),
+//! so a series is usable after one day, learns its weekly cycle over the
+//! following weeks, and one odd hour does not define its slot for a week.
+//! About 880 bytes.
 
 use serde::{Deserialize, Serialize};
 
 /// Hour-of-week slots.
 pub const SLOTS: usize = 168;
-/// Windows a slot must have seen before its own value is used.
-const MIN_SLOT_VISITS: u8 = 3;
+/// Weeks of visits after which a slot's own value is used alone.
+const SLOT_TRUST_WEEKS: f64 = 4.0;
 
 /// Per-window learning rates, derived from the configured half-lives and
 /// the window width.
@@ -24,6 +27,9 @@ pub struct LearnRates {
     pub profile: f64,
     /// Dispersion EWMA weight per window.
     pub dispersion: f64,
+    /// Visits after which a slot's own value is used alone (four weeks of
+    /// an hour's windows, at most what the visit counter holds).
+    pub slot_trust_visits: f64,
 }
 
 impl LearnRates {
@@ -41,6 +47,7 @@ impl LearnRates {
             profile: 1.0
                 - 0.5f64.powf(1.0 / (visits_per_week * weeks(profile_half_life_ms)).max(1.0)),
             dispersion: per(level_half_life_ms, 1.0),
+            slot_trust_visits: (SLOT_TRUST_WEEKS * visits_per_week).clamp(1.0, f64::from(u8::MAX)),
         }
     }
 }
@@ -87,36 +94,47 @@ impl Baseline {
         self.mass >= 1200.0 && self.windows > 0
     }
 
-    /// The own profile's multiplier for `slot`, or the mean of the same hour
-    /// on other days, or `None` when that hour was never seen.
-    pub fn shape(&self, slot: usize) -> Option<f64> {
+    /// The profile's multiplier for `slot`: its own value, blended with the
+    /// mean of the same hour on the other days (weighted by their visits)
+    /// until it has `rates.slot_trust_visits` visits of its own; `None` when
+    /// that hour was never seen.
+    pub fn shape(&self, slot: usize, rates: &LearnRates) -> Option<f64> {
         if self.profile.is_empty() {
             return None;
         }
-        if self.visits[slot] >= MIN_SLOT_VISITS {
-            return Some(f64::from(self.profile[slot]));
+        let own_visits = f64::from(self.visits[slot]);
+        let own = f64::from(self.profile[slot]);
+        if own_visits >= rates.slot_trust_visits {
+            return Some(own);
         }
         let hour = slot % 24;
-        let (mut sum, mut n) = (0.0, 0);
+        let (mut sum, mut visits) = (0.0, 0.0);
         for day in 0..7 {
             let s = day * 24 + hour;
-            if self.visits[s] >= MIN_SLOT_VISITS {
-                sum += f64::from(self.profile[s]);
-                n += 1;
+            if s != slot {
+                let v = f64::from(self.visits[s]);
+                sum += v * f64::from(self.profile[s]);
+                visits += v;
             }
         }
-        (n > 0).then(|| sum / f64::from(n))
+        if visits == 0.0 {
+            return (own_visits > 0.0).then_some(own);
+        }
+        let trust = own_visits / rates.slot_trust_visits;
+        Some(trust * own + (1.0 - trust) * sum / visits)
     }
 
     /// Expected count in a window at `slot`, using `borrowed` (another
     /// series' [`Baseline::shape`] at that slot) until this baseline's own
     /// profile is learned.
-    pub fn expected(&self, slot: usize, borrowed: Option<f64>) -> f64 {
-        f64::from(self.level) * self.shape_in_use(slot, borrowed)
+    pub fn expected(&self, slot: usize, borrowed: Option<f64>, rates: &LearnRates) -> f64 {
+        f64::from(self.level) * self.shape_in_use(slot, borrowed, rates)
     }
 
-    fn shape_in_use(&self, slot: usize, borrowed: Option<f64>) -> f64 {
-        let own = self.shape(slot);
+    /// The multiplier [`Baseline::expected`] uses at `slot`: the own shape
+    /// once the profile is learned, `borrowed` before (at least 0.05).
+    pub fn shape_in_use(&self, slot: usize, borrowed: Option<f64>, rates: &LearnRates) -> f64 {
+        let own = self.shape(slot, rates);
         let shape = if self.profile_learned() {
             own
         } else {
@@ -128,11 +146,17 @@ impl Baseline {
     /// Learns from one window's count at `slot`. `count` should already be
     /// clipped by the caller when the window is not trusted to be normal.
     pub fn learn(&mut self, slot: usize, count: f64, borrowed: Option<f64>, rates: &LearnRates) {
+        let shape = self.shape_in_use(slot, borrowed, rates);
+        self.learn_with_shape(slot, count, shape, rates);
+    }
+
+    /// [`Baseline::learn`] with the window's [`Baseline::shape_in_use`]
+    /// already known (the caller scored the window with it).
+    pub fn learn_with_shape(&mut self, slot: usize, count: f64, shape: f64, rates: &LearnRates) {
         if self.profile.is_empty() {
             self.profile = vec![1.0; SLOTS].into_boxed_slice();
             self.visits = vec![0; SLOTS].into_boxed_slice();
         }
-        let shape = self.shape_in_use(slot, borrowed);
         let mu = f64::from(self.level) * shape;
         let n = f64::from(self.windows);
         // Running means while young, EWMAs once enough windows were seen.
@@ -200,7 +224,7 @@ mod tests {
         }
         for h in [2, 6, 12, 18] {
             let t = start + 2 * 86_400_000 + h * 3_600_000 + 30 * MIN;
-            let e = b.expected(slot_of(t), None);
+            let e = b.expected(slot_of(t), None, &r);
             assert!(
                 (e / truth(t) - 1.0).abs() < 0.15,
                 "hour {h}: expected {e}, truth {}",
@@ -208,6 +232,37 @@ mod tests {
             );
         }
         assert!(b.memory_bytes() < 1024, "{}", b.memory_bytes());
+    }
+
+    #[test]
+    fn one_odd_hour_does_not_define_its_slot() {
+        let mut b = Baseline::new();
+        let r = rates();
+        let start = 1_537_747_200_000;
+        for w in 0..3 * 1440 {
+            b.learn(slot_of(start + w * MIN), 10.0, None, &r);
+        }
+        // Day 4, 10:00: twenty minutes at 40 (a rise nobody flagged) teach
+        // a slot that has never been seen before.
+        let ten = start + 3 * 86_400_000 + 10 * 3_600_000;
+        for m in 0..20 {
+            b.learn(slot_of(ten + m * MIN), 40.0, None, &r);
+        }
+        let e = b.expected(slot_of(ten + 30 * MIN), None, &r);
+        assert!(e < 15.0, "the same hour on other days still counts: {e}");
+        // Four weeks of visits later the slot stands on its own.
+        for week in 1..=4 {
+            for m in 0..60 {
+                b.learn(
+                    slot_of(ten + week * 7 * 86_400_000 + m * MIN),
+                    40.0,
+                    None,
+                    &r,
+                );
+            }
+        }
+        let e = b.expected(slot_of(ten + 5 * 7 * 86_400_000), None, &r);
+        assert!(e > 30.0, "{e}");
     }
 
     #[test]
@@ -221,7 +276,7 @@ mod tests {
             b.learn(slot_of(start + w * MIN), 20.0 * growth, None, &r);
         }
         let now = 20.0 * (1.0 + 0.3 * weeks as f64);
-        let e = b.expected(slot_of(start + weeks * 7 * 1440 * MIN), None);
+        let e = b.expected(slot_of(start + weeks * 7 * 1440 * MIN), None, &r);
         assert!((e / now - 1.0).abs() < 0.08, "expected {e} vs {now}");
     }
 }

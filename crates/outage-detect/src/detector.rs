@@ -28,6 +28,12 @@ pub struct DetectorConfig {
     /// Width of the tumbling event-time windows. Default `1m`.
     #[serde(with = "humantime_serde")]
     pub window: Duration,
+    /// Where windows start: at whole multiples of `window` since the Unix
+    /// epoch, plus this offset (less than `window`). For a backtest on data
+    /// already counted in buckets that do not start on the minute, so that
+    /// each window is exactly one bucket. Default `0s`.
+    #[serde(with = "humantime_serde")]
+    pub window_offset: Duration,
     /// How far behind the newest event a report may arrive and still count.
     /// Default `30s`.
     #[serde(with = "humantime_serde")]
@@ -122,6 +128,7 @@ impl Default for DetectorConfig {
     fn default() -> Self {
         DetectorConfig {
             window: Duration::from_secs(60),
+            window_offset: Duration::ZERO,
             allowed_lateness: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(30),
             level_half_life: Duration::from_secs(86_400),
@@ -155,6 +162,9 @@ impl DetectorConfig {
         if ms(self.window) < 1000 || ms(self.window) > 3_600_000 || 3_600_000 % ms(self.window) != 0
         {
             return Err("detect.window: must divide one hour and be at least 1s".into());
+        }
+        if self.window_offset >= self.window {
+            return Err("detect.window_offset: must be less than detect.window".into());
         }
         if self.allowed_lateness > self.window * 10 {
             return Err("detect.allowed_lateness: at most 10 windows".into());
@@ -192,6 +202,12 @@ impl DetectorConfig {
 
     fn width_ms(&self) -> i64 {
         self.window.as_millis() as i64
+    }
+
+    /// Start of the window that holds `ts_ms`.
+    fn window_start(&self, ts_ms: i64) -> i64 {
+        let (width, offset) = (self.width_ms(), self.window_offset.as_millis() as i64);
+        (ts_ms - offset).div_euclid(width) * width + offset
     }
 }
 
@@ -742,8 +758,7 @@ impl Detector {
             svc.series.push(region_series);
         }
         let global = self.services[sid as usize].global;
-        let width = self.config.width_ms();
-        let start = report.ts_ms.div_euclid(width) * width;
+        let start = self.config.window_start(report.ts_ms);
         if self.next_close_ms.is_some_and(|c| start < c) {
             self.counters.late += 1;
             if region_series != u32::MAX {
@@ -845,12 +860,11 @@ impl Detector {
                     // learned as zeros; a long one is a data gap: skip to
                     // the next window that has data, learning nothing.
                     let next_data = self.open.front().map(|w| w.start_ms);
-                    let gap_end =
-                        next_data.unwrap_or(watermark_ms - watermark_ms.rem_euclid(width));
+                    let gap_end = next_data.unwrap_or(self.config.window_start(watermark_ms));
                     if gap_end - next > max_gap {
                         let skip_to = next_data
                             .unwrap_or(gap_end)
-                            .min(watermark_ms - watermark_ms.rem_euclid(width));
+                            .min(self.config.window_start(watermark_ms));
                         self.counters.windows_skipped += ((skip_to - next) / width) as u64;
                         next = skip_to;
                         continue;
@@ -909,12 +923,12 @@ impl Detector {
             slow_windows,
         } = *params;
         let global = self.services[sid].global as usize;
-        let global_shape = self.series[global].baseline.shape(slot);
+        let global_shape = self.series[global].baseline.shape(slot, &rates);
 
         // A service far below its expectation has a data gap or a quiet
         // day: learn nothing from it, unless it lasts a day (a new normal).
         let g_acc = w.get(global as u32);
-        let g_mu = self.series[global].baseline.expected(slot, None);
+        let g_mu = self.series[global].baseline.expected(slot, None, &rates);
         let low = g_mu >= 20.0 && f64::from(g_acc.count) < 0.3 * g_mu;
         let svc = &mut self.services[sid];
         svc.low_run = if low {
@@ -931,7 +945,9 @@ impl Detector {
             let borrowed = if idx == global { None } else { global_shape };
             let s = &mut self.series[idx];
             let c = acc.count;
-            let mu = s.baseline.expected(slot, borrowed);
+            // Computed once: the window is scored and learned with it.
+            let shape = s.baseline.shape_in_use(slot, borrowed, &rates);
+            let mu = s.baseline.level() * shape;
             let k_disp = s.baseline.dispersion();
             let trusted = s.baseline.windows() >= min_history_windows;
             // At or below expectation the tail probability is ≥ ~0.4: not
@@ -1117,7 +1133,7 @@ impl Detector {
                     let sd = (mu * (1.0 + k_disp * mu)).sqrt();
                     learned = learned.min(mu + 4.0 * sd + 2.0);
                 }
-                s.baseline.learn(slot, learned, borrowed, &rates);
+                s.baseline.learn_with_shape(slot, learned, shape, &rates);
             }
             if (c > 0 || mu >= 0.5) && self.services[sid].live {
                 self.events.push(Event::Window(WindowScore {
@@ -1441,6 +1457,37 @@ mod tests {
         // A week later the memory has faded: the small burst pages.
         let weekly = [(2, 20.0), (9, 6.0)];
         assert_eq!(gb_burst_pages(DetectorConfig::default(), &weekly), [2, 9]);
+    }
+
+    #[test]
+    fn windows_start_at_the_configured_offset() {
+        let config = DetectorConfig {
+            window: Duration::from_secs(300),
+            window_offset: Duration::from_secs(173),
+            ..DetectorConfig::default()
+        };
+        assert!(config.validate().is_ok());
+        let mut d = Detector::new(config.clone());
+        // 10:02:53 opens a window; 10:07:52 is still in it, 10:07:53 is not.
+        let t = T0 + 10 * 3_600_000 + 173_000;
+        for ts in [t, t + 299_999, t + 300_000, t + 600_000 + 29_000] {
+            d.observe(&report("alexa", "GB", ts, None));
+        }
+        let starts: Vec<i64> = d
+            .drain_events()
+            .filter_map(|e| match e {
+                Event::Window(w) if w.scope == Scope::Global => Some(w.window_start_ms),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(starts, [t]);
+        let w = d.open.iter().map(|w| w.start_ms).collect::<Vec<_>>();
+        assert_eq!(w, [t + 300_000, t + 600_000]);
+        let too_far = DetectorConfig {
+            window_offset: Duration::from_secs(300),
+            ..config
+        };
+        assert!(too_far.validate().unwrap_err().contains("window_offset"));
     }
 
     #[test]
