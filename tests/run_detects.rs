@@ -99,11 +99,18 @@ fn warm_started_run_detects_an_outage_in_live_kafka_traffic() {
         .and_then(|rest| rest.split_whitespace().next())
         .unwrap_or_else(|| panic!("no listen address in the log:\n{text}"))
         .to_string();
-    let metrics = ureq::get(&format!("http://{addr}/metrics"))
-        .call()
-        .unwrap()
-        .into_string()
-        .unwrap();
+    // The log line comes from the incident event; the series' state gauge
+    // from its window, a moment later: poll until the scrape has both.
+    let scrape = || {
+        ureq::get(&format!("http://{addr}/metrics"))
+            .call()
+            .unwrap()
+            .into_string()
+            .unwrap()
+    };
+    let gb_in_outage = r#"outage_radar_series_state{region="GB",service="alexa"} 2"#;
+    wait_until(Duration::from_secs(10), || scrape().contains(gb_in_outage));
+    let metrics = scrape();
     let ready = ureq::get(&format!("http://{addr}/-/ready")).call();
     let incident_events =
         outage_testkit::consume_all(&broker.bootstrap(), &format!("{topic}.incidents"), 1);
@@ -114,10 +121,7 @@ fn warm_started_run_detects_an_outage_in_live_kafka_traffic() {
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(opened, "no GB incident in the log:\n{text}");
     assert!(ready.is_ok(), "not ready while consuming: {ready:?}");
-    assert!(
-        metrics.contains(r#"outage_radar_series_state{region="GB",service="alexa"} 2"#),
-        "{metrics}"
-    );
+    assert!(metrics.contains(gb_in_outage), "{metrics}");
     assert!(
         metrics.contains(r#"outage_radar_regions_in_outage{service="alexa"} 1"#),
         "{metrics}"

@@ -1217,7 +1217,13 @@ impl Detector {
                     let excess = |s: &Series| f64::from(s.last.0) - f64::from(s.last.1);
                     lone.is_some_and(|r| excess(r) >= 0.8 * excess(global))
                 };
-                if (global_out && !explained_by_one) || recent >= cfg.global_min_regions {
+                // Only while the worldwide series' latest window is itself
+                // anomalous (in outage, `run` counts the normal windows
+                // since): in its resolve tail every window is near its
+                // expectation, and a lone region's excess no longer
+                // explains anything.
+                let global_rising = global_out && global.run == 0;
+                if (global_rising && !explained_by_one) || recent >= cfg.global_min_regions {
                     let started = regions
                         .iter()
                         .map(|r| r.started_at_ms)
