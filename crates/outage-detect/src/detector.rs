@@ -973,8 +973,7 @@ impl Detector {
             let mut slow = false;
             if slow_decay > 0.0 {
                 let decay = slow_decay as f32;
-                let sd = (mu * (1.0 + k_disp * mu)).sqrt();
-                let cap = (SLOW_WINDOW_MAX_RATIO * mu).max(mu + 4.0 * sd + 2.0);
+                let cap = (SLOW_WINDOW_MAX_RATIO * mu).max(score::noise_ceiling(mu, k_disp));
                 let counted = f64::from(c).min(cap);
                 s.slow = (
                     s.slow.0 * decay + counted as f32,
@@ -1007,6 +1006,8 @@ impl Detector {
                     s.burst = (bar.max(size) as f32, burst_minute(w.start_ms));
                 }
             };
+            // The window's burst size: reports over the series' level.
+            let size = score::ratio(c, s.baseline.level());
             let window_end = w.start_ms + width;
             let service_name = &self.services[sid].name;
 
@@ -1030,9 +1031,7 @@ impl Detector {
                         s.pending_peak.0.max(ratio as f32),
                         s.pending_peak.1.max(surprise as f32),
                     );
-                    s.pending_size = s
-                        .pending_size
-                        .max(score::ratio(c, s.baseline.level()) as f32);
+                    s.pending_size = s.pending_size.max(size as f32);
                     if slow {
                         s.pending_slow = s.pending_slow.max(slow_ratio as f32);
                     }
@@ -1089,7 +1088,7 @@ impl Detector {
                 SeriesState::Outage => {
                     if anomalous {
                         if fast {
-                            remember(s, score::ratio(c, s.baseline.level()));
+                            remember(s, size);
                         }
                         s.run = 0;
                         if let Some(inc) = &mut s.incident {
@@ -1130,8 +1129,7 @@ impl Detector {
             if s.state == SeriesState::Normal && !anomalous && learn_ok {
                 let mut learned = f64::from(c);
                 if trusted {
-                    let sd = (mu * (1.0 + k_disp * mu)).sqrt();
-                    learned = learned.min(mu + 4.0 * sd + 2.0);
+                    learned = learned.min(score::noise_ceiling(mu, k_disp));
                 }
                 s.baseline.learn_with_shape(slot, learned, shape, &rates);
             }

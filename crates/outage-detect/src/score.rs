@@ -35,6 +35,15 @@ pub fn surprise(observed: u32, expected: f64, k: f64, cap: f64) -> f64 {
     }
 }
 
+/// The most reports ordinary noise plausibly gives in a window expecting
+/// `expected` with dispersion `k`: four standard deviations of the negative
+/// binomial, plus two for the tiny expectations where the normal
+/// approximation is poor.
+pub fn noise_ceiling(expected: f64, k: f64) -> f64 {
+    let sd = (expected * (1.0 + k * expected)).sqrt();
+    expected + 4.0 * sd + 2.0
+}
+
 /// observed / expected, with the expectation floored so that quiet series
 /// do not produce absurd ratios.
 pub fn ratio(observed: u32, expected: f64) -> f64 {
