@@ -247,7 +247,11 @@ impl ReportSink for DetectorSink {
             .partitions
             .get_mut(&at.partition)
             .expect("inserted above");
-        p.detector.observe(report);
+        // Stream time is the record's timestamp (the ingester caps it by
+        // the wall clock), never the report's own `ts`: a device clock
+        // minutes ahead must not make every other report late.
+        let stream = at.kafka_ts_ms.unwrap_or(report.ts_ms);
+        p.detector.observe_at(report, stream);
         self.counted.inc();
         if let Some(kafka_ts) = at.kafka_ts_ms {
             let start = report.ts_ms.div_euclid(width) * width;

@@ -9,7 +9,8 @@ use std::path::Path;
 use std::time::Instant;
 
 use anyhow::Context;
-use outage_detect::{decode, Detector, Event, Incident, RejectReason, Scope};
+use outage_detect::clock::{StreamClock, Verdict};
+use outage_detect::{decode, Detector, Event, Incident, RejectReason, Report, Scope};
 use serde_json::json;
 
 use crate::config::Config;
@@ -119,6 +120,30 @@ pub fn replay(
         Ok(())
     };
 
+    // Stream time is what many reports agree on (see `StreamClock`), never
+    // one report's `ts`: a device clock 80 years ahead must not close every
+    // window. The first reports wait until the clock has its first sample.
+    let mut clock = StreamClock::new(opts.max_clock_skew_ms);
+    let mut warmup: Vec<Report<'static>> = Vec::with_capacity(64);
+    let feed = |report: &Report<'_>,
+                    clock: &mut StreamClock,
+                    detector: &mut Detector,
+                    rejected: &mut BTreeMap<RejectReason, u64>,
+                    pushed: bool| {
+        if clock.judge(report.ts_ms) == Verdict::Future {
+            *rejected.entry(RejectReason::FutureTimestamp).or_default() += 1;
+            if !pushed {
+                clock.push_refused(report.ts_ms);
+            }
+            return false;
+        }
+        if !pushed {
+            clock.push(report.ts_ms);
+        }
+        let now = clock.now().unwrap_or(report.ts_ms);
+        detector.observe_at(report, now);
+        true
+    };
     loop {
         line.clear();
         if reader.read_until(b'\n', &mut line)? == 0 {
@@ -130,15 +155,39 @@ pub fn replay(
             continue;
         }
         lines += 1;
-        // No clock skew check in a replay: the file's own time is the clock.
+        // The skew check is the clock's, below: the file's time is the clock.
         match decode(body, None, i64::MAX / 4, &opts) {
             Ok(report) => {
-                decoded += 1;
-                detector.observe(&report);
+                if clock.now().is_none() {
+                    clock.push(report.ts_ms);
+                    warmup.push(report.into_owned());
+                    if clock.warm() {
+                        clock.settle();
+                        for r in warmup.drain(..) {
+                            decoded +=
+                                u64::from(feed(&r, &mut clock, &mut detector, &mut rejected, true));
+                            handle(&mut detector.drain_events(), &mut scores, &mut windows)?;
+                        }
+                    }
+                    continue;
+                }
+                decoded += u64::from(feed(
+                    &report,
+                    &mut clock,
+                    &mut detector,
+                    &mut rejected,
+                    false,
+                ));
                 handle(&mut detector.drain_events(), &mut scores, &mut windows)?;
             }
             Err(e) => *rejected.entry(e.reason).or_default() += 1,
         }
+    }
+    // A stream shorter than the clock's sample.
+    clock.settle();
+    for r in warmup.drain(..) {
+        decoded += u64::from(feed(&r, &mut clock, &mut detector, &mut rejected, true));
+        handle(&mut detector.drain_events(), &mut scores, &mut windows)?;
     }
     detector.flush();
     handle(&mut detector.drain_events(), &mut scores, &mut windows)?;

@@ -16,6 +16,9 @@ use serde::{Deserialize, Serialize};
 pub const SLOTS: usize = 168;
 /// Weeks of visits after which a slot's own value is used alone.
 const SLOT_TRUST_WEEKS: f64 = 4.0;
+/// Relative variance of an hour of the week never seen: a guess from the
+/// same hour on other days is trusted to about ±20 % (weekends differ).
+const UNSEEN_SLOT_VARIANCE: f64 = 0.04;
 
 /// Per-window learning rates, derived from the configured half-lives and
 /// the window width.
@@ -124,6 +127,15 @@ impl Baseline {
         Some(trust * own + (1.0 - trust) * sum / visits)
     }
 
+    /// Extra persistent dispersion of the expectation at `slot`: large for
+    /// an hour of the week this series has not seen yet (its value is a
+    /// guess from other days), fading as the slot gathers four weeks of
+    /// visits.
+    pub fn slot_uncertainty(&self, slot: usize, rates: &LearnRates) -> f64 {
+        let own = self.visits.get(slot).map_or(0.0, |&v| f64::from(v));
+        UNSEEN_SLOT_VARIANCE * (1.0 - own / rates.slot_trust_visits).max(0.0)
+    }
+
     /// Expected count in a window at `slot`, using `borrowed` (another
     /// series' [`Baseline::shape`] at that slot) until this baseline's own
     /// profile is learned.
@@ -178,6 +190,12 @@ impl Baseline {
         }
         self.windows = self.windows.saturating_add(1);
         self.mass += count as f32;
+    }
+
+    /// Moves the level by `factor` at once (a rise or drop that lasted a
+    /// day is the new normal; the hour-of-week shape is kept).
+    pub fn rebase(&mut self, factor: f64) {
+        self.level = (f64::from(self.level) * factor).max(0.0) as f32;
     }
 
     /// Heap plus inline bytes of this baseline.

@@ -6,11 +6,16 @@
 //! same input gives the same output in tests, replays and production.
 
 pub mod baseline;
+pub mod clock;
+pub mod config;
 pub mod decode;
 pub mod detector;
+pub mod event;
 pub mod region;
 pub mod report;
+pub mod scan;
 pub mod score;
+pub mod snapshot;
 
 pub use decode::{decode, DecodeError, DecodeOptions, RejectReason};
 pub use detector::{

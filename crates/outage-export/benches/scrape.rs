@@ -25,6 +25,7 @@ fn registry(series: usize) -> (Registry, SeriesMetrics) {
                 observed: 17,
                 expected: 12.25,
                 surprise: 0.75,
+                span: 1,
                 ratio: 1.39,
                 anomalous: false,
                 state: SeriesState::Normal,

@@ -106,6 +106,7 @@ pub fn window_json(w: &outage_detect::WindowScore) -> serde_json::Value {
         "observed": w.observed,
         "expected": round3(w.expected),
         "surprise": round3(w.surprise),
+        "span_windows": w.span,
         "ratio": round3(w.ratio),
         "anomalous": w.anomalous,
         "state": w.state.as_str(),

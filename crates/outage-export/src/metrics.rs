@@ -510,6 +510,7 @@ mod tests {
             observed: n,
             expected: 10.0,
             surprise: 1.5,
+            span: 1,
             ratio: n as f64 / 10.0,
             anomalous: false,
             state,

@@ -197,7 +197,12 @@ impl Batch {
         results.reserve(entries.len());
         for (i, e) in entries.iter().enumerate() {
             let value = span_bytes(bytes, e.payload).unwrap_or_default();
-            results.push(match decode(value, e.kafka_ts_ms(), *clock_ms, opts) {
+            // A report is judged against its record's timestamp (capped by
+            // the wall clock), not the consumer's clock alone: a report dated
+            // minutes ahead of when it was produced is a device clock, and
+            // stream time follows record timestamps (see the ingester).
+            let reference = e.kafka_ts_ms().map_or(*clock_ms, |k| k.min(*clock_ms));
+            results.push(match decode(value, e.kafka_ts_ms(), reference, opts) {
                 Ok(r) => Decoded {
                     service: text_span(r.service, bytes, owned),
                     reporter: r

@@ -306,7 +306,10 @@ impl<S: ReportSink> Pipeline<S> {
                         Position {
                             partition: entry.partition,
                             offset: entry.offset,
-                            kafka_ts_ms: entry.kafka_ts_ms(),
+                            // Stream time for detection: the record's
+                            // timestamp, never ahead of the wall clock (a
+                            // producer's clock is not trusted further).
+                            kafka_ts_ms: entry.kafka_ts_ms().map(|k| k.min(batch.clock_ms)),
                         },
                         &report,
                     );

@@ -1,0 +1,142 @@
+//! `[detect]` configuration: what an operator can set, its defaults, the
+//! cross-field rules, and the window arithmetic every stage shares.
+//!
+//! Must not: hold state or know about Kafka.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// `[detect]` configuration.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DetectorConfig {
+    /// Width of the tumbling event-time windows. Default `1m`.
+    #[serde(with = "humantime_serde")]
+    pub window: Duration,
+    /// Where windows start: at whole multiples of `window` since the Unix
+    /// epoch, plus this offset (less than `window`). For a backtest on data
+    /// already counted in buckets that do not start on the minute, so that
+    /// each window is exactly one bucket. Default `0s`.
+    #[serde(with = "humantime_serde")]
+    pub window_offset: Duration,
+    /// How far behind stream time a report may arrive and still count.
+    /// Default `30s`.
+    #[serde(with = "humantime_serde")]
+    pub allowed_lateness: Duration,
+    /// After this long without reports, windows close by the wall clock.
+    /// Default `30s`.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// Half-life of the baseline level: how fast a new normal is accepted.
+    /// Default `1d`.
+    #[serde(with = "humantime_serde")]
+    pub level_half_life: Duration,
+    /// Half-life of each hour-of-week profile slot. Default `14d`.
+    #[serde(with = "humantime_serde")]
+    pub profile_half_life: Duration,
+    /// History a series needs before it may alert. Default `1d`.
+    #[serde(with = "humantime_serde")]
+    pub min_history: Duration,
+    /// The false-alarm budget: false incidents per series per 30 days that
+    /// ordinary noise may cause. Every scale's threshold follows from it
+    /// (see the README's Detection section). Default 0.02 (with 50 series,
+    /// one false incident a month).
+    pub false_alarms_per_month: f64,
+    /// Reports the span that pages must hold: a quiet region does not page
+    /// on 3 reports where 0.1 were due, however unlikely that is. Reports
+    /// are counted once per reporter. Default 10.
+    pub min_count: u32,
+    /// Cap of the reported surprise. Default 50.
+    pub surprise_cap: f64,
+    /// Normal windows a pending series may see before it falls back to
+    /// normal (a noisy quiet region does not reset on one low count).
+    /// Default 1.
+    pub pending_tolerance: u32,
+    /// Consecutive normal windows that resolve an outage. Default 3.
+    pub resolve_windows: u32,
+    /// Regions in outage within `global_span` that make a global incident.
+    /// Default 3.
+    pub global_min_regions: u32,
+    /// Default `1h`.
+    #[serde(with = "humantime_serde")]
+    pub global_span: Duration,
+    /// Event-time gap after which skipped windows are not learned (data
+    /// gap, not silence). Default `15m`.
+    #[serde(with = "humantime_serde")]
+    pub max_gap: Duration,
+    /// Most series this partition keeps; reports beyond are counted as
+    /// overflow. Default 1000000.
+    pub max_series: usize,
+}
+
+impl Default for DetectorConfig {
+    fn default() -> Self {
+        DetectorConfig {
+            window: Duration::from_secs(60),
+            window_offset: Duration::ZERO,
+            allowed_lateness: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(30),
+            level_half_life: Duration::from_secs(86_400),
+            profile_half_life: Duration::from_secs(14 * 86_400),
+            min_history: Duration::from_secs(86_400),
+            false_alarms_per_month: 0.02,
+            min_count: 10,
+            surprise_cap: 50.0,
+            resolve_windows: 3,
+            pending_tolerance: 1,
+            global_min_regions: 3,
+            global_span: Duration::from_secs(3600),
+            max_gap: Duration::from_secs(900),
+            max_series: 1_000_000,
+        }
+    }
+}
+
+impl DetectorConfig {
+    /// Cross-field rules, as `field: problem`.
+    pub fn validate(&self) -> Result<(), String> {
+        let ms = |d: Duration| d.as_millis();
+        if ms(self.window) < 1000 || ms(self.window) > 3_600_000 || 3_600_000 % ms(self.window) != 0
+        {
+            return Err("detect.window: must divide one hour and be at least 1s".into());
+        }
+        if self.window_offset >= self.window {
+            return Err("detect.window_offset: must be less than detect.window".into());
+        }
+        if self.allowed_lateness > self.window * 10 {
+            return Err("detect.allowed_lateness: at most 10 windows".into());
+        }
+        if self.resolve_windows == 0 {
+            return Err("detect.resolve_windows: must be at least 1".into());
+        }
+        // Written so that NaN, which TOML can spell, fails too.
+        let budget = self.false_alarms_per_month;
+        if budget.is_nan() || budget <= 0.0 || budget > 1000.0 {
+            return Err("detect.false_alarms_per_month: must be above 0 and at most 1000".into());
+        }
+        if self.surprise_cap.is_nan() || self.surprise_cap < 10.0 {
+            return Err("detect.surprise_cap: must be at least 10".into());
+        }
+        if self.global_min_regions == 0 || self.max_series == 0 {
+            return Err("detect.global_min_regions / max_series: must be at least 1".into());
+        }
+        Ok(())
+    }
+
+    /// Window width in milliseconds.
+    pub fn width_ms(&self) -> i64 {
+        self.window.as_millis() as i64
+    }
+
+    /// Start of the window that holds `ts_ms`.
+    pub fn window_start(&self, ts_ms: i64) -> i64 {
+        let (width, offset) = (self.width_ms(), self.window_offset.as_millis() as i64);
+        (ts_ms - offset).div_euclid(width) * width + offset
+    }
+
+    /// Windows in 30 days.
+    pub fn windows_per_30d(&self) -> f64 {
+        30.0 * 86_400_000.0 / self.width_ms() as f64
+    }
+}

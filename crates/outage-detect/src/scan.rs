@@ -1,0 +1,366 @@
+//! The rule that decides a page: evidence at every time scale an outage can
+//! have, held to thresholds that all follow from one false-alarm budget.
+//!
+//! Why this shape. Public-health outbreak detection (EARS C1–C3, Farrington,
+//! Höhle & Paul's negative-binomial CUSUM and GLR charts in R's
+//! *surveillance*, Kulldorff's scan statistic) agrees on two things: score
+//! counts against a seasonal expectation with a count distribution that
+//! knows over-dispersion, and look at several spans at once, because a
+//! sharp outage shows in one window while a moderate one only shows in the
+//! sum of many. We keep the trailing-sum view of the scan statistic (an
+//! operator reads "the last 8 minutes had 90 reports where 30 were due"),
+//! with exponentially weighted sums instead of boxes: O(1) memory and time
+//! per scale, and an old outage fades out of the sums instead of falling off
+//! a cliff. A CUSUM would need a design shift per scale and a run-length
+//! calibration per expectation; a p-value per scale calibrates directly.
+//!
+//! The statistics, for an exponentially weighted sum with decay `a`:
+//! `(1 + a)` times it has the mean and variance of a plain sum of
+//! `n = (1 + a) / (1 − a)` independent windows, so it is scored as such a
+//! sum under a negative binomial. Windows are not independent in real data:
+//! a baseline that is 10 % off stays 10 % off for the hour. The dispersion
+//! of an `n`-window sum is therefore `k_w / n + k_p`, a white part that
+//! averages out and a persistent part that does not, both learned from
+//! normal windows ([`Baseline`](crate::baseline::Baseline) learns their sum
+//! per window, [`ScaleSums`] the persistent part at the longest scale).
+//!
+//! The budget: `B` false incidents per series per 30 days, shared equally by
+//! the scales. Scale `n` makes about `N / n` independent tests in 30 days of
+//! `N` windows, so its p-value threshold is `B / S · n / N`. One number an
+//! operator can reason about sets every threshold.
+//!
+//! Must not: allocate, read clocks, or know about services and incidents.
+
+use serde::{Deserialize, Serialize};
+
+use crate::score;
+
+/// Spans of the scales, in windows: the window itself, then exponentially
+/// weighted sums of about 3, 8, 24 and 72 windows (at 1-minute windows,
+/// from one minute to a bit over an hour).
+pub const SPANS: [f64; 5] = [1.0, 3.0, 8.0, 24.0, 72.0];
+/// Number of scales.
+pub const SCALES: usize = SPANS.len();
+/// Exponentially weighted scales (all but the window itself).
+const EW: usize = SCALES - 1;
+
+/// Surprise (−log10 p) from which a window is *suspected*: its series is
+/// not learned from while any scale is at least this surprising (1 in
+/// 1000), so a slow outage cannot teach its own hour of the week.
+pub const SUSPECT_SURPRISE: f64 = 3.0;
+
+/// Surprise at which an outage's window still counts as part of it (1 in
+/// 100, on the short scales). Lower than paging on purpose: hysteresis.
+pub const HOLD_SURPRISE: f64 = 2.0;
+
+/// Floor of the persistent dispersion: a baseline is never trusted to
+/// better than 1 % for an hour.
+const MIN_PERSISTENT: f64 = 1e-4;
+
+/// Decay per window of each weighted scale.
+fn decay(span: f64) -> f64 {
+    (span - 1.0) / (span + 1.0)
+}
+
+/// Per-scale constants derived from the configuration.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Thresholds {
+    /// Surprise each scale needs to page.
+    pub page: [f64; SCALES],
+    /// Reports a scale's sum needs to page.
+    pub min_count: f64,
+    /// Weight per window of the persistent-dispersion average.
+    pub persistent_rate: f64,
+}
+
+impl Thresholds {
+    /// Thresholds for `budget` false incidents per series per 30 days at
+    /// `windows_per_30d` windows in 30 days.
+    pub fn new(
+        budget: f64,
+        windows_per_30d: f64,
+        min_count: u32,
+        persistent_rate: f64,
+    ) -> Thresholds {
+        let mut page = [0.0; SCALES];
+        for (p, span) in page.iter_mut().zip(SPANS) {
+            let tests = (windows_per_30d / span).max(1.0);
+            let p_value = (budget / SCALES as f64 / tests).min(0.5);
+            *p = -p_value.log10();
+        }
+        Thresholds {
+            page,
+            min_count: f64::from(min_count),
+            persistent_rate,
+        }
+    }
+}
+
+/// One scale's view of the latest window.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Evidence {
+    /// Span of the scale, in windows.
+    pub span: f64,
+    /// Reports in the span (weighted sums scaled to a plain sum's).
+    pub observed: f64,
+    /// What the baseline expected for the span.
+    pub expected: f64,
+    /// −log10 p of `observed` under the expectation.
+    pub surprise: f64,
+}
+
+impl Evidence {
+    /// observed / expected.
+    pub fn ratio(&self) -> f64 {
+        self.observed / self.expected.max(0.5)
+    }
+}
+
+/// What the scales say about the latest window.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Verdict {
+    /// The scale with the most surprise (relative to its page threshold).
+    pub best: Evidence,
+    /// Some scale passes its page threshold with enough reports.
+    pub page: bool,
+    /// Some scale is at least [`SUSPECT_SURPRISE`].
+    pub suspect: bool,
+    /// A short scale (up to 8 windows) is at least [`HOLD_SURPRISE`].
+    pub hold: bool,
+    /// Surprise of the window on its own.
+    pub window_surprise: f64,
+    /// A long scale (24 windows or more) is more than three standard
+    /// deviations *below* its expectation: a holiday, a partial gap. Not
+    /// learned from, so one quiet day does not lower its hours for weeks.
+    pub low: bool,
+}
+
+/// The weighted sums of one series, and what it learned of its persistent
+/// dispersion. 40 bytes.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ScaleSums {
+    /// Weighted observed and expected sums per weighted scale.
+    sums: [(f32, f32); EW],
+    /// Persistent dispersion: the part of a window's dispersion that does
+    /// not average out over the longest scale.
+    persistent: f32,
+}
+
+impl ScaleSums {
+    /// Adds one window (`observed` reports, `expected` due, dispersion `k`)
+    /// and scores every scale. `learn_persistent`: the window is normal, so
+    /// the longest scale's spread may teach the persistent dispersion.
+    /// `uncertain` adds to the persistent dispersion for this window (an
+    /// expectation that is a guess, see `Baseline::slot_uncertainty`).
+    #[allow(clippy::too_many_arguments)]
+    pub fn push(
+        &mut self,
+        observed: u32,
+        expected: f64,
+        k: f64,
+        uncertain: f64,
+        t: &Thresholds,
+        cap: f64,
+    ) -> Verdict {
+        let c = f64::from(observed);
+        let mu = expected.max(score::MIN_EXPECTED);
+        let persistent = f64::from(self.persistent).max(MIN_PERSISTENT) + uncertain;
+        let white = (k - persistent).max(0.0);
+        let mut verdict = Verdict::default();
+        let mut best_margin = f64::NEG_INFINITY;
+        for (i, &span) in SPANS.iter().enumerate() {
+            let (o, e) = if i == 0 {
+                (c, mu)
+            } else {
+                let a = decay(span);
+                let s = &mut self.sums[i - 1];
+                *s = (
+                    (f64::from(s.0) * a + c) as f32,
+                    (f64::from(s.1) * a + mu) as f32,
+                );
+                (f64::from(s.0) * (1.0 + a), f64::from(s.1) * (1.0 + a))
+            };
+            let k_span = white / span + persistent;
+            if span >= 24.0 && e >= 10.0 {
+                let sd = (e * (1.0 + k_span * e)).sqrt();
+                verdict.low |= o < e - 3.0 * sd;
+            }
+            let surprise = tail_surprise(o, e, k_span, cap);
+            if i == 0 {
+                verdict.window_surprise = surprise;
+            }
+            let margin = surprise - t.page[i];
+            if margin > best_margin {
+                best_margin = margin;
+                verdict.best = Evidence {
+                    span,
+                    observed: o,
+                    expected: e,
+                    surprise,
+                };
+            }
+            verdict.page |= margin >= 0.0 && o >= t.min_count;
+            verdict.suspect |= surprise >= SUSPECT_SURPRISE;
+            verdict.hold |= span <= 8.0 && surprise >= HOLD_SURPRISE;
+        }
+        verdict
+    }
+
+    /// Learns the persistent dispersion from the longest scale's spread
+    /// (call after [`ScaleSums::push`], for a window that was normal).
+    pub fn learn(&mut self, k: f64, rate: f64) {
+        let a = decay(SPANS[SCALES - 1]);
+        let (o, e) = self.sums[EW - 1];
+        let (o, e) = (f64::from(o) * (1.0 + a), f64::from(e) * (1.0 + a));
+        if e < 1.0 {
+            return;
+        }
+        // Unbiased for the span's dispersion k_w / n + k_p, from which the
+        // persistent part follows given the window's k = k_w + k_p.
+        let n = SPANS[SCALES - 1];
+        let span_k = ((o - e).powi(2) - e) / (e * e);
+        let p = ((span_k - k / n) / (1.0 - 1.0 / n)).clamp(0.0, 4.0);
+        let cur = f64::from(self.persistent);
+        self.persistent = (cur + rate * (p - cur)) as f32;
+    }
+
+    /// Forgets the excess in the sums: they restart as if every window had
+    /// been as expected (after an outage, so its tail does not page again,
+    /// and after a data gap).
+    pub fn settle(&mut self) {
+        for s in &mut self.sums {
+            s.0 = s.1;
+        }
+    }
+
+    /// Scales the expectations (the baseline moved to a new normal).
+    pub fn rebase(&mut self, factor: f64) {
+        for s in &mut self.sums {
+            s.1 = (f64::from(s.1) * factor) as f32;
+        }
+        self.settle();
+    }
+
+    /// observed / expected of the longest scale.
+    pub fn long_ratio(&self) -> f64 {
+        let (o, e) = self.sums[EW - 1];
+        f64::from(o) / f64::from(e).max(0.5)
+    }
+
+    /// The persistent dispersion learned so far.
+    pub fn persistent(&self) -> f64 {
+        f64::from(self.persistent)
+    }
+}
+
+/// Surprise of `observed` (a possibly fractional sum) under a negative
+/// binomial with mean `expected` and dispersion `k`. The tail (an incomplete
+/// beta function) is computed only above two standard deviations over the
+/// mean: below that no distribution used here (k ≤ 4) reaches 1 in 1000,
+/// and 0 is reported.
+fn tail_surprise(observed: f64, expected: f64, k: f64, cap: f64) -> f64 {
+    let sd = (expected * (1.0 + k * expected)).sqrt();
+    if observed < expected + 2.0 * sd {
+        return 0.0;
+    }
+    score::surprise(
+        observed.floor().min(f64::from(u32::MAX)) as u32,
+        expected,
+        k,
+        cap,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t() -> Thresholds {
+        Thresholds::new(0.02, 43_200.0, 10, 0.001)
+    }
+
+    #[test]
+    fn thresholds_follow_from_the_budget() {
+        let t = t();
+        // The window alone: 0.02 / 5 / 43200 → 1e-7.
+        assert!((t.page[0] - 7.03).abs() < 0.01, "{:?}", t.page);
+        // Longer scales make fewer independent tests: lower thresholds.
+        assert!(t.page.windows(2).all(|w| w[0] > w[1]), "{:?}", t.page);
+        // A bigger budget lowers every threshold.
+        let loose = Thresholds::new(1.0, 43_200.0, 10, 0.001);
+        assert!(loose.page.iter().zip(t.page).all(|(a, b)| *a < b));
+    }
+
+    #[test]
+    fn a_sharp_outage_pages_on_the_window_itself() {
+        let mut s = ScaleSums::default();
+        for _ in 0..100 {
+            assert!(!s.push(20, 20.0, 0.02, 0.0, &t(), 50.0).page);
+        }
+        let v = s.push(120, 20.0, 0.02, 0.0, &t(), 50.0);
+        assert!(v.page, "{v:?}");
+        assert!(v.window_surprise >= t().page[0], "{v:?}");
+    }
+
+    #[test]
+    fn a_moderate_outage_pages_on_a_longer_scale() {
+        // 3 per window rising to 9: no single window is enough, a few are.
+        let mut s = ScaleSums::default();
+        for _ in 0..200 {
+            s.push(3, 3.0, 0.02, 0.0, &t(), 50.0);
+        }
+        let mut paged_at = None;
+        for w in 0..10 {
+            let v = s.push(9, 3.0, 0.02, 0.0, &t(), 50.0);
+            if v.page {
+                paged_at = Some((w, v.best.span));
+                break;
+            }
+        }
+        let (w, span) = paged_at.expect("pages within 10 windows");
+        assert!(w >= 1 && span > 1.0, "window {w}, span {span}");
+    }
+
+    #[test]
+    fn few_reports_never_page_however_unlikely() {
+        // Iceland: 0.02 per window, then 4 in one window.
+        let mut s = ScaleSums::default();
+        for _ in 0..100 {
+            s.push(0, 0.02, 0.0, 0.0, &t(), 50.0);
+        }
+        let v = s.push(4, 0.02, 0.0, 0.0, &t(), 50.0);
+        assert!(!v.page && v.suspect, "{v:?}");
+    }
+
+    #[test]
+    fn persistent_dispersion_damps_long_scales_of_a_misfit_baseline() {
+        // A busy series whose expectation is 5 % off for long stretches:
+        // learned as persistent, so a 5 % excess does not page at 72.
+        let mut s = ScaleSums::default();
+        let k = 0.003;
+        for w in 0..20_000 {
+            let off = if (w / 300) % 2 == 0 { 1.05 } else { 0.95 };
+            let c = (1000.0 * off) as u32;
+            let v = s.push(c, 1000.0, k, 0.0, &t(), 50.0);
+            if w > 5_000 {
+                assert!(!v.page, "window {w}: {v:?}");
+            }
+            s.learn(k, 0.001);
+        }
+        assert!(s.persistent() > 0.001, "{}", s.persistent());
+    }
+
+    #[test]
+    fn settling_forgets_an_outage() {
+        let mut s = ScaleSums::default();
+        for _ in 0..50 {
+            s.push(10, 10.0, 0.02, 0.0, &t(), 50.0);
+        }
+        for _ in 0..30 {
+            s.push(60, 10.0, 0.02, 0.0, &t(), 50.0);
+        }
+        s.settle();
+        let v = s.push(10, 10.0, 0.02, 0.0, &t(), 50.0);
+        assert!(!v.suspect, "{v:?}");
+    }
+}
