@@ -126,10 +126,10 @@ pub fn replay(
     let mut clock = StreamClock::new(opts.max_clock_skew_ms);
     let mut warmup: Vec<Report<'static>> = Vec::with_capacity(64);
     let feed = |report: &Report<'_>,
-                    clock: &mut StreamClock,
-                    detector: &mut Detector,
-                    rejected: &mut BTreeMap<RejectReason, u64>,
-                    pushed: bool| {
+                clock: &mut StreamClock,
+                detector: &mut Detector,
+                rejected: &mut BTreeMap<RejectReason, u64>,
+                pushed: bool| {
         if clock.judge(report.ts_ms) == Verdict::Future {
             *rejected.entry(RejectReason::FutureTimestamp).or_default() += 1;
             if !pushed {
