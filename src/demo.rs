@@ -201,9 +201,12 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<()> {
                         std::thread::sleep(due - now);
                     }
                     let mut record = Some(
+                        // The record carries the report's time: `run`'s
+                        // stream time is the record timestamp.
                         BaseRecord::to("reports")
                             .key(m.key.as_str())
-                            .payload(&m.value[..]),
+                            .payload(&m.value[..])
+                            .timestamp(m.ts_ms),
                     );
                     while let Some(r) = record.take() {
                         if let Err((_, r)) = producer.send(r) {

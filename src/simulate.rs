@@ -81,23 +81,39 @@ struct KafkaLines {
     rate: f64,
     sent: u64,
     started: std::time::Instant,
+    /// The simulated collector's clock: records are stamped with what many
+    /// reports agree on, as a collector stamps them on arrival, so the
+    /// scenario's future-dated reports do not stamp their records ahead.
+    clock: outage_detect::clock::StreamClock,
 }
 
 impl KafkaLines {
     fn send_line(&mut self, line: &[u8]) -> std::io::Result<()> {
         use rdkafka::producer::BaseRecord;
-        let key = outage_detect::decode(
+        let decoded = outage_detect::decode(
             line,
             None,
             i64::MAX / 4,
             &outage_detect::DecodeOptions::default(),
-        )
-        .map(|r| r.service.into_owned())
-        .unwrap_or_default();
+        );
+        let stamp = match &decoded {
+            Ok(r) => {
+                self.clock.push(r.ts_ms);
+                if self.clock.now().is_none() {
+                    self.clock.settle();
+                }
+                self.clock.now()
+            }
+            Err(_) => self.clock.now(),
+        };
+        let key = decoded.map(|r| r.service.into_owned()).unwrap_or_default();
         loop {
-            let record = BaseRecord::<str, [u8]>::to(&self.topic)
+            let mut record = BaseRecord::<str, [u8]>::to(&self.topic)
                 .key(key.as_str())
                 .payload(line);
+            if let Some(ts) = stamp {
+                record = record.timestamp(ts);
+            }
             match self.producer.send(record) {
                 Ok(()) => break,
                 Err((
@@ -165,6 +181,7 @@ pub fn simulate_to_kafka(
         rate,
         sent: 0,
         started: std::time::Instant::now(),
+        clock: outage_detect::clock::StreamClock::new(5 * 60_000),
     };
     std::fs::write(
         truth,

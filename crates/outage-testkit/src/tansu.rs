@@ -106,20 +106,40 @@ impl Tansu {
     }
 
     /// Produces `(key, value)` messages in order and waits until all are
-    /// acknowledged (see [`test_producer`]).
+    /// acknowledged (see [`test_producer`]). A value that is a report with a
+    /// numeric `ts` is stamped with it as the record's timestamp, as a
+    /// producer replaying history must (outage-radar's stream time in `run`
+    /// is the record timestamp); anything else gets the producer's clock.
     pub fn produce<K: AsRef<[u8]>, V: AsRef<[u8]>>(
         &self,
         topic: &str,
         messages: impl IntoIterator<Item = (K, V)>,
     ) {
+        self.produce_timed(
+            topic,
+            messages.into_iter().map(|(k, v)| {
+                let ts = report_ts(v.as_ref());
+                (k, v, ts)
+            }),
+        );
+    }
+
+    /// Produces `(key, value, record timestamp)` messages in order (`None`:
+    /// the producer's clock) and waits until all are acknowledged.
+    pub fn produce_timed<K: AsRef<[u8]>, V: AsRef<[u8]>>(
+        &self,
+        topic: &str,
+        messages: impl IntoIterator<Item = (K, V, Option<i64>)>,
+    ) {
         let producer = test_producer(&self.bootstrap());
-        for (key, value) in messages {
-            send_blocking(
-                &producer,
-                BaseRecord::to(topic)
-                    .key(key.as_ref())
-                    .payload(value.as_ref()),
-            );
+        for (key, value, ts) in messages {
+            let mut record = BaseRecord::to(topic)
+                .key(key.as_ref())
+                .payload(value.as_ref());
+            if let Some(ts) = ts {
+                record = record.timestamp(ts);
+            }
+            send_blocking(&producer, record);
         }
         producer
             .flush(Duration::from_secs(60))
@@ -288,4 +308,12 @@ pub fn consume_all(bootstrap: &str, topic: &str, partitions: i32) -> Vec<(String
         }
     }
     seen.into_values().collect()
+}
+
+/// The numeric `ts` of a JSON report, if it has one.
+fn report_ts(value: &[u8]) -> Option<i64> {
+    serde_json::from_slice::<serde_json::Value>(value)
+        .ok()?
+        .get("ts")?
+        .as_i64()
 }
