@@ -36,6 +36,11 @@ struct Inc {
     matched: bool,
 }
 
+/// Magnitude band, region-volume band, shape.
+type OcKey = (usize, usize, String);
+/// Detected, detectable, delays from the floor.
+type OcRow = (usize, usize, Vec<f64>);
+
 fn percentile(sorted: &[f64], q: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
@@ -83,11 +88,15 @@ pub fn evaluate(
     let mut global_delays: Vec<f64> = Vec::new();
     let mut missed_global = 0;
 
+    // Operating characteristic: (magnitude band, volume band, shape) →
+    // (detected, detectable, delays from the floor).
+    let mut oc: std::collections::BTreeMap<OcKey, OcRow> = Default::default();
+    let mut start_delays: Vec<f64> = Vec::new();
+    let (mut undetectable, mut undetectable_found) = (0usize, 0usize);
     for ev in truth.events.iter().filter(|e| e.expect_incident) {
         let service = ev.service.clone().unwrap_or_default();
         let (start, end) = (ms(&ev.start)?, ms(&ev.end)?);
         for r in &ev.regions {
-            expected_regions += 1;
             let rs = ms(&r.start)?;
             let found = incs.iter_mut().find(|i| {
                 i.scope == "region"
@@ -97,20 +106,54 @@ pub fn evaluate(
                     && i.started <= end
                     && (i.started as f64) >= rs as f64 - 2.0 * window_ms
             });
+            if !r.detectable {
+                undetectable += 1;
+                if let Some(i) = found {
+                    i.matched = true;
+                    undetectable_found += 1;
+                }
+                lines.push(format!(
+                    "  {service} {:<3} start {}  not detectable ({:.0} excess, peak {:.1}/min)",
+                    r.region, r.start, r.excess, r.peak_excess
+                ));
+                continue;
+            }
+            expected_regions += 1;
+            let floor = r.floor_at.as_deref().map(ms).transpose()?.unwrap_or(rs);
+            let band =
+                |x: f64, edges: [f64; 2]| usize::from(x >= edges[0]) + usize::from(x >= edges[1]);
+            let key = (
+                band(ev.magnitude.unwrap_or(0.0), [3.0, 8.0]),
+                band(r.base_per_minute, [1.0, 10.0]),
+                ev.shape.map_or("step", |s| s.as_str()).to_string(),
+            );
+            let row = oc.entry(key).or_default();
+            row.1 += 1;
             match found {
                 Some(i) => {
                     i.matched = true;
                     detected_regions += 1;
-                    let d = (i.detected - rs) as f64 / window_ms;
+                    // Counted from the window in which the excess first
+                    // reaches the floor: before it no detector can know.
+                    let d = ((i.detected - floor) as f64 / window_ms).max(0.0);
+                    let from_start = (i.detected - rs) as f64 / window_ms;
                     delays.push(d);
+                    start_delays.push(from_start);
+                    row.0 += 1;
+                    row.2.push(d);
                     lines.push(format!(
-                        "  {service} {:<3} start {}  detected after {d:.1} windows",
+                        "  {service} {:<3} start {}  detected after {d:.1} windows ({from_start:.1} from the start)",
                         r.region, r.start
                     ));
                 }
                 None => lines.push(format!(
-                    "  {service} {:<3} start {}  MISSED",
-                    r.region, r.start
+                    "  {service} {:<3} start {}  MISSED ({:.0} excess, peak {:.1}/min, {:.2}x {})",
+                    r.region,
+                    r.start,
+                    r.excess,
+                    r.peak_excess,
+                    ev.magnitude.unwrap_or(0.0),
+                    ev.shape.map_or("step", |s| s.as_str())
                 )),
             }
         }
@@ -184,7 +227,44 @@ pub fn evaluate(
     );
     println!("outage regions detected: {detected_regions}/{expected_regions} (recall {recall:.3})");
     println!("precision: {precision:.3}");
-    println!("delay in windows: median {median:.1}, p90 {p90:.1}, max {worst:.1}");
+    println!(
+        "delay in windows (from the detectability floor): median {median:.1}, p90 {p90:.1}, max {worst:.1}"
+    );
+    start_delays.sort_by(f64::total_cmp);
+    println!(
+        "delay in windows (from the true start): median {:.1}, max {:.1}",
+        percentile(&start_delays, 0.5),
+        start_delays.last().copied().unwrap_or(f64::NAN)
+    );
+    if undetectable > 0 {
+        println!(
+            "not detectable (< {} excess reports or < {}/window at peak): {undetectable}, {undetectable_found} found anyway",
+            outage_sim::DETECTABLE_TOTAL,
+            outage_sim::DETECTABLE_PEAK
+        );
+    }
+    if !oc.is_empty() {
+        const MAG: [&str; 3] = ["1.5-3x", "3-8x", "8-20x"];
+        const VOL: [&str; 3] = ["<1/min", "1-10/min", ">=10/min"];
+        println!("operating characteristic (magnitude × region volume × shape):");
+        println!(
+            "  {:<7} {:<9} {:<5} {:>9} {:>7} {:>5}",
+            "mag", "volume", "shape", "recall", "median", "max"
+        );
+        for ((m, v, shape), (hit, total, mut d)) in oc {
+            d.sort_by(f64::total_cmp);
+            println!(
+                "  {:<7} {:<9} {:<5} {:>4}/{:<4} {:>7.1} {:>5.1}",
+                MAG[m],
+                VOL[v],
+                shape,
+                hit,
+                total,
+                percentile(&d, 0.5),
+                d.last().copied().unwrap_or(f64::NAN)
+            );
+        }
+    }
     if !global_delays.is_empty() || missed_global > 0 {
         println!(
             "global incidents: {} detected, {missed_global} missed",
@@ -196,6 +276,13 @@ pub fn evaluate(
         false_region,
         false_incs.len() - false_region
     );
+    if truth.series > 0 {
+        println!(
+            "false incidents per series-month: {:.4} ({} region series)",
+            false_region as f64 / truth.series as f64 / (days / 30.0),
+            truth.series
+        );
+    }
     for ev in truth.events.iter().filter(|e| !e.expect_incident) {
         let (s, e) = (ms(&ev.start)?, ms(&ev.end)?);
         let n = false_incs

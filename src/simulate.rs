@@ -16,12 +16,14 @@ pub fn load_scenario(name: &str) -> anyhow::Result<Scenario> {
     let path = Path::new(name);
     anyhow::ensure!(
         path.is_file(),
-        "no scenario {name:?}: built-in ones are {}, or give a path to a .toml file",
+        "no scenario {name:?}: built-in ones are {}, randomized families \
+         family:KIND:SEED with KIND one of {}, or give a path to a .toml file",
         outage_sim::BUILTIN
             .iter()
             .map(|(n, _)| *n)
             .collect::<Vec<_>>()
-            .join(", ")
+            .join(", "),
+        outage_sim::family::KINDS.join(", ")
     );
     let text =
         std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;

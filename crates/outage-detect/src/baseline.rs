@@ -16,8 +16,11 @@ use serde::{Deserialize, Serialize};
 pub const SLOTS: usize = 168;
 /// Weeks of visits after which a slot's own value is used alone.
 const SLOT_TRUST_WEEKS: f64 = 4.0;
-/// Relative variance of an hour of the week never seen: a guess from the
-/// same hour on other days is trusted to about ±20 % (weekends differ).
+/// Relative variance of an hour of the week not yet seen: its value is a
+/// guess from other days, trusted to about ±20 % (weekends differ, and the
+/// region's time zone is unknown). Chosen on the development seeds of the
+/// scenario families (0.01 and 0.02 found more slow outages but paged on
+/// first weekends; EVALUATION.md).
 const UNSEEN_SLOT_VARIANCE: f64 = 0.04;
 
 /// Per-window learning rates, derived from the configured half-lives and
@@ -127,10 +130,10 @@ impl Baseline {
         Some(trust * own + (1.0 - trust) * sum / visits)
     }
 
-    /// Extra persistent dispersion of the expectation at `slot`: large for
-    /// an hour of the week this series has not seen yet (its value is a
-    /// guess from other days), fading as the slot gathers four weeks of
-    /// visits.
+    /// Extra persistent dispersion of the expectation at `slot` while it is
+    /// blended from other days (a guess: the week has its own swing, and
+    /// the detector does not know the region's time zone), fading as the
+    /// slot gathers four weeks of visits.
     pub fn slot_uncertainty(&self, slot: usize, rates: &LearnRates) -> f64 {
         let own = self.visits.get(slot).map_or(0.0, |&v| f64::from(v));
         UNSEEN_SLOT_VARIANCE * (1.0 - own / rates.slot_trust_visits).max(0.0)

@@ -8,6 +8,8 @@
 //! late arrivals and malformed lines) and returns the [`Truth`]. The same
 //! scenario and seed always give the same bytes.
 
+pub mod family;
+
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::io::{self, Write};
@@ -63,6 +65,11 @@ pub struct Scenario {
     /// Extra malformed lines, as a fraction of reports.
     #[serde(default)]
     pub malformed_fraction: f64,
+    /// Extra reports from devices with broken clocks, as a fraction of
+    /// reports: dated 80 years, 1 year, 1 hour or 4 minutes ahead, or 5
+    /// years behind. No detector should count them as an outage.
+    #[serde(default)]
+    pub outlier_fraction: f64,
     pub services: Vec<ServiceSpec>,
     pub regions: Vec<RegionSpec>,
     #[serde(default)]
@@ -107,7 +114,8 @@ pub struct RegionDelay {
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum EventSpec {
-    /// Reports × `multiplier` in each region from its start for `duration`.
+    /// Reports × `multiplier` in each region from its start for `duration`,
+    /// in the given `shape`.
     Outage {
         service: String,
         start: String,
@@ -117,6 +125,18 @@ pub enum EventSpec {
         regions: Vec<RegionDelay>,
         #[serde(default)]
         problem: Option<String>,
+        /// `step` (default), `ramp` (rising to `multiplier` over `period`)
+        /// or `flap` (on and off, `period` each).
+        #[serde(default)]
+        shape: Shape,
+        #[serde(default, with = "humantime_serde")]
+        period: Duration,
+    },
+    /// A region's clocks move by `shift_hours` (daylight saving time).
+    Dst {
+        region: String,
+        start: String,
+        shift_hours: f64,
     },
     /// A few reporters sending many reports.
     Spam {
@@ -150,6 +170,49 @@ pub enum EventSpec {
     },
 }
 
+/// How an outage's excess develops.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Shape {
+    #[default]
+    Step,
+    Ramp,
+    Flap,
+}
+
+impl Shape {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Shape::Step => "step",
+            Shape::Ramp => "ramp",
+            Shape::Flap => "flap",
+        }
+    }
+
+    /// Fraction of the multiplier's excess in effect `since_ms` after a
+    /// region's start (whole minutes).
+    fn factor(self, period: Duration, since_ms: i64) -> f64 {
+        let period = period.as_millis() as i64;
+        match self {
+            _ if period <= 0 => 1.0,
+            Shape::Step => 1.0,
+            Shape::Ramp => ((since_ms + MIN) as f64 / period as f64).min(1.0),
+            Shape::Flap => {
+                if (since_ms / period) % 2 == 0 {
+                    1.0
+                } else {
+                    0.0
+                }
+            }
+        }
+    }
+}
+
+/// Reports above expectation in a window (minute) from which an outage can
+/// be seen at all, and in all, for it to count in recall.
+pub const DETECTABLE_PEAK: f64 = 4.0;
+pub const DETECTABLE_TOTAL: f64 = 40.0;
+
 /// Ground truth of one event.
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
 pub struct TruthEvent {
@@ -163,12 +226,40 @@ pub struct TruthEvent {
     pub expect_incident: bool,
     /// Whether a global incident is expected.
     pub expect_global: bool,
+    /// Outages: multiplier, shape and length.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub magnitude: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shape: Option<Shape>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_minutes: Option<f64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
 pub struct TruthRegion {
     pub region: String,
     pub start: String,
+    /// Outages: expected reports above normal over the whole outage, and
+    /// the most in one minute.
+    #[serde(default)]
+    pub excess: f64,
+    #[serde(default)]
+    pub peak_excess: f64,
+    /// Normal reports per minute in this region at its start.
+    #[serde(default)]
+    pub base_per_minute: f64,
+    /// At least [`DETECTABLE_TOTAL`] excess reports in all and
+    /// [`DETECTABLE_PEAK`] in some minute: counted in recall.
+    #[serde(default = "yes")]
+    pub detectable: bool,
+    /// The first minute whose excess reaches [`DETECTABLE_PEAK`]: before
+    /// it no detector can know; delays are counted from it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub floor_at: Option<String>,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// Ground truth of a generated stream.
@@ -177,6 +268,10 @@ pub struct Truth {
     pub scenario: String,
     pub start: String,
     pub end: String,
+    /// Region series (services × regions), for false incidents per
+    /// series-month.
+    #[serde(default)]
+    pub series: usize,
     pub events: Vec<TruthEvent>,
 }
 
@@ -186,6 +281,8 @@ pub struct Generated {
     pub reports: u64,
     pub malformed: u64,
     pub late: u64,
+    /// Reports dated by a broken clock (see `outlier_fraction`).
+    pub outliers: u64,
 }
 
 fn parse_time(text: &str, what: &str) -> Result<i64, ScenarioError> {
@@ -212,8 +309,13 @@ impl Scenario {
         Ok(s)
     }
 
-    /// A built-in scenario by name.
+    /// A built-in scenario by name: one of [`BUILTIN`], or a randomized
+    /// family `family:KIND:SEED` (see [`family`]).
     pub fn builtin(name: &str) -> Option<Scenario> {
+        if let Some(rest) = name.strip_prefix("family:") {
+            let (kind, seed) = rest.split_once(':')?;
+            return family::family(kind, seed.parse().ok()?);
+        }
         BUILTIN.iter().find(|(n, _)| *n == name).map(|(_, text)| {
             Scenario::from_toml(text).expect("built-in scenarios are valid (tested)")
         })
@@ -276,6 +378,12 @@ impl Scenario {
                 EventSpec::Gap { start, .. } => {
                     parse_time(start, "gap start")?;
                 }
+                EventSpec::Dst { region, start, .. } => {
+                    parse_time(start, "dst start")?;
+                    if !known_region(region) {
+                        return bad(format!("dst in {region:?}: unknown region"));
+                    }
+                }
                 EventSpec::Holiday { region, start, .. } => {
                     parse_time(start, "holiday start")?;
                     if !known_region(region) {
@@ -291,6 +399,7 @@ impl Scenario {
     pub fn truth(&self) -> Truth {
         let start = parse_time(&self.start, "start").expect("validated");
         let end = start + self.duration.as_millis() as i64;
+        let times = self.event_times();
         let events = self
             .events
             .iter()
@@ -300,23 +409,65 @@ impl Scenario {
                     start,
                     duration,
                     regions,
+                    multiplier,
+                    shape,
                     ..
                 } => {
                     let s = parse_time(start, "").expect("validated");
+                    let stop = (s + duration.as_millis() as i64).min(end);
+                    let svc = self
+                        .services
+                        .iter()
+                        .find(|x| &x.name == service)
+                        .expect("validated");
                     TruthEvent {
                         kind: "outage".into(),
                         service: Some(service.clone()),
                         regions: regions
                             .iter()
-                            .map(|r| TruthRegion {
-                                region: r.region.clone(),
-                                start: rfc3339(s + r.after.as_millis() as i64),
+                            .map(|r| {
+                                let rs = s + r.after.as_millis() as i64;
+                                let region = self
+                                    .regions
+                                    .iter()
+                                    .find(|x| x.code == r.region)
+                                    .expect("validated");
+                                let (mut excess, mut peak, mut floor) = (0.0, 0.0f64, None);
+                                let mut t = rs;
+                                while t < stop {
+                                    if !self.in_gap(&times, t) {
+                                        let rate = self.rate(&times, svc, region, t);
+                                        let x = rate.base * (rate.multiplier - 1.0);
+                                        excess += x;
+                                        peak = peak.max(x);
+                                        if floor.is_none() && x >= DETECTABLE_PEAK {
+                                            floor = Some(t);
+                                        }
+                                    }
+                                    t += MIN;
+                                }
+                                TruthRegion {
+                                    region: r.region.clone(),
+                                    start: rfc3339(rs),
+                                    excess: (excess * 10.0).round() / 10.0,
+                                    peak_excess: (peak * 100.0).round() / 100.0,
+                                    base_per_minute: (self.rate(&times, svc, region, rs).base
+                                        * 1000.0)
+                                        .round()
+                                        / 1000.0,
+                                    detectable: excess >= DETECTABLE_TOTAL
+                                        && peak >= DETECTABLE_PEAK,
+                                    floor_at: floor.map(rfc3339),
+                                }
                             })
                             .collect(),
                         start: rfc3339(s),
                         end: rfc3339(s + duration.as_millis() as i64),
                         expect_incident: true,
                         expect_global: regions.len() >= 3,
+                        magnitude: Some(*multiplier),
+                        shape: Some(*shape),
+                        duration_minutes: Some(duration.as_secs_f64() / 60.0),
                     }
                 }
                 EventSpec::Spam {
@@ -342,15 +493,131 @@ impl Scenario {
                     duration,
                     ..
                 } => plain("holiday", None, Some(region), start, *duration),
+                EventSpec::Dst { region, start, .. } => plain(
+                    "dst",
+                    None,
+                    Some(region),
+                    start,
+                    Duration::from_secs(86_400),
+                ),
             })
             .collect();
         Truth {
             scenario: self.name.clone(),
             start: rfc3339(start),
             end: rfc3339(end),
+            series: self.services.len() * self.regions.len(),
             events,
         }
     }
+
+    fn event_times(&self) -> Vec<(i64, &EventSpec)> {
+        self.events
+            .iter()
+            .map(|e| {
+                let s = match e {
+                    EventSpec::Outage { start, .. }
+                    | EventSpec::Spam { start, .. }
+                    | EventSpec::Drift { start, .. }
+                    | EventSpec::Gap { start, .. }
+                    | EventSpec::Holiday { start, .. }
+                    | EventSpec::Dst { start, .. } => start,
+                };
+                (parse_time(s, "").expect("validated"), e)
+            })
+            .collect()
+    }
+
+    fn in_gap(&self, times: &[(i64, &EventSpec)], t: i64) -> bool {
+        times
+            .iter()
+            .any(|(s, e)| matches!(e, EventSpec::Gap { duration, .. } if within(t, *s, duration)))
+    }
+
+    /// Mean reports per minute of one service in one region at minute `t`,
+    /// before the count's own noise: the normal rate and the outage
+    /// multiplier in effect.
+    fn rate(
+        &self,
+        times: &[(i64, &EventSpec)],
+        svc: &ServiceSpec,
+        region: &RegionSpec,
+        t: i64,
+    ) -> Rate {
+        let total_weight: f64 = self.regions.iter().map(|r| r.weight).sum();
+        let mut drift = 1.0;
+        let mut offset = region.utc_offset;
+        let mut holiday = 1.0;
+        let mut multiplier = 1.0;
+        let mut problem = None;
+        for (s, e) in times {
+            match e {
+                EventSpec::Drift {
+                    service,
+                    growth_per_week,
+                    ..
+                } if service == &svc.name && t >= *s => {
+                    drift *= 1.0 + growth_per_week * (t - s) as f64 / (7.0 * 86_400_000.0);
+                }
+                EventSpec::Dst {
+                    region: r,
+                    shift_hours,
+                    ..
+                } if r == &region.code && t >= *s => offset += shift_hours,
+                EventSpec::Holiday {
+                    region: r,
+                    duration,
+                    factor,
+                    ..
+                } if r == &region.code && within(t, *s, duration) => holiday *= factor,
+                EventSpec::Outage {
+                    service,
+                    duration,
+                    multiplier: m,
+                    regions,
+                    problem: p,
+                    shape,
+                    period,
+                    ..
+                } if service == &svc.name => {
+                    if let Some(rd) = regions.iter().find(|rd| rd.region == region.code) {
+                        let rs = s + rd.after.as_millis() as i64;
+                        if t >= rs && t < s + duration.as_millis() as i64 {
+                            multiplier *= 1.0 + (m - 1.0) * shape.factor(*period, t - rs);
+                            problem = p
+                                .as_ref()
+                                .and_then(|p| PROBLEMS.iter().position(|x| x == p));
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        let local =
+            DateTime::from_timestamp_millis(t + (offset * 3_600_000.0) as i64).expect("in range");
+        let hour = f64::from(local.hour()) + f64::from(local.minute()) / 60.0;
+        let base = svc.rate_per_minute * region.weight / total_weight
+            * diurnal(hour)
+            * weekly(local.weekday().num_days_from_monday())
+            * drift
+            * holiday;
+        Rate {
+            base,
+            multiplier,
+            problem,
+        }
+    }
+}
+
+/// What [`Scenario::rate`] says of one minute.
+struct Rate {
+    base: f64,
+    multiplier: f64,
+    problem: Option<usize>,
+}
+
+fn within(t: i64, s: i64, d: &Duration) -> bool {
+    t >= s && t < s + d.as_millis() as i64
 }
 
 fn plain(
@@ -369,6 +636,11 @@ fn plain(
                 vec![TruthRegion {
                     region: r.clone(),
                     start: rfc3339(s),
+                    excess: 0.0,
+                    peak_excess: 0.0,
+                    base_per_minute: 0.0,
+                    detectable: false,
+                    floor_at: None,
                 }]
             })
             .unwrap_or_default(),
@@ -376,6 +648,9 @@ fn plain(
         end: rfc3339(s + duration.as_millis() as i64),
         expect_incident: false,
         expect_global: false,
+        magnitude: None,
+        shape: None,
+        duration_minutes: None,
     }
 }
 
@@ -411,90 +686,24 @@ pub fn generate(scenario: &Scenario, out: &mut dyn Write) -> io::Result<Generate
     let mut rng = ChaCha8Rng::seed_from_u64(scenario.seed);
     let start = parse_time(&scenario.start, "start").expect("validated");
     let minutes = (scenario.duration.as_millis() as i64 / MIN).max(0);
-    let total_weight: f64 = scenario.regions.iter().map(|r| r.weight).sum();
     let jitter_ms = scenario.jitter.as_millis() as i64;
     let mut pending: BinaryHeap<Reverse<(i64, u64, String)>> = BinaryHeap::new();
     let mut seq = 0u64;
     let mut stats = Generated::default();
-    let times: Vec<(i64, &EventSpec)> = scenario
-        .events
-        .iter()
-        .map(|e| {
-            let s = match e {
-                EventSpec::Outage { start, .. }
-                | EventSpec::Spam { start, .. }
-                | EventSpec::Drift { start, .. }
-                | EventSpec::Gap { start, .. }
-                | EventSpec::Holiday { start, .. } => start,
-            };
-            (parse_time(s, "").expect("validated"), e)
-        })
-        .collect();
-    let within = |t: i64, s: i64, d: &Duration| t >= s && t < s + d.as_millis() as i64;
+    let times = scenario.event_times();
+    const YEAR: i64 = 365 * 86_400_000;
+    const CLOCK_ERRORS: [i64; 5] = [80 * YEAR, YEAR, 3_600_000, 240_000, -5 * YEAR];
 
     for m in 0..minutes {
         let t = start + m * MIN;
-        if times
-            .iter()
-            .any(|(s, e)| matches!(e, EventSpec::Gap { duration, .. } if within(t, *s, duration)))
-        {
+        if scenario.in_gap(&times, t) {
             continue;
         }
         for svc in &scenario.services {
-            let mut drift = 1.0;
-            for (s, e) in &times {
-                if let EventSpec::Drift {
-                    service,
-                    growth_per_week,
-                    ..
-                } = e
-                {
-                    if service == &svc.name && t >= *s {
-                        drift *= 1.0 + growth_per_week * (t - s) as f64 / (7.0 * 86_400_000.0);
-                    }
-                }
-            }
             for region in &scenario.regions {
-                let local =
-                    DateTime::from_timestamp_millis(t + (region.utc_offset * 3_600_000.0) as i64)
-                        .expect("in range");
-                let hour = f64::from(local.hour()) + f64::from(local.minute()) / 60.0;
-                let mut lambda = svc.rate_per_minute * region.weight / total_weight
-                    * diurnal(hour)
-                    * weekly(local.weekday().num_days_from_monday())
-                    * drift;
-                let mut problem_bias: Option<usize> = None;
-                for (s, e) in &times {
-                    match e {
-                        EventSpec::Holiday {
-                            region: r,
-                            duration,
-                            factor,
-                            ..
-                        } if r == &region.code && within(t, *s, duration) => {
-                            lambda *= factor;
-                        }
-                        EventSpec::Outage {
-                            service,
-                            duration,
-                            multiplier,
-                            regions,
-                            problem,
-                            ..
-                        } if service == &svc.name => {
-                            if let Some(rd) = regions.iter().find(|rd| rd.region == region.code) {
-                                let rs = s + rd.after.as_millis() as i64;
-                                if t >= rs && t < s + duration.as_millis() as i64 {
-                                    lambda *= multiplier;
-                                    problem_bias = problem
-                                        .as_ref()
-                                        .and_then(|p| PROBLEMS.iter().position(|x| x == p));
-                                }
-                            }
-                        }
-                        _ => {}
-                    }
-                }
+                let rate = scenario.rate(&times, svc, region, t);
+                let lambda = rate.base * rate.multiplier;
+                let problem_bias = rate.problem;
                 let mean = if svc.dispersion > 0.0 {
                     let shape = 1.0 / svc.dispersion;
                     Gamma::new(shape, lambda / shape).map_or(lambda, |g| g.sample(&mut rng))
@@ -540,6 +749,21 @@ pub fn generate(scenario: &Scenario, out: &mut dyn Write) -> io::Result<Generate
                         pending.push(Reverse((ts + delay, seq, bad)));
                         seq += 1;
                         stats.malformed += 1;
+                    }
+                    if scenario.outlier_fraction > 0.0
+                        && rng.gen_bool(scenario.outlier_fraction.clamp(0.0, 1.0))
+                    {
+                        let wrong = ts + CLOCK_ERRORS[rng.gen_range(0..CLOCK_ERRORS.len())];
+                        let line = format!(
+                            r#"{{"service":"{}","region":"{}","ts":{},"problem":"other","reporter":"clock{:x}","source":"app"}}"#,
+                            svc.name,
+                            region.code,
+                            wrong,
+                            rng.gen_range(0..u32::MAX)
+                        );
+                        pending.push(Reverse((ts + delay, seq, line)));
+                        seq += 1;
+                        stats.outliers += 1;
                     }
                 }
             }
