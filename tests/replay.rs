@@ -142,3 +142,75 @@ fn replay_writes_scores_incidents_and_summary() {
         "every line decoded or rejected"
     );
 }
+
+/// Replays `text` and returns (scores.csv, incidents.jsonl, summary).
+fn replay_text(text: &str) -> (String, String, serde_json::Value) {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("reports.jsonl");
+    std::fs::write(&input, text).unwrap();
+    let out = dir.path().join("out");
+    let status = Command::new(env!("CARGO_BIN_EXE_outage-radar"))
+        .args(["replay", "--input"])
+        .arg(&input)
+        .arg("--out")
+        .arg(&out)
+        .env_remove("OUTAGE_RADAR_CONFIG")
+        .output()
+        .unwrap();
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    let read = |f: &str| std::fs::read_to_string(out.join(f)).unwrap();
+    (
+        read("scores.csv"),
+        read("incidents.jsonl"),
+        serde_json::from_str(&read("summary.json")).unwrap(),
+    )
+}
+
+#[test]
+fn device_clocks_years_ahead_or_behind_change_no_score_and_no_incident() {
+    let clean = history();
+    // Reports of another service in the same file, dated by broken device
+    // clocks: 80 years, 1 year, 1 hour and 4 minutes ahead, 5 years behind.
+    // One of each near the start (before the clock has its first sample),
+    // and again on day 2 and during the outage.
+    const YEAR: i64 = 365 * 86_400_000;
+    let errors = [80 * YEAR, YEAR, 3_600_000, 240_000, -5 * YEAR];
+    let mut dirty = String::new();
+    for (n, line) in clean.lines().enumerate() {
+        dirty.push_str(line);
+        dirty.push('\n');
+        if [0, 30, 100_000, 200_000].contains(&n) {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            let ts = v["ts"].as_i64().unwrap();
+            for e in errors {
+                writeln!(
+                    dirty,
+                    r#"{{"service":"clocks","region":"GB","ts":{},"reporter":"c{n}{e}"}}"#,
+                    ts + e
+                )
+                .unwrap();
+            }
+        }
+    }
+    let (scores, incidents, summary) = replay_text(&clean);
+    let (dirty_scores, dirty_incidents, dirty_summary) = replay_text(&dirty);
+    assert_eq!(incidents, dirty_incidents);
+    let alexa = |s: &str| {
+        s.lines()
+            .filter(|l| l.contains(",alexa,"))
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(alexa(&scores), alexa(&dirty_scores));
+    // 80 y, 1 y and 1 h ahead are refused, 5 y behind is late; 4 minutes
+    // ahead is within the allowed skew and counts in its own window.
+    assert_eq!(dirty_summary["rejected"]["future_timestamp"], 12);
+    assert_eq!(
+        dirty_summary["late"].as_u64().unwrap(),
+        summary["late"].as_u64().unwrap() + 4
+    );
+}

@@ -231,3 +231,103 @@ fn simulate_produces_a_scenario_to_kafka() {
     });
     assert!(done, "read {n} of {} messages", reports + malformed);
 }
+
+/// A device clock minutes ahead, in `run`: stream time is the Kafka record
+/// timestamp, so the report waits in its own window and no honest report
+/// becomes late.
+#[test]
+fn a_report_dated_minutes_ahead_makes_no_other_report_late() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Tansu::start();
+    let topic = unique_name("reports");
+    for t in [topic.clone(), format!("{topic}.dlq")] {
+        broker.create_topic(&t, 1, false);
+    }
+    // Three minutes of live-looking traffic, 20 reports a second of two
+    // services; halfway, one report dated 4 minutes ahead of its record.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+        - 10 * 60_000;
+    let mut messages = Vec::new();
+    for i in 0..3600i64 {
+        let ts = now + i * 50;
+        let service = if i % 2 == 0 { "alexa" } else { "netflix" };
+        messages.push((
+            service.to_string(),
+            format!(r#"{{"service":"{service}","region":"GB","ts":{ts},"reporter":"r{i}"}}"#),
+            Some(ts),
+        ));
+        if i == 1800 {
+            messages.push((
+                "alexa".into(),
+                format!(
+                    r#"{{"service":"alexa","region":"DE","ts":{},"reporter":"fast-clock"}}"#,
+                    ts + 4 * 60_000
+                ),
+                Some(ts),
+            ));
+        }
+    }
+    let total = messages.len();
+    broker.produce_timed(&topic, messages);
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[http]\nlisten = \"127.0.0.1:0\"\n[incidents]\ntopic = \"\"\n[state]\ntopic = \"\"\n\
+             [detect]\nidle_timeout = \"1h\"\n\
+             [kafka]\nbrokers = \"{}\"\ntopic = \"{topic}\"\ndlq_topic = \"{topic}.dlq\"\ngroup_id = \"{}\"\n\
+             [kafka.consumer_properties]\n\"fetch.wait.max.ms\" = \"5\"\n",
+            broker.bootstrap(),
+            unique_name("group")
+        ),
+    )
+    .unwrap();
+    let log = dir.path().join("run.log");
+    let mut child = common::spawn_run(&config, &log);
+    let addr = || {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        text.split("addr=")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .map(str::to_string)
+    };
+    let scrape = |addr: &str| {
+        ureq::get(&format!("http://{addr}/metrics"))
+            .call()
+            .ok()
+            .and_then(|r| r.into_string().ok())
+            .unwrap_or_default()
+    };
+    let value = |metrics: &str, name: &str| {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse::<f64>().ok())
+    };
+    let consumed = format!("outage_radar_messages_consumed_total {total}");
+    let mut metrics = String::new();
+    wait_until(Duration::from_secs(60), || {
+        metrics = addr().map(|a| scrape(&a)).unwrap_or_default();
+        metrics.contains(&consumed)
+    });
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+    assert!(metrics.contains(&consumed), "{metrics}");
+    assert_eq!(
+        value(&metrics, "outage_radar_late_reports_total"),
+        Some(0.0),
+        "{metrics}"
+    );
+    let dead_lettered: f64 = metrics
+        .lines()
+        .filter(|l| l.starts_with("outage_radar_messages_dead_lettered_total"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert_eq!(dead_lettered, 0.0, "nothing dead-lettered: {metrics}");
+}
