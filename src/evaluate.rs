@@ -168,6 +168,17 @@ pub fn evaluate(
         }) {
             i.matched = true;
         }
+        // A global incident is due once the outage has reached its third
+        // region that can be seen at all (the third detectability floor):
+        // before that it cannot honestly be declared.
+        let mut floors = ev
+            .regions
+            .iter()
+            .filter(|r| r.detectable)
+            .map(|r| r.floor_at.as_deref().map_or_else(|| ms(&r.start), ms))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        floors.sort_unstable();
+        let third = floors.get(2).copied();
         if ev.expect_global {
             let first = ev
                 .regions
@@ -183,18 +194,30 @@ pub fn evaluate(
                     && i.started <= end
             }) {
                 if !hit {
-                    global_delays.push((i.detected - first) as f64 / 60_000.0);
-                    lines.push(format!(
-                        "  {service} global  detected {:.1} min after the first region",
-                        (i.detected - first) as f64 / 60_000.0
-                    ));
+                    let after_first = (i.detected - first) as f64 / 60_000.0;
+                    match third {
+                        Some(t) => {
+                            let after_third = (i.detected - t) as f64 / 60_000.0;
+                            global_delays.push(after_third.max(0.0));
+                            lines.push(format!(
+                                "  {service} global  detected {after_third:.1} min after the third region ({after_first:.1} after the first)"
+                            ));
+                        }
+                        None => lines.push(format!(
+                            "  {service} global  detected {after_first:.1} min after the first region (fewer than 3 detectable regions)"
+                        )),
+                    }
                 }
                 hit = true;
                 i.matched = true;
             }
-            if !hit {
+            if !hit && third.is_some() {
                 missed_global += 1;
                 lines.push(format!("  {service} global  MISSED"));
+            } else if !hit {
+                lines.push(format!(
+                    "  {service} global  not expected: fewer than 3 detectable regions"
+                ));
             }
         }
     }
