@@ -39,10 +39,9 @@ struct Series {
     /// The weighted sums every scale is scored on.
     sums: ScaleSums,
     state: SeriesState,
-    /// Consecutive normal windows (outage).
+    /// Pending: windows since the run was last suspect; outage:
+    /// consecutive normal windows.
     run: u32,
-    /// Windows seen while pending that were no longer suspect.
-    misses: u32,
     /// Start of the current pending/outage run.
     since_ms: i64,
     /// Start of the first clearly elevated window (its own surprise at
@@ -50,11 +49,11 @@ struct Series {
     /// current run of windows above expectation: where an incident says it
     /// started. [`NO_ONSET`] when the last window was not above expectation.
     onset_ms: i64,
-    late: u64,
     /// Boxed: most series never have one, and the box keeps them small.
     incident: Option<Box<Incident>>,
-    /// Problems of the pending run, carried into the incident.
-    pending_problems: [u32; 8],
+    /// Problems of the pending run, carried into the incident (saturating:
+    /// a pending run is short, and the incident counts in `u64`).
+    pending_problems: [u16; 8],
     /// Peak ratio and surprise of the pending run.
     pending_peak: (f32, f32),
     /// Observed and expected count of the last closed window.
@@ -310,10 +309,8 @@ impl Detector {
             sums: ScaleSums::default(),
             state: SeriesState::Normal,
             run: 0,
-            misses: 0,
             since_ms: 0,
             onset_ms: NO_ONSET,
-            late: 0,
             incident: None,
             pending_problems: [0; 8],
             pending_peak: (0.0, 0.0),
@@ -374,9 +371,6 @@ impl Detector {
         }
         if self.next_close_ms.is_some_and(|c| start < c) {
             self.counters.late += 1;
-            if region_series != u32::MAX {
-                self.series[region_series as usize].late += 1;
-            }
             self.advance_stream(stream_ms);
             return Observed::Late;
         }
@@ -603,14 +597,13 @@ impl Detector {
                 SeriesState::Normal | SeriesState::Pending if page || suspect => {
                     if s.state == SeriesState::Normal {
                         s.state = SeriesState::Pending;
-                        s.misses = 0;
                         s.since_ms = w.start_ms;
                         s.pending_problems = [0; 8];
                         s.pending_peak = (0.0, 0.0);
                     }
-                    s.misses = 0;
+                    s.run = 0;
                     for (p, n) in s.pending_problems.iter_mut().zip(acc.problems) {
-                        *p = p.saturating_add(n);
+                        *p = p.saturating_add(u16::try_from(n).unwrap_or(u16::MAX));
                     }
                     s.pending_peak = (
                         s.pending_peak.0.max(ratio as f32),
@@ -646,9 +639,10 @@ impl Detector {
                     }
                 }
                 SeriesState::Pending => {
-                    s.misses += 1;
-                    if s.misses > cfg.pending_tolerance {
+                    s.run += 1;
+                    if s.run > cfg.pending_tolerance {
                         s.state = SeriesState::Normal;
+                        s.run = 0;
                     }
                 }
                 SeriesState::Normal => {}
