@@ -113,17 +113,6 @@ impl StreamClock {
         }
     }
 
-    /// The oldest time of the current sample that is not a far-out low
-    /// outlier: where a detector should start its first window.
-    pub fn start(&self) -> Option<i64> {
-        let mut sorted = self.ring;
-        let s = &mut sorted[..self.len];
-        s.sort_unstable();
-        let (q1, q3) = quartiles(s)?;
-        let fence = q1.saturating_sub(3 * (q3 - q1));
-        s.iter().copied().find(|&t| t >= fence)
-    }
-
     fn recompute(&mut self) {
         let mut sorted = self.ring;
         let s = &mut sorted[..self.len];
@@ -171,7 +160,7 @@ mod tests {
     }
 
     #[test]
-    fn the_start_skips_a_far_past_first_report() {
+    fn a_far_past_first_report_does_not_hold_the_clock_back() {
         let mut c = StreamClock::new(5 * MIN);
         let t0 = 1_537_747_200_000;
         c.push(t0 - 5 * 365 * 86_400_000);
@@ -179,7 +168,6 @@ mod tests {
             c.push(t0 + i * 1000);
         }
         c.settle();
-        assert_eq!(c.start(), Some(t0));
         assert!(c.now().unwrap() >= t0);
     }
 

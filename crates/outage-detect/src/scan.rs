@@ -109,13 +109,6 @@ pub struct Evidence {
     pub surprise: f64,
 }
 
-impl Evidence {
-    /// observed / expected.
-    pub fn ratio(&self) -> f64 {
-        self.observed / self.expected.max(0.5)
-    }
-}
-
 /// What the scales say about the latest window.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Verdict {
