@@ -45,7 +45,8 @@ pub struct DetectorConfig {
     pub false_alarms_per_month: f64,
     /// Reports the span that pages must hold: a quiet region does not page
     /// on 3 reports where 0.1 were due, however unlikely that is. Reports
-    /// are counted once per reporter. Default 10.
+    /// are counted once per reporter, and on the weighted scales a report
+    /// fades with its age (never counts more than once). Default 10.
     pub min_count: u32,
     /// Cap of the reported surprise. Default 50.
     pub surprise_cap: f64,

@@ -67,7 +67,8 @@ fn decay(span: f64) -> f64 {
 pub struct Thresholds {
     /// Surprise each scale needs to page.
     pub page: [f64; SCALES],
-    /// Reports a scale's sum needs to page.
+    /// Reports a scale needs to page (each report counted once, fading
+    /// with age on the weighted scales).
     pub min_count: f64,
     /// Weight per window of the persistent-dispersion average.
     pub persistent_rate: f64,
@@ -162,8 +163,13 @@ impl ScaleSums {
         let mut verdict = Verdict::default();
         let mut best_margin = f64::NEG_INFINITY;
         for (i, &span) in SPANS.iter().enumerate() {
-            let (o, e) = if i == 0 {
-                (c, mu)
+            // `reports`: the span's reports, each counted once and fading
+            // with age. The scaled sum `o` weighs the latest window up to
+            // twice (that is what gives it a plain sum's mean and
+            // variance), so a handful of reports in the last minutes would
+            // pass `min_count` on it while they are still a handful.
+            let (o, e, reports) = if i == 0 {
+                (c, mu, c)
             } else {
                 let a = decay(span);
                 let s = &mut self.sums[i - 1];
@@ -171,7 +177,11 @@ impl ScaleSums {
                     (f64::from(s.0) * a + c) as f32,
                     (f64::from(s.1) * a + mu) as f32,
                 );
-                (f64::from(s.0) * (1.0 + a), f64::from(s.1) * (1.0 + a))
+                (
+                    f64::from(s.0) * (1.0 + a),
+                    f64::from(s.1) * (1.0 + a),
+                    f64::from(s.0),
+                )
             };
             let k_span = white / span + persistent;
             if span >= 24.0 && e >= 10.0 {
@@ -192,7 +202,7 @@ impl ScaleSums {
                     surprise,
                 };
             }
-            verdict.page |= margin >= 0.0 && o >= t.min_count;
+            verdict.page |= margin >= 0.0 && reports >= t.min_count;
             verdict.suspect |= surprise >= SUSPECT_SURPRISE;
             verdict.hold |= span <= 8.0 && surprise >= HOLD_SURPRISE;
         }
@@ -323,6 +333,22 @@ mod tests {
         }
         let v = s.push(4, 0.02, 0.0, 0.0, &t(), 50.0);
         assert!(!v.page && v.suspect, "{v:?}");
+    }
+
+    #[test]
+    fn min_count_counts_reports_not_the_scaled_sum() {
+        // 0.05 per window, then 4 and 4: the 8-window sum, scaled to a
+        // plain sum's mean, reads about 12.6 — but only 8 reports came.
+        let mut s = ScaleSums::default();
+        for _ in 0..200 {
+            s.push(0, 0.05, 0.0, 0.0, &t(), 50.0);
+        }
+        assert!(!s.push(4, 0.05, 0.0, 0.0, &t(), 50.0).page);
+        let v = s.push(4, 0.05, 0.0, 0.0, &t(), 50.0);
+        assert!(v.suspect && !v.page, "{v:?}");
+        // Two more such windows are enough reports.
+        s.push(4, 0.05, 0.0, 0.0, &t(), 50.0);
+        assert!(s.push(4, 0.05, 0.0, 0.0, &t(), 50.0).page);
     }
 
     #[test]
