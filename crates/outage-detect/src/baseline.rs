@@ -176,12 +176,7 @@ impl Baseline {
         let n = f64::from(self.windows);
         // Running means while young, EWMAs once enough windows were seen.
         let a = rates.level.max(1.0 / (n + 1.0));
-        if mu >= 1.0 && self.windows >= 10 {
-            let e = ((count - mu).powi(2) - count) / (mu * mu);
-            let d = rates.dispersion.max(1.0 / (n + 1.0));
-            let k = f64::from(self.dispersion);
-            self.dispersion = (k + d * (e.clamp(-1.0, 4.0) - k)).clamp(0.0, 4.0) as f32;
-        }
+        self.learn_dispersion(count, mu, rates);
         let level = f64::from(self.level) + a * (count / shape - f64::from(self.level));
         self.level = level.max(0.0) as f32;
         if level > 0.0 {
@@ -193,6 +188,23 @@ impl Baseline {
         }
         self.windows = self.windows.saturating_add(1);
         self.mass += count as f32;
+    }
+
+    /// Learns the over-dispersion alone from a window that expected `mu`
+    /// (also called for windows whose count is not trusted to teach the
+    /// level: the caller clips `count` at what noise plausibly gives).
+    pub fn learn_dispersion(&mut self, count: f64, mu: f64, rates: &LearnRates) {
+        if mu <= 0.0 || self.windows < 10 {
+            return;
+        }
+        // Ratio estimator Σ((c−μ)²−c) / Σμ²: each window weighs μ² (at
+        // most 1), so quiet series learn their clustering too.
+        let m2 = mu * mu;
+        let e = ((count - mu).powi(2) - count) / m2;
+        let w = m2.min(1.0);
+        let d = rates.dispersion.max(1.0 / (f64::from(self.windows) + 1.0)) * w;
+        let k = f64::from(self.dispersion);
+        self.dispersion = (k + d * (e.clamp(-1.0, 4.0 / w) - k)).clamp(0.0, 4.0) as f32;
     }
 
     /// Moves the level by `factor` at once (a rise or drop that lasted a

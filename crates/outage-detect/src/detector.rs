@@ -20,6 +20,7 @@ pub use crate::config::DetectorConfig;
 pub use crate::event::{
     DetectorCounters, Event, Incident, Observed, Scope, SeriesState, SpreadEntry, WindowScore,
 };
+use crate::recur::Recurrence;
 use crate::region::Country;
 use crate::report::{Problem, Report};
 use crate::scan::{ScaleSums, Thresholds};
@@ -60,6 +61,22 @@ struct Series {
     last: (u32, f32),
     /// Consecutive windows far below expectation (see `Verdict::low`).
     low_run: u32,
+    /// Episodes this series has shown (see [`crate::recur`]).
+    recur: Recurrence,
+    /// Peak size (reports over the level) of the current run once it
+    /// reached the paging bar; 0 before, and between runs.
+    run_size: f32,
+}
+
+impl Series {
+    /// A pending or outage run ended: if it reached the paging bar, it was
+    /// an episode of this series.
+    fn end_episode(&mut self) {
+        if self.run_size > 0.0 {
+            self.recur.record(f64::from(self.run_size));
+            self.run_size = 0.0;
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -141,6 +158,8 @@ struct CloseParams {
     thresholds: Thresholds,
     min_history_windows: u32,
     windows_per_day: u32,
+    /// Per-window decay of the episode count.
+    recur_decay: f32,
 }
 
 /// The detector state of one partition.
@@ -316,6 +335,8 @@ impl Detector {
             pending_peak: (0.0, 0.0),
             last: (0, 0.0),
             low_run: 0,
+            recur: Recurrence::default(),
+            run_size: 0.0,
         });
         (self.series.len() - 1) as u32
     }
@@ -531,6 +552,7 @@ impl Detector {
             ),
             min_history_windows: (cfg.min_history.as_millis() as i64 / width) as u32,
             windows_per_day: (86_400_000 / width) as u32,
+            recur_decay: Recurrence::decay_per_window(width),
         };
         for sid in 0..self.services.len() {
             self.close_service(sid, w, &params);
@@ -546,6 +568,7 @@ impl Detector {
             thresholds,
             min_history_windows,
             windows_per_day,
+            recur_decay,
         } = *params;
         let global = self.services[sid].global as usize;
         let global_shape = self.series[global].baseline.shape(slot, &rates);
@@ -580,8 +603,21 @@ impl Detector {
             let verdict = s
                 .sums
                 .push(c, mu, k_disp, uncertain, &thresholds, cfg.surprise_cap);
-            let page = trusted && verdict.page;
             let suspect = trusted && verdict.suspect;
+            // A run that reaches the paging bar is an episode; in a series
+            // whose episodes recur daily it pages only if it is bigger than
+            // they were (`recur`).
+            s.recur.age(recur_decay);
+            let level = s.baseline.level().max(0.5);
+            let size = f64::from(c) / level;
+            let reached = trusted && verdict.page;
+            if reached && s.state != SeriesState::Outage {
+                s.run_size = s.run_size.max(size as f32);
+            }
+            let held = reached
+                && s.state != SeriesState::Outage
+                && s.recur.holds_back(f64::from(s.run_size), level, k_disp);
+            let page = reached && !held;
             let ratio = score::ratio(c, mu);
             let own = verdict.window_surprise;
             s.onset_ms = if f64::from(c) <= mu {
@@ -643,12 +679,14 @@ impl Detector {
                     if s.run > cfg.pending_tolerance {
                         s.state = SeriesState::Normal;
                         s.run = 0;
+                        s.end_episode();
                     }
                 }
                 SeriesState::Normal => {}
                 SeriesState::Outage => {
                     if verdict.hold {
                         s.run = 0;
+                        s.run_size = s.run_size.max(size as f32);
                         if let Some(inc) = &mut s.incident {
                             inc.peak_ratio = inc.peak_ratio.max(ratio);
                             inc.peak_surprise = inc.peak_surprise.max(verdict.best.surprise);
@@ -665,6 +703,7 @@ impl Detector {
                             // normal: the outage's excess must not linger
                             // in them and page its own tail.
                             s.sums.settle();
+                            s.end_episode();
                             if let Some(mut inc) = s.incident.take() {
                                 inc.resolved_at_ms =
                                     Some(window_end - i64::from(cfg.resolve_windows) * width);
@@ -687,6 +726,7 @@ impl Detector {
                 s.sums.rebase(factor);
                 s.state = SeriesState::Normal;
                 s.run = 0;
+                s.end_episode();
                 if let Some(mut inc) = s.incident.take() {
                     inc.resolved_at_ms = Some(window_end);
                     if idx != global {
@@ -982,6 +1022,68 @@ mod tests {
         assert!(after
             .iter()
             .any(|e| matches!(e, Event::Resolved(i) if i.id == inc[0].id)));
+    }
+
+    #[test]
+    fn bursts_that_come_back_daily_stop_paging_but_a_bigger_one_pages() {
+        let mut d = Detector::new(DetectorConfig::default());
+        // Two 20-minute bursts of 10× a day, at hours that move, for three
+        // weeks; then one of 30×.
+        let burst_at = |day: i64, k: i64| T0 + day * 1440 * MIN + (3 + 11 * k + day % 5) * 60 * MIN;
+        let days = 21;
+        let rate = |t: i64| {
+            let day = (t - T0) / (1440 * MIN);
+            let in_burst = (0..2).any(|k| {
+                let b = burst_at(day, k);
+                t >= b && t < b + 20 * MIN
+            });
+            let big = t >= T0 + days * 1440 * MIN + 600 * MIN;
+            5.0 * if big {
+                30.0
+            } else if in_burst && day >= 2 {
+                10.0
+            } else {
+                1.0
+            }
+        };
+        let events = feed(&mut d, T0, days * 1440, &["GB"], |_, t| rate(t));
+        let per_week = |w: i64| {
+            opened(&events)
+                .iter()
+                .filter(|i| (i.started_at_ms - T0) / (7 * 1440 * MIN) == w)
+                .count()
+        };
+        // Week 1 pages on its bursts; by week 3 they are behaviour.
+        assert!(per_week(0) >= 8, "week 1: {}", per_week(0));
+        assert_eq!(
+            per_week(2),
+            0,
+            "week 3 still pages: {:?}",
+            opened(&events)
+                .iter()
+                .map(|i| (
+                    (i.started_at_ms - T0) as f64 / (1440 * MIN) as f64,
+                    i.peak_ratio
+                ))
+                .collect::<Vec<_>>()
+        );
+        let big = feed(&mut d, T0 + days * 1440 * MIN, 620, &["GB"], |_, t| rate(t));
+        assert_eq!(opened(&big).len(), 1, "{:?}", opened(&big));
+    }
+
+    #[test]
+    fn the_same_outage_twice_in_a_week_pages_twice() {
+        let mut d = Detector::new(DetectorConfig::default());
+        let outage = |t: i64| {
+            let m = (t - T0) / MIN;
+            [2 * 1440 + 600, 5 * 1440 + 900]
+                .iter()
+                .any(|&s| m >= s && m < s + 45)
+        };
+        let events = feed(&mut d, T0, 7 * 1440, &["GB"], |_, t| {
+            diurnal(20.0, t) * if outage(t) { 5.0 } else { 1.0 }
+        });
+        assert_eq!(opened(&events).len(), 2, "{:?}", opened(&events));
     }
 
     #[test]

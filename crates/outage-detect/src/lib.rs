@@ -11,6 +11,7 @@ pub mod config;
 pub mod decode;
 pub mod detector;
 pub mod event;
+pub mod recur;
 pub mod region;
 pub mod report;
 pub mod scan;
