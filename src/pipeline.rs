@@ -231,7 +231,7 @@ impl DetectorSink {
     }
 
     fn width_ms(&self) -> i64 {
-        self.config.window.as_millis() as i64
+        self.config.width_ms()
     }
 }
 
@@ -254,7 +254,9 @@ impl ReportSink for DetectorSink {
         p.detector.observe_at(report, stream);
         self.counted.inc();
         if let Some(kafka_ts) = at.kafka_ts_ms {
-            let start = report.ts_ms.div_euclid(width) * width;
+            // The detector's own window arithmetic (offset included), or
+            // the latency match below never fires with `window_offset` set.
+            let start = self.config.window_start(report.ts_ms);
             match p
                 .newest_kafka_ts
                 .iter_mut()

@@ -234,7 +234,8 @@ fn simulate_produces_a_scenario_to_kafka() {
 
 /// A device clock minutes ahead, in `run`: stream time is the Kafka record
 /// timestamp, so the report waits in its own window and no honest report
-/// becomes late.
+/// becomes late. Windows carry an offset, as `defaults-5m.toml` has: the
+/// scoring latency must still be measured for every closed window.
 #[test]
 fn a_report_dated_minutes_ahead_makes_no_other_report_late() {
     let dir = tempfile::tempdir().unwrap();
@@ -277,7 +278,7 @@ fn a_report_dated_minutes_ahead_makes_no_other_report_late() {
         &config,
         format!(
             "[http]\nlisten = \"127.0.0.1:0\"\n[incidents]\ntopic = \"\"\n[state]\ntopic = \"\"\n\
-             [detect]\nidle_timeout = \"1h\"\n\
+             [detect]\nidle_timeout = \"1h\"\nwindow_offset = \"17s\"\n\
              [kafka]\nbrokers = \"{}\"\ntopic = \"{topic}\"\ndlq_topic = \"{topic}.dlq\"\ngroup_id = \"{}\"\n\
              [kafka.consumer_properties]\n\"fetch.wait.max.ms\" = \"5\"\n",
             broker.bootstrap(),
@@ -330,4 +331,11 @@ fn a_report_dated_minutes_ahead_makes_no_other_report_late() {
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum();
     assert_eq!(dead_lettered, 0.0, "nothing dead-lettered: {metrics}");
+    let closed = value(&metrics, "outage_radar_windows_closed_total").unwrap_or(0.0);
+    let timed = value(&metrics, "outage_radar_scoring_latency_seconds_count").unwrap_or(0.0);
+    assert!(closed >= 1.0, "{metrics}");
+    assert!(
+        timed >= 1.0,
+        "no window's scoring latency measured: {metrics}"
+    );
 }
