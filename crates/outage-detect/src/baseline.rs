@@ -14,8 +14,12 @@ use serde::{Deserialize, Serialize};
 
 /// Hour-of-week slots.
 pub const SLOTS: usize = 168;
-/// Weeks of visits after which a slot's own value is used alone.
+/// Weeks of visits a slot's estimate rests on at most (its EWMA forgets
+/// older ones).
 const SLOT_TRUST_WEEKS: f64 = 4.0;
+/// Relative variance of one hour of the week from one week to the next
+/// (about ±10 %): one week of visits says that much about the next.
+const WEEK_VARIANCE: f64 = 0.02;
 /// Relative variance of an hour of the week not yet seen: its value is a
 /// guess from other days, trusted to about ±20 % (weekends differ, and the
 /// region's time zone is unknown). Chosen on the development seeds of the
@@ -36,6 +40,8 @@ pub struct LearnRates {
     /// Visits after which a slot's own value is used alone (four weeks of
     /// an hour's windows, at most what the visit counter holds).
     pub slot_trust_visits: f64,
+    /// Windows per hour: the visits one week gives a slot.
+    pub visits_per_week: f64,
 }
 
 impl LearnRates {
@@ -54,6 +60,7 @@ impl LearnRates {
                 - 0.5f64.powf(1.0 / (visits_per_week * weeks(profile_half_life_ms)).max(1.0)),
             dispersion: per(level_half_life_ms, 1.0),
             slot_trust_visits: (SLOT_TRUST_WEEKS * visits_per_week).clamp(1.0, f64::from(u8::MAX)),
+            visits_per_week,
         }
     }
 }
@@ -101,18 +108,42 @@ impl Baseline {
     }
 
     /// The profile's multiplier for `slot`: its own value, blended with the
-    /// mean of the same hour on the other days (weighted by their visits)
-    /// until it has `rates.slot_trust_visits` visits of its own; `None` when
-    /// that hour was never seen.
+    /// mean of the same hour on the other days; `None` when that hour was
+    /// never seen.
     pub fn shape(&self, slot: usize, rates: &LearnRates) -> Option<f64> {
+        self.blend(slot, rates).map(|(shape, _)| shape)
+    }
+
+    /// Extra persistent dispersion of the expectation at `slot`: the
+    /// relative variance of its multiplier (see [`Baseline::blend`]), or
+    /// that of a guess when the hour was never seen.
+    pub fn slot_uncertainty(&self, slot: usize, rates: &LearnRates) -> f64 {
+        self.blend(slot, rates)
+            .map_or(UNSEEN_SLOT_VARIANCE, |(_, variance)| variance)
+    }
+
+    /// The multiplier for `slot` and its relative variance: the slot's own
+    /// value and the mean of the same hour on the other days, each weighted
+    /// by what it rests on (a precision-weighted mean, as in any shrinkage
+    /// estimator). The own value's variance is its counting noise plus
+    /// [`WEEK_VARIANCE`] per week of visits; the other days' mean is a
+    /// guess for this day, off by [`UNSEEN_SLOT_VARIANCE`] on top of its
+    /// own noise. A busy hour seen for one week is known well; a quiet one
+    /// leans on the other days for weeks.
+    pub fn blend(&self, slot: usize, rates: &LearnRates) -> Option<(f64, f64)> {
         if self.profile.is_empty() {
             return None;
         }
+        let level = f64::from(self.level);
+        let k = f64::from(self.dispersion);
+        // Relative variance of a multiplier `p` averaged over `visits`.
+        let variance = |p: f64, visits: f64| {
+            let v = visits.min(rates.slot_trust_visits);
+            let per_window = (level * p).max(1e-3);
+            (1.0 / per_window + k) / v + WEEK_VARIANCE * rates.visits_per_week / v
+        };
         let own_visits = f64::from(self.visits[slot]);
         let own = f64::from(self.profile[slot]);
-        if own_visits >= rates.slot_trust_visits {
-            return Some(own);
-        }
         let hour = slot % 24;
         let (mut sum, mut visits) = (0.0, 0.0);
         for day in 0..7 {
@@ -123,20 +154,24 @@ impl Baseline {
                 visits += v;
             }
         }
-        if visits == 0.0 {
-            return (own_visits > 0.0).then_some(own);
+        match (own_visits > 0.0, visits > 0.0) {
+            (false, false) => None,
+            (true, false) => Some((own, variance(own, own_visits))),
+            (false, true) => {
+                let other = sum / visits;
+                Some((other, UNSEEN_SLOT_VARIANCE + variance(other, visits)))
+            }
+            (true, true) => {
+                let other = sum / visits;
+                let v_own = variance(own, own_visits);
+                let v_other = UNSEEN_SLOT_VARIANCE + variance(other, visits);
+                let w = v_other / (v_own + v_other);
+                Some((
+                    w * own + (1.0 - w) * other,
+                    v_own * v_other / (v_own + v_other),
+                ))
+            }
         }
-        let trust = own_visits / rates.slot_trust_visits;
-        Some(trust * own + (1.0 - trust) * sum / visits)
-    }
-
-    /// Extra persistent dispersion of the expectation at `slot` while it is
-    /// blended from other days (a guess: the week has its own swing, and
-    /// the detector does not know the region's time zone), fading as the
-    /// slot gathers four weeks of visits.
-    pub fn slot_uncertainty(&self, slot: usize, rates: &LearnRates) -> f64 {
-        let own = self.visits.get(slot).map_or(0.0, |&v| f64::from(v));
-        UNSEEN_SLOT_VARIANCE * (1.0 - own / rates.slot_trust_visits).max(0.0)
     }
 
     /// Expected count in a window at `slot`, using `borrowed` (another
@@ -282,7 +317,9 @@ mod tests {
             b.learn(slot_of(ten + m * MIN), 40.0, None, &r);
         }
         let e = b.expected(slot_of(ten + 30 * MIN), None, &r);
-        assert!(e < 15.0, "the same hour on other days still counts: {e}");
+        // A third of an hour's visit is weighed against ±14 % week to
+        // week and ±20 % between days: the other days keep most weight.
+        assert!(e < 25.0, "the same hour on other days still counts: {e}");
         // Four weeks of visits later the slot stands on its own.
         for week in 1..=4 {
             for m in 0..60 {
@@ -296,6 +333,34 @@ mod tests {
         }
         let e = b.expected(slot_of(ten + 5 * 7 * 86_400_000), None, &r);
         assert!(e > 30.0, "{e}");
+    }
+
+    #[test]
+    fn a_busy_hour_seen_once_is_trusted_more_than_a_quiet_one() {
+        // Weekdays at 1.0, then one Saturday at 1.3: a series of 100 per
+        // window knows its Saturday hour after one visit; one of 0.2 per
+        // window still leans on the weekdays.
+        let r = rates();
+        let start = 1_537_747_200_000; // a Monday
+        let mut shapes = Vec::new();
+        for level in [100.0, 0.2] {
+            let mut b = Baseline::new();
+            for w in 0..6 * 1440 {
+                let t = start + w * MIN;
+                let sat = (5 * 1440..6 * 1440).contains(&w);
+                b.learn(slot_of(t), level * if sat { 1.3 } else { 1.0 }, None, &r);
+            }
+            let sat_noon = slot_of(start + 5 * 86_400_000 + 12 * 3_600_000);
+            let (shape, variance) = b.blend(sat_noon, &r).unwrap();
+            let weekday = b.blend(slot_of(start + 12 * 3_600_000), &r).unwrap().0;
+            shapes.push((shape / weekday, variance));
+        }
+        let (busy, quiet) = (shapes[0], shapes[1]);
+        assert!(busy.0 > 1.1 && busy.0 > quiet.0 + 0.05, "{shapes:?}");
+        assert!(
+            busy.1 < quiet.1 && busy.1 < UNSEEN_SLOT_VARIANCE / 2.0,
+            "{shapes:?}"
+        );
     }
 
     #[test]

@@ -59,6 +59,11 @@ struct Series {
     pending_peak: (f32, f32),
     /// Observed and expected count of the last closed window.
     last: (u32, f32),
+    /// Scale (index into `scan::SPANS`) with the most evidence in the last
+    /// closed window, and the standard deviation of its sum: a global
+    /// incident is attributed on it.
+    best_scale: u8,
+    best_sd: f32,
     /// Consecutive windows far below expectation (see `Verdict::low`).
     low_run: u32,
     /// Episodes this series has shown (see [`crate::recur`]).
@@ -334,6 +339,8 @@ impl Detector {
             pending_problems: [0; 8],
             pending_peak: (0.0, 0.0),
             last: (0, 0.0),
+            best_scale: 0,
+            best_sd: 0.0,
             low_run: 0,
             recur: Recurrence::default(),
             run_size: 0.0,
@@ -736,6 +743,8 @@ impl Detector {
             }
 
             s.last = (c, mu as f32);
+            s.best_scale = ScaleSums::scale_of(verdict.best.span) as u8;
+            s.best_sd = verdict.best.sd as f32;
             let anomalous = s.state == SeriesState::Outage || page;
             // Windows of a pending or suspected run are not learned, so a
             // slow outage cannot teach its own hour of the week; nor are
@@ -829,11 +838,22 @@ impl Detector {
                 // The global series alone opens a global incident when no
                 // single region explains it: a diffuse worldwide rise (no
                 // region in outage) or a spreading one (several).
-                // One region carrying most of the worldwide excess is that
-                // region's business (its own series judges it against its
-                // own threshold), whether or not it is in outage.
+                // One region whose excess leaves the rest of the world
+                // within its noise (three standard deviations of the
+                // worldwide sum) is that region's business: its own series
+                // judges it against its own threshold, whether or not it is
+                // in outage.
+                // Measured on the scale the worldwide series paged on: one
+                // window's excess is too noisy to say whose it is.
+                let scale = usize::from(global.best_scale);
                 let explained_by_one = regions.len() <= 1 && {
-                    let excess = |s: &Series| f64::from(s.last.0) - f64::from(s.last.1);
+                    let excess = |s: &Series| {
+                        if scale == 0 {
+                            f64::from(s.last.0) - f64::from(s.last.1)
+                        } else {
+                            s.sums.excess(scale)
+                        }
+                    };
                     let biggest = svc
                         .series
                         .iter()
@@ -841,7 +861,7 @@ impl Detector {
                         .filter(|s| s.scope != Scope::Global)
                         .map(excess)
                         .fold(0.0, f64::max);
-                    biggest >= 0.8 * excess(global)
+                    excess(global) - biggest < 3.0 * f64::from(global.best_sd)
                 };
                 // Decided once, in the window the worldwide series pages:
                 // later windows of its outage carry the tail of whatever

@@ -108,6 +108,8 @@ pub struct Evidence {
     pub expected: f64,
     /// −log10 p of `observed` under the expectation.
     pub surprise: f64,
+    /// Standard deviation of the span's sum under the expectation.
+    pub sd: f64,
 }
 
 /// What the scales say about the latest window.
@@ -184,8 +186,8 @@ impl ScaleSums {
                 )
             };
             let k_span = white / span + persistent;
+            let sd = (e * (1.0 + k_span * e)).sqrt();
             if span >= 24.0 && e >= 10.0 {
-                let sd = (e * (1.0 + k_span * e)).sqrt();
                 verdict.low |= o < e - 3.0 * sd;
             }
             let surprise = tail_surprise(o, e, k_span, cap);
@@ -200,6 +202,7 @@ impl ScaleSums {
                     observed: o,
                     expected: e,
                     surprise,
+                    sd,
                 };
             }
             verdict.page |= margin >= 0.0 && reports >= t.min_count;
@@ -242,6 +245,19 @@ impl ScaleSums {
             s.1 = (f64::from(s.1) * factor) as f32;
         }
         self.settle();
+    }
+
+    /// Excess (observed − expected, as a plain sum's) of weighted scale
+    /// `scale` (1 ..= 4; 0, the window itself, is not kept here).
+    pub fn excess(&self, scale: usize) -> f64 {
+        let a = decay(SPANS[scale]);
+        let (o, e) = self.sums[scale - 1];
+        (f64::from(o) - f64::from(e)) * (1.0 + a)
+    }
+
+    /// Index of the scale whose span is `span` windows.
+    pub fn scale_of(span: f64) -> usize {
+        SPANS.iter().position(|&s| s == span).unwrap_or(0)
     }
 
     /// observed / expected of the longest scale.
