@@ -18,8 +18,10 @@ pub const SLOTS: usize = 168;
 /// older ones).
 const SLOT_TRUST_WEEKS: f64 = 4.0;
 /// Relative variance of one hour of the week from one week to the next
-/// (about ±10 %): one week of visits says that much about the next.
-const WEEK_VARIANCE: f64 = 0.02;
+/// (about ±10 %): one week of visits says that much about the next. Chosen
+/// on the development seeds of the scenario families from 0.01, 0.02 and
+/// 0.04 (EVALUATION.md).
+const WEEK_VARIANCE: f64 = 0.01;
 /// Relative variance of an hour of the week not yet seen: its value is a
 /// guess from other days, trusted to about ±20 % (weekends differ, and the
 /// region's time zone is unknown). Chosen on the development seeds of the
@@ -317,9 +319,9 @@ mod tests {
             b.learn(slot_of(ten + m * MIN), 40.0, None, &r);
         }
         let e = b.expected(slot_of(ten + 30 * MIN), None, &r);
-        // A third of an hour's visit is weighed against ±14 % week to
+        // A third of an hour's visit is weighed against ±10 % week to
         // week and ±20 % between days: the other days keep most weight.
-        assert!(e < 25.0, "the same hour on other days still counts: {e}");
+        assert!(e < 30.0, "the same hour on other days still counts: {e}");
         // Four weeks of visits later the slot stands on its own.
         for week in 1..=4 {
             for m in 0..60 {

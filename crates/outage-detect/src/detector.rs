@@ -635,6 +635,9 @@ impl Detector {
                 s.onset_ms
             };
             let service_name = &self.services[sid].name;
+            // (windows, reports) of a suspected run that ended without
+            // paging, to be learned after this window.
+            let mut deferred: Option<(u32, u32)> = None;
 
             match s.state {
                 SeriesState::Normal | SeriesState::Pending if page || suspect => {
@@ -686,6 +689,19 @@ impl Detector {
                     if s.run > cfg.pending_tolerance {
                         s.state = SeriesState::Normal;
                         s.run = 0;
+                        // A suspected run that never reached the paging bar
+                        // was the series' own noise after all: it is learned
+                        // now (below), late, so that a baseline that is off
+                        // for one hour (a clock shift, a first weekend) is
+                        // corrected instead of suspected every week.
+                        if s.run_size == 0.0 {
+                            let windows = (w.start_ms - s.since_ms) / width + 1
+                                - i64::from(cfg.pending_tolerance)
+                                - 1;
+                            let reports: u32 =
+                                s.pending_problems.iter().map(|&n| u32::from(n)).sum();
+                            deferred = Some((windows.clamp(1, 60) as u32, reports));
+                        }
                         s.end_episode();
                     }
                 }
@@ -763,6 +779,13 @@ impl Detector {
                 }
                 s.baseline.learn_with_shape(slot, learned, shape, &rates);
                 s.sums.learn(k_disp, thresholds.persistent_rate);
+            }
+            if let Some((windows, reports)) = deferred.filter(|_| trusted && learn_ok && low_ok) {
+                let each =
+                    (f64::from(reports) / f64::from(windows)).min(score::noise_ceiling(mu, k_disp));
+                for _ in 0..windows {
+                    s.baseline.learn_with_shape(slot, each, shape, &rates);
+                }
             }
             if (c > 0 || mu >= 0.5) && self.services[sid].live {
                 self.events.push(Event::Window(WindowScore {
@@ -1089,6 +1112,46 @@ mod tests {
         );
         let big = feed(&mut d, T0 + days * 1440 * MIN, 620, &["GB"], |_, t| rate(t));
         assert_eq!(opened(&big).len(), 1, "{:?}", opened(&big));
+    }
+
+    #[test]
+    fn an_hour_that_stays_off_is_relearned_not_suspected_every_week() {
+        // From day 8 the hour 10:00-11:00 UTC runs 40 % above what the
+        // first week taught (a region's clock moved). Its windows are
+        // suspect at first; normal windows and, late, the suspected runs
+        // that did not page are learned, so three weeks on the hour is no
+        // longer surprising and it never paged.
+        let mut d = Detector::new(DetectorConfig::default());
+        let rate = |t: i64| {
+            let day = (t - T0) / (1440 * MIN);
+            let hour = (t - T0) % (1440 * MIN) / (60 * MIN);
+            40.0 * if day >= 7 && hour == 10 { 1.4 } else { 1.0 }
+        };
+        let events = feed(&mut d, T0, 28 * 1440, &["GB"], |_, t| rate(t));
+        let hour_surprise = |day: i64| {
+            let from = T0 + day * 1440 * MIN + 600 * MIN;
+            let s: Vec<f64> = events
+                .iter()
+                .filter_map(|e| match e {
+                    Event::Window(w)
+                        if w.scope != Scope::Global
+                            && (from..from + 60 * MIN).contains(&w.window_start_ms) =>
+                    {
+                        Some(w.surprise)
+                    }
+                    _ => None,
+                })
+                .collect();
+            s.iter().sum::<f64>() / s.len() as f64
+        };
+        let first = hour_surprise(7);
+        let last = hour_surprise(27);
+        assert!(first > 2.0, "the shift is visible at first: {first}");
+        assert!(
+            last < first / 2.0,
+            "still surprising after three weeks: {first} -> {last}"
+        );
+        assert!(opened(&events).is_empty(), "{:?}", opened(&events));
     }
 
     #[test]
