@@ -182,7 +182,7 @@ fn state_inspect(config: &Config) -> anyhow::Result<()> {
     let all = reader
         .load_all()
         .with_context(|| format!("cannot read the state topic {}", config.state.topic))?;
-    let now = crate::pipeline::wall_ms();
+    let now = outage_detect::time::wall_ms();
     println!(
         "{:<48} {:<8} {:>12} {:>9} {:>11} {:>9}",
         "GROUP/TOPIC/PARTITION", "STATUS", "OFFSET", "SERIES", "BYTES", "AGE"

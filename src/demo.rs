@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use outage_detect::decode::{format_rfc3339_ms as rfc3339, parse_rfc3339_ms};
+use outage_detect::time::{format_rfc3339_ms as rfc3339, parse_rfc3339_ms};
 use outage_detect::{decode, DecodeOptions, Detector, Scope, SeriesState};
 use outage_export::IncidentEvent;
 use rdkafka::mocking::MockCluster;

@@ -19,7 +19,7 @@ pub struct Bars {
 }
 
 fn ms(text: &str) -> anyhow::Result<i64> {
-    outage_detect::decode::parse_rfc3339_ms(text).with_context(|| format!("bad time {text:?}"))
+    outage_detect::time::parse_rfc3339_ms(text).with_context(|| format!("bad time {text:?}"))
 }
 
 fn country(code: &str) -> String {

@@ -2,8 +2,8 @@
 //! partition, fed in offset order, ticked by the wall clock when idle; its
 //! events go to the exporter (metrics, alerts, incidents topic) and the log.
 
+use outage_detect::time::wall_ms;
 use std::collections::{BTreeMap, VecDeque};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use outage_detect::detector::DetectorCounters;
 use outage_detect::{Detector, DetectorConfig, Event, Incident, Report, Scope};
@@ -57,14 +57,6 @@ pub struct DetectorSink {
     partitions: BTreeMap<i32, PartitionState>,
     counted: IntCounter,
     export: Export,
-}
-
-/// Wall-clock time, epoch milliseconds.
-pub fn wall_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 impl DetectorSink {

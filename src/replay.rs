@@ -16,7 +16,7 @@ use serde_json::json;
 use crate::config::Config;
 
 /// RFC 3339 UTC with seconds, e.g. `2018-09-26T10:02:00Z`.
-pub use outage_detect::decode::format_rfc3339_ms as rfc3339;
+pub use outage_detect::time::format_rfc3339_ms as rfc3339;
 
 pub use outage_export::incident_json;
 

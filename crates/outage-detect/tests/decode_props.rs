@@ -102,6 +102,6 @@ proptest! {
         }
         text.push_str(&t.format("%:z").to_string());
         let expected = chrono::DateTime::parse_from_rfc3339(&text).map(|t| t.timestamp_millis()).ok();
-        prop_assert_eq!(outage_detect::decode::parse_rfc3339_ms(&text), expected, "{}", text);
+        prop_assert_eq!(outage_detect::time::parse_rfc3339_ms(&text), expected, "{}", text);
     }
 }

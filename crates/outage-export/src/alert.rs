@@ -11,9 +11,11 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use outage_detect::decode::format_rfc3339_ms as rfc3339;
+use outage_detect::time::wall_ms;
+
+use outage_detect::time::format_rfc3339_ms as rfc3339;
 use outage_detect::{Incident, Scope};
 use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 use serde::{Deserialize, Serialize};
@@ -322,13 +324,6 @@ impl AlertQueue {
     }
 }
 
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
 /// How each request authenticates.
 #[derive(Clone)]
 enum Auth {
@@ -456,7 +451,7 @@ async fn keeper(
         tokio::select! {
             alert = rx.recv() => {
                 let Some(first) = alert else { break };
-                let now = now_ms();
+                let now = wall_ms();
                 let mut next = Some(first);
                 while let Some(a) = next {
                     let mut body = a.body;
@@ -472,7 +467,7 @@ async fn keeper(
                 }
             }
             _ = resend.tick() => {
-                let ends = json!(rfc3339(now_ms() + ends_in));
+                let ends = json!(rfc3339(wall_ms() + ends_in));
                 for (key, body) in &firing {
                     let mut body = body.clone();
                     body["endsAt"] = ends.clone();

@@ -1,7 +1,7 @@
 //! Incident events as JSON: the `incidents.jsonl` of `replay`, the
 //! incidents topic, and the status page share this one shape.
 
-use outage_detect::decode::format_rfc3339_ms as rfc3339;
+use outage_detect::time::format_rfc3339_ms as rfc3339;
 use outage_detect::{Incident, Problem, Scope};
 use serde_json::json;
 

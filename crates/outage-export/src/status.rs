@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use outage_detect::decode::format_rfc3339_ms as rfc3339;
+use outage_detect::time::format_rfc3339_ms as rfc3339;
 use outage_detect::{Incident, Scope, WindowScore};
 use serde_json::{json, Value};
 

@@ -19,7 +19,9 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
+
+use outage_detect::time::wall_ms;
 
 use outage_detect::{DecodeError, DecodeOptions, RejectReason};
 use rdkafka::consumer::{
@@ -160,12 +162,6 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
-
 /// Everything the consumer thread feeds; lives in the consumer context so the
 /// rebalance callbacks can flush and commit it.
 struct Pipeline<S> {
@@ -237,7 +233,7 @@ impl<S: ReportSink> Pipeline<S> {
         self.since_check += 1;
         if self.since_check >= CHECK_EVERY {
             self.since_check = 0;
-            self.clock_ms = now_ms();
+            self.clock_ms = wall_ms();
             if self.clock_ms - self.maintained_ms >= MAINTAIN_INTERVAL_MS {
                 self.maintain(consumer);
             }
@@ -432,7 +428,7 @@ impl<S: ReportSink> Pipeline<S> {
     /// offsets that became safe, and pauses or resumes consumption when too
     /// many dead letters are outstanding.
     fn maintain(&mut self, consumer: &BaseConsumer<IngestContext<S>>) {
-        self.clock_ms = now_ms();
+        self.clock_ms = wall_ms();
         self.maintained_ms = self.clock_ms;
         self.dlq.poll(Duration::ZERO);
         let acks = std::mem::take(&mut *lock(&self.dlq.context().acks));
@@ -637,7 +633,7 @@ impl<S: ReportSink> Pipeline<S> {
                                 offset = m.offset,
                                 items = m.items,
                                 bytes = m.bytes,
-                                age_s = (now_ms() - m.created_at_ms) / 1000,
+                                age_s = (wall_ms() - m.created_at_ms) / 1000,
                                 "partition state restored from its snapshot"
                             );
                             st.writer.last_offset.insert(partition, m.offset);
@@ -952,7 +948,7 @@ impl<S: ReportSink + 'static> Ingester<S> {
             metrics: metrics.clone(),
             dead_letters: BTreeMap::new(),
             summary: IngestSummary::default(),
-            clock_ms: now_ms(),
+            clock_ms: wall_ms(),
             maintained_ms: 0,
             since_check: 0,
             paused: false,

@@ -16,7 +16,7 @@
 
 use std::time::Duration;
 
-use outage_detect::decode::format_rfc3339_ms as rfc3339;
+use outage_detect::time::format_rfc3339_ms as rfc3339;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;

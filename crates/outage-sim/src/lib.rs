@@ -16,7 +16,7 @@ use std::io::{self, Write};
 use std::time::Duration;
 
 use chrono::{DateTime, Datelike, Timelike};
-use outage_detect::decode::{format_rfc3339_ms as rfc3339, parse_rfc3339_ms};
+use outage_detect::time::{format_rfc3339_ms as rfc3339, parse_rfc3339_ms};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Gamma, Poisson};
