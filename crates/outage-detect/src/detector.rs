@@ -57,13 +57,11 @@ struct Series {
     pending_problems: [u16; 8],
     /// Peak ratio and surprise of the pending run.
     pending_peak: (f32, f32),
-    /// Observed and expected count of the last closed window.
-    last: (u32, f32),
+    /// Observed minus expected count of the last closed window.
+    last_excess: f32,
     /// Scale (index into `scan::SPANS`) with the most evidence in the last
-    /// closed window, and the standard deviation of its sum: a global
-    /// incident is attributed on it.
+    /// closed window: a global incident is attributed on it.
     best_scale: u8,
-    best_sd: f32,
     /// Consecutive windows far below expectation (see `Verdict::low`).
     low_run: u32,
     /// Episodes this series has shown (see [`crate::recur`]).
@@ -338,9 +336,8 @@ impl Detector {
             incident: None,
             pending_problems: [0; 8],
             pending_peak: (0.0, 0.0),
-            last: (0, 0.0),
+            last_excess: 0.0,
             best_scale: 0,
-            best_sd: 0.0,
             low_run: 0,
             recur: Recurrence::default(),
             run_size: 0.0,
@@ -758,9 +755,8 @@ impl Detector {
                 }
             }
 
-            s.last = (c, mu as f32);
+            s.last_excess = (f64::from(c) - mu) as f32;
             s.best_scale = ScaleSums::scale_of(verdict.best.span) as u8;
-            s.best_sd = verdict.best.sd as f32;
             let anomalous = s.state == SeriesState::Outage || page;
             // Windows of a pending or suspected run are not learned, so a
             // slow outage cannot teach its own hour of the week; nor are
@@ -802,10 +798,16 @@ impl Detector {
                 }));
             }
         }
-        self.update_global_incident(sid, w.start_ms + width);
+        self.update_global_incident(sid, w.start_ms + width, slot, &rates);
     }
 
-    fn update_global_incident(&mut self, sid: usize, window_end: i64) {
+    fn update_global_incident(
+        &mut self,
+        sid: usize,
+        window_end: i64,
+        slot: usize,
+        rates: &LearnRates,
+    ) {
         let cfg = &self.config;
         let span = cfg.global_span.as_millis() as i64;
         let svc = &self.services[sid];
@@ -872,7 +874,7 @@ impl Detector {
                 let explained_by_one = regions.len() <= 1 && {
                     let excess = |s: &Series| {
                         if scale == 0 {
-                            f64::from(s.last.0) - f64::from(s.last.1)
+                            f64::from(s.last_excess)
                         } else {
                             s.sums.excess(scale)
                         }
@@ -884,7 +886,14 @@ impl Detector {
                         .filter(|s| s.scope != Scope::Global)
                         .map(excess)
                         .fold(0.0, f64::max);
-                    excess(global) - biggest < 3.0 * f64::from(global.best_sd)
+                    let b = &global.baseline;
+                    let sd = global.sums.sd(
+                        scale,
+                        b.expected(slot, None, rates),
+                        b.dispersion(),
+                        b.slot_uncertainty(slot, rates),
+                    );
+                    excess(global) - biggest < 3.0 * sd
                 };
                 // Decided once, in the window the worldwide series pages:
                 // later windows of its outage carry the tail of whatever

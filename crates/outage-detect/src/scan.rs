@@ -108,8 +108,6 @@ pub struct Evidence {
     pub expected: f64,
     /// −log10 p of `observed` under the expectation.
     pub surprise: f64,
-    /// Standard deviation of the span's sum under the expectation.
-    pub sd: f64,
 }
 
 /// What the scales say about the latest window.
@@ -186,8 +184,8 @@ impl ScaleSums {
                 )
             };
             let k_span = white / span + persistent;
-            let sd = (e * (1.0 + k_span * e)).sqrt();
             if span >= 24.0 && e >= 10.0 {
+                let sd = (e * (1.0 + k_span * e)).sqrt();
                 verdict.low |= o < e - 3.0 * sd;
             }
             let surprise = tail_surprise(o, e, k_span, cap);
@@ -202,7 +200,6 @@ impl ScaleSums {
                     observed: o,
                     expected: e,
                     surprise,
-                    sd,
                 };
             }
             verdict.page |= margin >= 0.0 && reports >= t.min_count;
@@ -253,6 +250,22 @@ impl ScaleSums {
         let a = decay(SPANS[scale]);
         let (o, e) = self.sums[scale - 1];
         (f64::from(o) - f64::from(e)) * (1.0 + a)
+    }
+
+    /// Standard deviation of scale `scale`'s sum under its expectation, as
+    /// [`ScaleSums::push`] scored it (`expected`, `k` and `uncertain` are
+    /// the window's, as given to it).
+    pub fn sd(&self, scale: usize, expected: f64, k: f64, uncertain: f64) -> f64 {
+        let persistent = f64::from(self.persistent).max(MIN_PERSISTENT) + uncertain;
+        let white = (k - persistent).max(0.0);
+        let span = SPANS[scale];
+        let e = if scale == 0 {
+            expected.max(score::MIN_EXPECTED)
+        } else {
+            f64::from(self.sums[scale - 1].1) * (1.0 + decay(span))
+        };
+        let k_span = white / span + persistent;
+        (e * (1.0 + k_span * e)).sqrt()
     }
 
     /// Index of the scale whose span is `span` windows.
