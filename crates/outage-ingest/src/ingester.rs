@@ -36,7 +36,7 @@ use tracing::{debug, info, warn};
 
 use crate::config::{ConfigError, KafkaConfig};
 use crate::decoder::{Batch, DecodeWorker, Outcome, MAX_IN_FLIGHT};
-use crate::metrics::IngestMetrics;
+use crate::metrics::{IngestMetrics, MisKeyed};
 use crate::offsets::OffsetTracker;
 use crate::sink::{Position, ReportSink};
 use crate::state::{state_key, LoadOutcome, StateConfig, StateReader, StateWriter};
@@ -108,6 +108,9 @@ pub struct IngestSummary {
     pub consumed: u64,
     pub decoded: u64,
     pub dead_lettered: BTreeMap<RejectReason, u64>,
+    /// Reports counted although their Kafka key is not their service (see
+    /// [`MisKeyed`]).
+    pub mis_keyed: u64,
     /// Dead-letter deliveries still unacknowledged when the stop deadline
     /// passed; their offsets were not committed, so they will be re-read.
     pub unacknowledged_dead_letters: usize,
@@ -298,6 +301,9 @@ impl<S: ReportSink> Pipeline<S> {
             consumed += 1;
             match outcome {
                 Outcome::Report(report) => {
+                    if let Some(how) = MisKeyed::check(msg.key(), &report.service) {
+                        self.mis_keyed(entry.partition, &report.service, how);
+                    }
                     self.sink.accept(
                         Position {
                             partition: entry.partition,
@@ -342,6 +348,27 @@ impl<S: ReportSink> Pipeline<S> {
         self.summary.decoded += decoded;
         self.metrics.reports_decoded.inc_by(decoded);
         self.worker.recycle(batch);
+    }
+
+    /// Counts a report whose key is not its service; it is kept (counted
+    /// like any other). Logged at the 1st, 10th, 100th… occurrence, so a
+    /// producer that keys nothing cannot flood the log.
+    fn mis_keyed(&mut self, partition: i32, service: &str, how: MisKeyed) {
+        self.metrics
+            .mis_keyed
+            .with_label_values(&[how.as_str()])
+            .inc();
+        self.summary.mis_keyed += 1;
+        let n = self.summary.mis_keyed;
+        if n == 10u64.pow(n.ilog10()) {
+            warn!(
+                partition,
+                service,
+                key = how.as_str(),
+                count = n,
+                "reports keyed other than by their service: counted, but their service is split over partitions (key producers' records by service)"
+            );
+        }
     }
 
     fn dead_letter(&mut self, msg: &BorrowedMessage<'_>, e: &DecodeError) {

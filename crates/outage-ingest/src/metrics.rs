@@ -14,6 +14,8 @@ pub struct IngestMetrics {
     pub messages_consumed: IntCounter,
     pub reports_decoded: IntCounter,
     pub dead_lettered: IntCounterVec,
+    /// Reports whose Kafka key is not their service (see [`MisKeyed`]).
+    pub mis_keyed: IntCounterVec,
     pub dead_letter_errors: IntCounter,
     pub kafka_errors: IntCounterVec,
     pub rebalances: IntCounterVec,
@@ -33,6 +35,7 @@ impl IngestMetrics {
         registry.register(Box::new(m.messages_consumed.clone()))?;
         registry.register(Box::new(m.reports_decoded.clone()))?;
         registry.register(Box::new(m.dead_lettered.clone()))?;
+        registry.register(Box::new(m.mis_keyed.clone()))?;
         registry.register(Box::new(m.dead_letter_errors.clone()))?;
         registry.register(Box::new(m.kafka_errors.clone()))?;
         registry.register(Box::new(m.rebalances.clone()))?;
@@ -67,6 +70,11 @@ impl IngestMetrics {
                 "outage_radar_messages_dead_lettered_total",
                 "Messages that could not be decoded, by reason; each is produced to the dead-letter topic.",
                 "reason",
+            ),
+            mis_keyed: vec(
+                "outage_radar_reports_mis_keyed_total",
+                "Reports whose Kafka key is not their service (key: other, missing); they are counted all the same, but their service is split over partitions.",
+                "key",
             ),
             dead_letter_errors: counter(
                 "outage_radar_dead_letter_errors_total",
@@ -135,5 +143,38 @@ impl IngestMetrics {
             m.state_restores.with_label_values(&[o]);
         }
         m
+    }
+}
+
+/// How a report's Kafka key disagrees with its `service`. Reports are keyed
+/// by service so that one partition, and one detector, sees all of a
+/// service; a report keyed otherwise is still counted (nothing is lost), but
+/// its service's reports are split over detectors, each seeing a part.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MisKeyed {
+    /// The key names another service.
+    Other,
+    /// No key: the producer's partitioner spreads the service.
+    Missing,
+}
+
+impl MisKeyed {
+    pub const ALL: [MisKeyed; 2] = [MisKeyed::Other, MisKeyed::Missing];
+
+    /// The `key` label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MisKeyed::Other => "other",
+            MisKeyed::Missing => "missing",
+        }
+    }
+
+    /// How `key` disagrees with `service`, if it does.
+    pub fn check(key: Option<&[u8]>, service: &str) -> Option<MisKeyed> {
+        match key {
+            Some(k) if k == service.as_bytes() => None,
+            Some(_) => Some(MisKeyed::Other),
+            None => Some(MisKeyed::Missing),
+        }
     }
 }

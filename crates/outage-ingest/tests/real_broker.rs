@@ -299,3 +299,47 @@ fn a_report_without_ts_is_placed_at_its_message_timestamp() {
     ts_of.sort();
     assert_eq!(ts_of, vec![(1_700_000_000_000, Some(ts)), (ts, Some(ts))]);
 }
+
+/// Reports are keyed by service so that one detector sees all of a service.
+/// One keyed by another service, or not keyed, is counted all the same (no
+/// report is lost) and counted as mis-keyed, so the operator can fix the
+/// producer.
+#[test]
+fn mis_keyed_reports_are_counted_and_kept() {
+    let broker = Tansu::start();
+    let (topic, dlq, group) = setup(&broker);
+    let ts = now_ms() - 60_000;
+    let report = |service: &str| {
+        format!(r#"{{"service":"{service}","region":"GB","ts":{ts}}}"#).into_bytes()
+    };
+    let msgs = vec![
+        Msg {
+            key: b"alexa".to_vec(),
+            value: report("alexa"),
+            ts_ms: ts,
+            bad: None,
+        },
+        Msg {
+            key: b"netflix".to_vec(),
+            value: report("alexa"),
+            ts_ms: ts,
+            bad: None,
+        },
+        Msg {
+            key: Vec::new(),
+            value: report("steam"),
+            ts_ms: ts,
+            bad: None,
+        },
+    ];
+    produce(&broker.bootstrap(), &topic, &msgs);
+    let recorded = Recorded::default();
+    let summary = run_until(
+        &kafka_config(&broker.bootstrap(), &topic, &dlq, &group),
+        &recorded,
+        |r| r.wait_for(3, Duration::from_secs(60)),
+    );
+    assert_eq!(recorded.0.lock().unwrap().len(), 3, "every report is kept");
+    assert_eq!(summary.mis_keyed, 2, "{summary:?}");
+    assert_eq!(summary.dead_lettered_total(), 0, "{summary:?}");
+}

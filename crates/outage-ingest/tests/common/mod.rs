@@ -96,10 +96,13 @@ pub fn produce(bootstrap: &str, topic: &str, msgs: &[Msg]) {
             key: "test-seq",
             value: Some(i.to_string().as_bytes()),
         });
-        let mut record = BaseRecord::to(topic)
-            .key(&m.key[..])
+        // An empty key is sent as no key at all (a null key).
+        let mut record = BaseRecord::<[u8], [u8]>::to(topic)
             .payload(&m.value[..])
             .headers(headers);
+        if !m.key.is_empty() {
+            record = record.key(&m.key[..]);
+        }
         if m.ts_ms != 0 {
             record = record.timestamp(m.ts_ms);
         }
