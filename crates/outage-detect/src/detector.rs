@@ -691,7 +691,10 @@ impl Detector {
                         // now (below), late, so that a baseline that is off
                         // for one hour (a clock shift, a first weekend) is
                         // corrected instead of suspected every week.
-                        if s.run_size == 0.0 {
+                        // (Not when a problem count saturated: the run's
+                        // reports are then unknown, and a low guess would
+                        // teach the hour too little.)
+                        if s.run_size == 0.0 && !s.pending_problems.contains(&u16::MAX) {
                             let windows = (w.start_ms - s.since_ms) / width + 1
                                 - i64::from(cfg.pending_tolerance)
                                 - 1;
