@@ -76,6 +76,43 @@ fn every_prometheus_rule_has_a_passing_promtool_unit_test() {
         .current_dir(root()));
 }
 
+/// Every rule names a runbook, and the runbook has a section for it (the
+/// section heading is the alert name in lower case, as outage-radar's own
+/// pushed alerts link it).
+#[test]
+fn every_alert_has_a_runbook_section() {
+    let runbooks = std::fs::read_to_string(root().join("docs/runbooks.md")).unwrap();
+    let sections: BTreeSet<String> = runbooks
+        .lines()
+        .filter_map(|l| l.strip_prefix("## "))
+        .map(|h| h.trim().to_string())
+        .collect();
+    let mut names = vec!["RegionOutage".to_string(), "GlobalOutage".to_string()];
+    for rules in files("deploy/prometheus/rules", ".yml") {
+        let text = std::fs::read_to_string(&rules).unwrap();
+        for name in alert_names(&text) {
+            let link = format!("runbook_url: docs/runbooks.md#{}", name.to_lowercase());
+            let block = text
+                .split("- alert:")
+                .find(|b| b.trim_start().starts_with(&format!("{name}\n")))
+                .unwrap_or_else(|| panic!("{name} in {}", rules.display()));
+            assert!(
+                block.contains(&link),
+                "{name} ({}) has no `{link}` annotation",
+                rules.display()
+            );
+            names.push(name);
+        }
+    }
+    for name in names {
+        assert!(
+            sections.contains(&name.to_lowercase()),
+            "docs/runbooks.md has no section `## {}`",
+            name.to_lowercase()
+        );
+    }
+}
+
 #[test]
 fn alertmanager_config_is_valid_and_routes_by_severity() {
     let amtool = find_binary("AMTOOL_BIN", &["amtool"]);

@@ -53,6 +53,11 @@ pub struct AlertmanagerConfig {
     /// and `{region}` are replaced. Default: the bundled Grafana dashboard
     /// on localhost:3000.
     pub dashboard_url: String,
+    /// Where `docs/runbooks.md` is served: each alert's `runbook_url`
+    /// annotation is this plus `#` and the alert name in lower case, as in
+    /// the Prometheus rules. Default `docs/runbooks.md` (the path in the
+    /// repository; set your copy's URL).
+    pub runbook_url: String,
     /// `generatorURL` of each alert, e.g. this instance's status page.
     /// Default: empty (omitted).
     pub generator_url: String,
@@ -80,6 +85,7 @@ impl Default for AlertmanagerConfig {
             dashboard_url:
                 "http://localhost:3000/d/outage-radar-overview/outage-radar?var-service={service}&var-region={region}"
                     .into(),
+            runbook_url: "docs/runbooks.md".into(),
             generator_url: String::new(),
             basic_auth_username: None,
             basic_auth_password_env: None,
@@ -139,6 +145,11 @@ impl AlertmanagerConfig {
             ));
         }
         Ok(())
+    }
+
+    /// The `runbook_url` annotation of alert `alertname`.
+    fn runbook(&self, alertname: &str) -> String {
+        format!("{}#{}", self.runbook_url, alertname.to_lowercase())
     }
 
     /// The `dashboard` annotation for one alert.
@@ -277,6 +288,7 @@ pub fn build_alert(
         "peak_surprise": format!("{:.2}", inc.peak_surprise),
         "top_problems": top,
         "dashboard": config.dashboard(&inc.service, if inc.scope == Scope::Global { "" } else { &scope_value }),
+        "runbook_url": config.runbook(alertname),
         "event": event.as_str(),
     });
     if let Some(first) = inc.regions.first() {
@@ -602,6 +614,10 @@ mod tests {
         assert_eq!(a.body["labels"]["region"], "GB");
         assert_eq!(a.body["labels"]["severity"], "warning");
         assert_eq!(a.body["annotations"]["observed"], "120");
+        assert_eq!(
+            a.body["annotations"]["runbook_url"],
+            "docs/runbooks.md#regionoutage"
+        );
         assert_eq!(a.body["annotations"]["expected"], "12.50");
         assert!(a.body["annotations"]["dashboard"]
             .as_str()
