@@ -113,6 +113,49 @@ fn every_alert_has_a_runbook_section() {
     }
 }
 
+/// The README's metric list is the registry's, both ways: every metric the
+/// source defines is documented, and every documented one exists. The
+/// README abbreviates pipeline metrics as `_name` (prefix `outage_radar`).
+#[test]
+fn the_readme_lists_exactly_the_metrics_outage_radar_exports() {
+    let mut source = String::new();
+    for dir in [
+        "src",
+        "crates/outage-export/src",
+        "crates/outage-ingest/src",
+    ] {
+        for f in files(dir, ".rs") {
+            source.push_str(&std::fs::read_to_string(f).unwrap());
+        }
+    }
+    let defined: BTreeSet<String> = metric_names(&source)
+        .into_iter()
+        .filter(|n| source.contains(&format!("\"{n}\"")))
+        .collect();
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let section = readme
+        .split("Per (service, region) series")
+        .nth(1)
+        .and_then(|s| s.split("### Alerts").next())
+        .expect("the README's metrics section");
+    let mut documented = metric_names(section);
+    for token in section.split('`').skip(1).step_by(2) {
+        if let Some(rest) = token.strip_prefix('_') {
+            let name: String = rest
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            documented.insert(format!("outage_radar_{name}"));
+        }
+    }
+    let undocumented: Vec<_> = defined.difference(&documented).collect();
+    let missing: Vec<_> = documented.difference(&defined).collect();
+    assert!(
+        undocumented.is_empty() && missing.is_empty(),
+        "README metrics drifted: not documented {undocumented:?}; documented but not exported {missing:?}"
+    );
+}
+
 #[test]
 fn alertmanager_config_is_valid_and_routes_by_severity() {
     let amtool = find_binary("AMTOOL_BIN", &["amtool"]);
