@@ -32,6 +32,7 @@ pub fn main(cli: Cli) -> anyhow::Result<()> {
             run(config, warm)
         }
         Command::CheckConfig { config } => check_config(config.as_deref()),
+        Command::Healthcheck { url, timeout } => healthcheck(&url, timeout),
         Command::Demo {
             scenario,
             speed,
@@ -452,4 +453,32 @@ async fn shutdown_signal() -> &'static str {
         let _ = tokio::signal::ctrl_c().await;
         "SIGINT"
     }
+}
+
+/// `healthcheck`: 200 from the readiness URL, or an error that says why.
+fn healthcheck(url: &str, timeout: std::time::Duration) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the HTTP client")?;
+    runtime.block_on(async {
+        let client = reqwest::Client::builder()
+            .timeout(timeout)
+            .build()
+            .context("cannot build the HTTP client")?;
+        let response = client
+            .get(url)
+            .send()
+            .await
+            .with_context(|| format!("{url}: no answer"))?;
+        let status = response.status();
+        let body = response.text().await.unwrap_or_default();
+        anyhow::ensure!(
+            status == reqwest::StatusCode::OK,
+            "{url}: {status}: {}",
+            body.trim()
+        );
+        println!("{url}: {status}");
+        Ok(())
+    })
 }

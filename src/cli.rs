@@ -177,6 +177,23 @@ pub enum Command {
     /// Partition state kept in the state topic.
     #[command(subcommand)]
     State(StateCommand),
+    /// Check a running instance's readiness, for container health checks
+    /// (the image has no curl).
+    ///
+    /// GETs /-/ready and exits 0 when it answers 200 (every assigned
+    /// partition restored and consuming), 1 otherwise, saying why.
+    Healthcheck {
+        /// Readiness URL of the instance.
+        #[arg(
+            long,
+            default_value = "http://127.0.0.1:9898/-/ready",
+            value_name = "URL"
+        )]
+        url: String,
+        /// Longest wait for the answer.
+        #[arg(long, default_value = "3s", value_parser = humantime::parse_duration, value_name = "DURATION")]
+        timeout: std::time::Duration,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -87,3 +87,23 @@ fn bad_config_fails_with_file_field_and_problem() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("/no/such/file.toml"));
 }
+
+/// `healthcheck` fails, saying why, when nothing answers (the success case
+/// runs against a live instance in `run_detects`).
+#[test]
+fn healthcheck_fails_clearly_when_nothing_listens() {
+    // A port that was free a moment ago: bind, note it, let it go.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("http://127.0.0.1:{port}/-/ready");
+    let out = bin()
+        .args(["healthcheck", "--url", &url, "--timeout", "2s"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&url) && err.contains("no answer"), "{err}");
+}

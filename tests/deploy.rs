@@ -227,6 +227,39 @@ fn compose_file_follows_the_compose_spec_and_mounts_files_that_exist() {
         root().join("Dockerfile").is_file(),
         "outage-radar is built from ./Dockerfile"
     );
+    // The container checks its own readiness (the slim image has no curl)
+    // and gets longer to stop than outage-radar takes to stop gracefully.
+    assert!(
+        compose.contains(r#"test: ["CMD", "outage-radar", "healthcheck"]"#),
+        "outage-radar's healthcheck in compose"
+    );
+    let seconds = |text: &str, key: &str| -> u64 {
+        text.lines()
+            .filter_map(|l| l.trim().strip_prefix(key))
+            .filter_map(|v| {
+                let v = v
+                    .trim_start_matches([' ', ':', '='])
+                    .trim()
+                    .trim_matches('"');
+                humantime::parse_duration(v).ok()
+            })
+            .map(|d| d.as_secs())
+            .next()
+            .unwrap_or_else(|| panic!("no {key}"))
+    };
+    let grace = seconds(&compose, "stop_grace_period");
+    let in_compose =
+        std::fs::read_to_string(root().join("deploy/compose/outage-radar.toml")).unwrap();
+    let shutdown = if in_compose.contains("shutdown_timeout") {
+        seconds(&in_compose, "shutdown_timeout")
+    } else {
+        let example = std::fs::read_to_string(root().join("deploy/config.example.toml")).unwrap();
+        seconds(&example, "shutdown_timeout")
+    };
+    assert!(
+        grace > shutdown,
+        "stop_grace_period {grace}s must exceed shutdown_timeout {shutdown}s"
+    );
     // The configuration outage-radar gets in compose parses.
     let out = run(Command::new(env!("CARGO_BIN_EXE_outage-radar"))
         .args([

@@ -315,10 +315,21 @@ fn a_report_dated_minutes_ahead_makes_no_other_report_late() {
         metrics = addr().map(|a| scrape(&a)).unwrap_or_default();
         metrics.contains(&consumed)
     });
+    // The container health check sees a ready instance.
+    let health = Command::new(env!("CARGO_BIN_EXE_outage-radar"))
+        .args(["healthcheck", "--url"])
+        .arg(format!("http://{}/-/ready", addr().unwrap_or_default()))
+        .output()
+        .unwrap();
     let _ = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status();
     let _ = child.wait();
+    assert!(
+        health.status.success(),
+        "healthcheck: {}",
+        String::from_utf8_lossy(&health.stderr)
+    );
     assert!(metrics.contains(&consumed), "{metrics}");
     assert_eq!(
         value(&metrics, "outage_radar_late_reports_total"),
