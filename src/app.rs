@@ -99,7 +99,7 @@ pub fn main(cli: Cli) -> anyhow::Result<()> {
             if crate::evaluate::evaluate(&truth, &incidents, window_minutes, &bars)? {
                 Ok(())
             } else {
-                anyhow::bail!("evaluation bars failed")
+                Err(crate::evaluate::BarsFailed.into())
             }
         }
         Command::Replay {

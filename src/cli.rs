@@ -103,7 +103,7 @@ pub enum Command {
         #[arg(long, default_value_t = 0.0)]
         rate: f64,
     },
-    /// Score incidents against ground truth; exit 1 when a bar fails.
+    /// Score incidents against ground truth; exit 4 when a bar fails.
     ///
     /// Prints recall over outage regions, precision, false incidents per 30
     /// days, and detection delays (median, p90, max) in windows, per region
@@ -138,7 +138,7 @@ pub enum Command {
     },
     /// Check a configuration file and print the effective settings.
     ///
-    /// Exits 0 when the file (plus environment overrides) is valid, 1 with
+    /// Exits 0 when the file (plus environment overrides) is valid, 3 with
     /// the file, field and problem otherwise. Secrets are never printed.
     CheckConfig {
         /// TOML configuration file to check.

@@ -115,7 +115,14 @@ impl Config {
     /// Loads defaults, then `path` (if given), then environment overrides,
     /// and validates the result. Errors name the file, the field and the
     /// problem.
+    /// Loads and validates the configuration: defaults, then the file, then
+    /// `OUTAGE_RADAR_SECTION__FIELD` variables. Any problem is a
+    /// [`ConfigInvalid`] naming the file, the field and the problem.
     pub fn load(path: Option<&Path>) -> anyhow::Result<Config> {
+        Config::load_checked(path).map_err(|e| anyhow::Error::new(ConfigInvalid(format!("{e:#}"))))
+    }
+
+    fn load_checked(path: Option<&Path>) -> anyhow::Result<Config> {
         let mut figment = Figment::from(Serialized::defaults(Config::default()));
         if let Some(path) = path {
             anyhow::ensure!(
@@ -257,3 +264,8 @@ mod tests {
         assert!(e.contains("kafka.dlq_topic"), "{e}");
     }
 }
+
+/// A configuration that cannot be used (exit code 3).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigInvalid(String);

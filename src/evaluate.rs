@@ -372,3 +372,8 @@ pub fn evaluate(
     }
     Ok(ok)
 }
+
+/// Some evaluation bar was not met (exit code 4).
+#[derive(Debug, thiserror::Error)]
+#[error("evaluation bars failed")]
+pub struct BarsFailed;

@@ -21,7 +21,44 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::FAILURE
+            ExitCode::from(exit_code(&e))
         }
     }
+}
+
+/// Exit codes by kind of failure (the README's table): 2 is clap's for a
+/// bad command line.
+mod exit {
+    pub const OTHER: u8 = 1;
+    pub const CONFIG: u8 = 3;
+    pub const BARS: u8 = 4;
+    pub const IO: u8 = 5;
+    pub const KAFKA: u8 = 6;
+}
+
+fn exit_code(e: &anyhow::Error) -> u8 {
+    let kind = |cause: &(dyn std::error::Error + 'static)| {
+        if cause.is::<config::ConfigInvalid>() {
+            Some(exit::CONFIG)
+        } else if cause.is::<evaluate::BarsFailed>() {
+            Some(exit::BARS)
+        } else if let Some(e) = cause.downcast_ref::<outage_ingest::IngestError>() {
+            Some(match e {
+                outage_ingest::IngestError::Config(_) => exit::CONFIG,
+                _ => exit::KAFKA,
+            })
+        } else if cause.is::<rdkafka::error::KafkaError>() {
+            Some(exit::KAFKA)
+        } else {
+            None
+        }
+    };
+    e.chain()
+        .find_map(kind)
+        .or_else(|| {
+            e.chain()
+                .any(|c| c.is::<std::io::Error>())
+                .then_some(exit::IO)
+        })
+        .unwrap_or(exit::OTHER)
 }

@@ -75,7 +75,8 @@ fn bad_config_fails_with_file_field_and_problem() {
     std::fs::write(&path, "[kafka]\npoll_timeout = \"soon\"\n").unwrap();
     for cmd in ["check-config", "run"] {
         let out = bin().args([cmd, "--config"]).arg(&path).output().unwrap();
-        assert_eq!(out.status.code(), Some(1), "{cmd}");
+        // Exit code 3: a bad configuration (README, exit codes).
+        assert_eq!(out.status.code(), Some(3), "{cmd}");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains("bad.toml"), "{err}");
         assert!(err.contains("kafka.poll_timeout"), "{err}");
@@ -84,7 +85,7 @@ fn bad_config_fails_with_file_field_and_problem() {
         .args(["check-config", "--config", "/no/such/file.toml"])
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&out.stderr).contains("/no/such/file.toml"));
 }
 
@@ -106,4 +107,47 @@ fn healthcheck_fails_clearly_when_nothing_listens() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(&url) && err.contains("no answer"), "{err}");
+}
+
+/// Exit codes tell failure kinds apart: an input file that cannot be read
+/// is 5, an evaluation bar that fails is 4.
+#[test]
+fn exit_codes_tell_failure_kinds_apart() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = bin()
+        .args(["replay", "--input", "/no/such/reports.jsonl", "--out"])
+        .arg(dir.path().join("out"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(5),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // A truth with one detectable outage and no incident: recall 0.
+    let reports = dir.path().join("r.jsonl");
+    let sim = bin()
+        .args(["simulate", "--scenario", "alexa-2018", "--out"])
+        .arg(&reports)
+        .output()
+        .unwrap();
+    assert!(sim.status.success());
+    let empty = dir.path().join("none.jsonl");
+    std::fs::write(&empty, "").unwrap();
+    let out = bin()
+        .args(["evaluate", "--truth"])
+        .arg(dir.path().join("r.truth.json"))
+        .arg("--incidents")
+        .arg(&empty)
+        .args(["--min-recall", "0.9"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
