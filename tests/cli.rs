@@ -126,7 +126,7 @@ fn exit_codes_tell_failure_kinds_apart() {
         String::from_utf8_lossy(&out.stderr)
     );
 
-    // A truth with one detectable outage and no incident: recall 0.
+    // The alexa-2018 truth against no incident at all: recall 0.
     let reports = dir.path().join("r.jsonl");
     let sim = bin()
         .args(["simulate", "--scenario", "alexa-2018", "--out"])

@@ -37,6 +37,22 @@ fn files(dir: &str, suffix: &str) -> Vec<PathBuf> {
     v
 }
 
+/// The source of the crates that define metrics (each name once, as a
+/// string literal).
+fn exporting_source() -> String {
+    let mut source = String::new();
+    for dir in [
+        "src",
+        "crates/outage-export/src",
+        "crates/outage-ingest/src",
+    ] {
+        for f in files(dir, ".rs") {
+            source.push_str(&std::fs::read_to_string(f).unwrap());
+        }
+    }
+    source
+}
+
 /// `- alert: Name` lines of a rule file.
 fn alert_names(text: &str) -> Vec<String> {
     text.lines()
@@ -118,16 +134,7 @@ fn every_alert_has_a_runbook_section() {
 /// README abbreviates pipeline metrics as `_name` (prefix `outage_radar`).
 #[test]
 fn the_readme_lists_exactly_the_metrics_outage_radar_exports() {
-    let mut source = String::new();
-    for dir in [
-        "src",
-        "crates/outage-export/src",
-        "crates/outage-ingest/src",
-    ] {
-        for f in files(dir, ".rs") {
-            source.push_str(&std::fs::read_to_string(f).unwrap());
-        }
-    }
+    let source = exporting_source();
     let defined: BTreeSet<String> = metric_names(&source)
         .into_iter()
         .filter(|n| source.contains(&format!("\"{n}\"")))
@@ -295,16 +302,7 @@ fn metric_names(text: &str) -> BTreeSet<String> {
 #[test]
 fn dashboards_and_rules_use_only_metrics_outage_radar_exports() {
     // Every metric name is defined once, as a string literal in the source.
-    let mut source = String::new();
-    for dir in [
-        "src",
-        "crates/outage-export/src",
-        "crates/outage-ingest/src",
-    ] {
-        for f in files(dir, ".rs") {
-            source.push_str(&std::fs::read_to_string(f).unwrap());
-        }
-    }
+    let source = exporting_source();
     let mut used = String::new();
     for f in files("deploy/grafana/dashboards", ".json")
         .into_iter()
