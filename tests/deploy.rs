@@ -163,6 +163,23 @@ fn the_readme_lists_exactly_the_metrics_outage_radar_exports() {
     );
 }
 
+/// Both shipped scrape configurations keep outage-radar's own `service`
+/// label over a target label of the same name (the end-to-end test shows
+/// what breaks without it).
+#[test]
+fn scrape_configs_honor_outage_radars_labels() {
+    let prometheus =
+        std::fs::read_to_string(root().join("deploy/prometheus/prometheus.yml")).unwrap();
+    assert!(
+        prometheus.contains("\n    honor_labels: true\n"),
+        "{prometheus}"
+    );
+    let monitor =
+        std::fs::read_to_string(root().join("deploy/kubernetes/servicemonitor.yaml")).unwrap();
+    assert!(monitor.contains("kind: ServiceMonitor"), "{monitor}");
+    assert!(monitor.contains("\n      honorLabels: true\n"), "{monitor}");
+}
+
 #[test]
 fn alertmanager_config_is_valid_and_routes_by_severity() {
     let amtool = find_binary("AMTOOL_BIN", &["amtool"]);

@@ -161,7 +161,14 @@ fn outage_reaches_alertmanager_prometheus_and_dashboards() {
     let radar_port = free_port();
     let prom_config = std::fs::read_to_string(root.join("deploy/prometheus/prometheus.yml"))
         .unwrap()
-        .replace("outage-radar:9898", &format!("127.0.0.1:{radar_port}"))
+        // Target labels as Kubernetes service discovery attaches them: the
+        // shipped scrape config must keep outage-radar's own `service`.
+        .replace(
+            "- targets: [\"outage-radar:9898\"]",
+            &format!(
+                "- targets: [\"127.0.0.1:{radar_port}\"]\n        labels: {{service: outage-radar-svc, namespace: monitoring, pod: outage-radar-0}}"
+            ),
+        )
         .replace("scrape_interval: 15s", "scrape_interval: 1s")
         .replace("evaluation_interval: 15s", "evaluation_interval: 1s");
     // Prometheus-side alerts are checked in Prometheus itself; sending them
@@ -334,6 +341,18 @@ fn outage_reaches_alertmanager_prometheus_and_dashboards() {
     );
     let up = prom_query(&prom, "up{job=\"outage-radar\"}");
     assert_eq!(up["data"]["result"][0]["value"][1], "1", "{up}");
+    // The target's own `service` label did not replace the exported one.
+    let renamed = prom_query(
+        &prom,
+        "count(outage_radar_series_state{exported_service!=\"\"})",
+    );
+    assert_eq!(
+        renamed["data"]["result"],
+        serde_json::json!([]),
+        "{renamed}"
+    );
+    let kept = prom_query(&prom, "count(outage_radar_series_state{service=\"alexa\"})");
+    assert_ne!(kept["data"]["result"], serde_json::json!([]), "{kept}");
 
     // Every dashboard query runs; the main panels return data.
     std::thread::sleep(Duration::from_secs(3)); // a few scrapes for rate()
