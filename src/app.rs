@@ -263,6 +263,13 @@ pub fn run_pipeline(
     hook: Option<Hook>,
 ) -> anyhow::Result<Handles> {
     let registry = Registry::new();
+    // process_cpu_seconds_total, process_resident_memory_bytes, open file
+    // descriptors…: what every exporter offers, under the standard names.
+    registry
+        .register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))
+        .context("cannot register process metrics")?;
     let metrics = IngestMetrics::register(&registry).context("cannot register metrics")?;
     let counted = IntCounter::new(
         "outage_radar_reports_counted_total",

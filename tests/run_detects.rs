@@ -315,6 +315,40 @@ fn a_report_dated_minutes_ahead_makes_no_other_report_late() {
         metrics = addr().map(|a| scrape(&a)).unwrap_or_default();
         metrics.contains(&consumed)
     });
+    // /metrics: gzip when the scraper asks for it, plain text otherwise,
+    // with the standard process metrics beside ours.
+    let raw_get = |accept_gzip: bool| -> (String, Vec<u8>) {
+        use std::io::{Read, Write};
+        let mut conn = std::net::TcpStream::connect(addr().unwrap()).unwrap();
+        let extra = if accept_gzip {
+            "Accept-Encoding: gzip\r\n"
+        } else {
+            ""
+        };
+        write!(
+            conn,
+            "GET /metrics HTTP/1.1\r\nHost: radar\r\n{extra}Connection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut raw = Vec::new();
+        conn.read_to_end(&mut raw).unwrap();
+        let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+        let head = String::from_utf8_lossy(&raw[..split]).to_lowercase();
+        (head, raw[split + 4..].to_vec())
+    };
+    let (head, body) = raw_get(true);
+    assert!(head.contains("content-encoding: gzip"), "{head}");
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&body[..]), &mut text).unwrap();
+    assert!(
+        text.contains("outage_radar_messages_consumed_total"),
+        "{text}"
+    );
+    assert!(text.contains("process_resident_memory_bytes"), "{text}");
+    let (head, body) = raw_get(false);
+    assert!(!head.contains("content-encoding"), "{head}");
+    assert!(String::from_utf8_lossy(&body).contains("process_cpu_seconds_total"));
+
     // The container health check sees a ready instance.
     let health = Command::new(env!("CARGO_BIN_EXE_outage-radar"))
         .args(["healthcheck", "--url"])

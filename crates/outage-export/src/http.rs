@@ -2,13 +2,14 @@
 //! and `GET /-/ready`. Further routes (status page) merge into
 //! [`router`]'s result.
 
+use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use axum::extract::State;
 use axum::http::{header, StatusCode};
-use axum::response::IntoResponse;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use prometheus::{Encoder, Registry, TextEncoder};
@@ -54,24 +55,56 @@ struct Metrics {
     series: SeriesMetrics,
 }
 
-async fn metrics(State(m): State<Metrics>) -> impl IntoResponse {
+/// `/metrics`, gzip-compressed when the scraper accepts it (Prometheus
+/// does): at 100 k series the text is tens of megabytes.
+async fn metrics(State(m): State<Metrics>, headers: axum::http::HeaderMap) -> Response {
     let encoder = TextEncoder::new();
     let mut body = Vec::with_capacity(64 * 1024);
-    match encoder.encode(&m.registry.gather(), &mut body) {
-        Ok(()) => {
-            m.series.encode(&mut body);
-            (
-                StatusCode::OK,
-                [(header::CONTENT_TYPE, encoder.format_type().to_string())],
-                body,
-            )
-        }
-        Err(e) => (
+    if let Err(e) = encoder.encode(&m.registry.gather(), &mut body) {
+        return (
             StatusCode::INTERNAL_SERVER_ERROR,
             [(header::CONTENT_TYPE, "text/plain".to_string())],
             format!("cannot encode metrics: {e}").into_bytes(),
-        ),
+        )
+            .into_response();
     }
+    m.series.encode(&mut body);
+    let content_type = (header::CONTENT_TYPE, encoder.format_type().to_string());
+    if accepts_gzip(&headers) {
+        let mut gz = flate2::write::GzEncoder::new(
+            Vec::with_capacity(body.len() / 8),
+            flate2::Compression::fast(),
+        );
+        if gz.write_all(&body).is_ok() {
+            if let Ok(compressed) = gz.finish() {
+                return (
+                    StatusCode::OK,
+                    [content_type, (header::CONTENT_ENCODING, "gzip".to_string())],
+                    compressed,
+                )
+                    .into_response();
+            }
+        }
+    }
+    (StatusCode::OK, [content_type], body).into_response()
+}
+
+/// Whether `Accept-Encoding` lists gzip (with a non-zero quality).
+fn accepts_gzip(headers: &axum::http::HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|coding| {
+            let mut parts = coding.split(';').map(str::trim);
+            parts.next().is_some_and(|c| c.eq_ignore_ascii_case("gzip"))
+                && parts.all(|p| {
+                    p.strip_prefix("q=")
+                        .and_then(|q| q.parse::<f64>().ok())
+                        .is_none_or(|q| q > 0.0)
+                })
+        })
 }
 
 async fn ready(State(r): State<Readiness>) -> impl IntoResponse {
@@ -132,4 +165,28 @@ pub async fn serve(
     axum::serve(listener, router)
         .with_graceful_shutdown(shutdown)
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::{HeaderMap, HeaderValue};
+
+    fn with(value: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::ACCEPT_ENCODING,
+            HeaderValue::from_str(value).unwrap(),
+        );
+        h
+    }
+
+    #[test]
+    fn gzip_is_used_only_when_accepted() {
+        assert!(accepts_gzip(&with("gzip")));
+        assert!(accepts_gzip(&with("deflate, GZIP;q=0.5")));
+        assert!(!accepts_gzip(&with("gzip;q=0")));
+        assert!(!accepts_gzip(&with("identity, br")));
+        assert!(!accepts_gzip(&HeaderMap::new()));
+    }
 }
