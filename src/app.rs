@@ -121,6 +121,9 @@ fn check_config(path: Option<&Path>) -> anyhow::Result<()> {
         path.map(|p| format!(": {}", p.display()))
             .unwrap_or_default()
     );
+    for w in config.alertmanager.warnings() {
+        println!("warning: {w}");
+    }
     println!("kafka: {}", config.kafka.describe());
     let d = &config.decode;
     println!(
@@ -237,6 +240,9 @@ fn load_snapshot(path: &Path) -> anyhow::Result<Detector> {
 }
 
 fn run(config: Config, warm: Option<Detector>) -> anyhow::Result<()> {
+    for w in config.alertmanager.warnings() {
+        warn!("{w}");
+    }
     run_pipeline(config, warm, None).map(|_| ())
 }
 

@@ -151,3 +151,41 @@ fn exit_codes_tell_failure_kinds_apart() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Credentials over plain http and unverified certificates work, but
+/// `check-config` (and `run`, in its log) says so.
+#[test]
+fn check_config_warns_about_clear_text_credentials_and_unverified_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("am.toml");
+    std::fs::write(
+        &path,
+        "[alertmanager]\nurls = [\"http://am.example:9093\", \"https://am2.example:9093\"]\n\
+         basic_auth_username = \"radar\"\nbasic_auth_password_env = \"AM_PASSWORD\"\n\
+         tls_insecure_skip_verify = true\n",
+    )
+    .unwrap();
+    let out = bin()
+        .args(["check-config", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("warning: alertmanager.urls: credentials are sent in clear text to http://am.example:9093"),
+        "{text}"
+    );
+    assert!(!text.contains("clear text to https://am2"), "{text}");
+    assert!(
+        text.contains("warning: alertmanager.tls_insecure_skip_verify"),
+        "{text}"
+    );
+    // The shipped example has neither.
+    let out = bin()
+        .args(["check-config", "--config", "deploy/config.example.toml"])
+        .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")))
+        .output()
+        .unwrap();
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("warning:"));
+}

@@ -147,6 +147,29 @@ impl AlertmanagerConfig {
         Ok(())
     }
 
+    /// Settings that work but that an operator should not leave as they
+    /// are: credentials over plain http, certificates not verified. `run`
+    /// logs them at start and `check-config` prints them.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut w = Vec::new();
+        let credentials = self.basic_auth_username.is_some() || self.bearer_token_env.is_some();
+        for url in &self.urls {
+            if credentials && url.to_ascii_lowercase().starts_with("http://") {
+                w.push(format!(
+                    "alertmanager.urls: credentials are sent in clear text to {} (use https)",
+                    display_url(url)
+                ));
+            }
+        }
+        if self.tls_insecure_skip_verify {
+            w.push(
+                "alertmanager.tls_insecure_skip_verify: certificates are not verified (testing only)"
+                    .to_string(),
+            );
+        }
+        w
+    }
+
     /// The `runbook_url` annotation of alert `alertname`.
     fn runbook(&self, alertname: &str) -> String {
         format!("{}#{}", self.runbook_url, alertname.to_lowercase())
