@@ -20,6 +20,17 @@ pub use outage_detect::time::format_rfc3339_ms as rfc3339;
 
 pub use outage_export::incident_json;
 
+/// Reports after a refused one during which it is held for a second look:
+/// the clock's sample (see `held` in [`replay`]).
+const HELD_FOR: u64 = 64;
+
+/// Refused reports on hold, each with its sequence number.
+#[derive(Default)]
+struct Held {
+    seq: u64,
+    reports: std::collections::VecDeque<(u64, Report<'static>)>,
+}
+
 fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
 }
@@ -120,29 +131,69 @@ pub fn replay(
         Ok(())
     };
 
-    // Stream time is what many reports agree on (see `StreamClock`), never
-    // one report's `ts`: a device clock 80 years ahead must not close every
+    // Stream time never runs ahead of what many reports agree on (see
+    // `StreamClock`): a device clock 80 years ahead must not close every
     // window. The first reports wait until the clock has its first sample.
     let mut clock = StreamClock::new(opts.max_clock_skew_ms);
     let mut warmup: Vec<Report<'static>> = Vec::with_capacity(64);
+    // Reports the clock refused, held for the next HELD_FOR reports instead
+    // of dropped: after a real data gap the first reports are ahead of the
+    // clock until enough of them move it (about 16), and they are then
+    // counted like the rest. A lone device clock ahead is not joined by the
+    // reports after it; it leaves the hold as `future_timestamp`.
+    let mut held: Held = Held::default();
     let feed = |report: &Report<'_>,
                 clock: &mut StreamClock,
                 detector: &mut Detector,
                 rejected: &mut BTreeMap<RejectReason, u64>,
-                pushed: bool| {
-        if clock.judge(report.ts_ms) == Verdict::Future {
+                held: &mut Held,
+                pushed: bool|
+     -> u64 {
+        held.seq += 1;
+        let seq = held.seq;
+        while held
+            .reports
+            .front()
+            .is_some_and(|(s, _)| seq - s > HELD_FOR)
+        {
+            held.reports.pop_front();
             *rejected.entry(RejectReason::FutureTimestamp).or_default() += 1;
+        }
+        if clock.judge(report.ts_ms) == Verdict::Future {
             if !pushed {
                 clock.push_refused(report.ts_ms);
             }
-            return false;
+            held.reports.push_back((seq, report.clone().into_owned()));
+            return 0;
         }
         if !pushed {
             clock.push(report.ts_ms);
         }
         let now = clock.now().unwrap_or(report.ts_ms);
-        detector.observe_at(report, now);
-        true
+        // The clock may have moved: held reports it now accepts count, in
+        // time order and each at its own time (the clock's new time is the
+        // upper quartile of them, and would make the earliest late).
+        let mut counted = 1;
+        let mut due: Vec<Report<'static>> = Vec::new();
+        held.reports.retain(|(_, h)| {
+            if clock.judge(h.ts_ms) == Verdict::Future {
+                return true;
+            }
+            due.push(h.clone());
+            false
+        });
+        due.sort_by_key(|h| h.ts_ms);
+        for h in &due {
+            detector.observe_at(h, h.ts_ms.min(now));
+            counted += 1;
+        }
+        // Stream time follows the reports, never beyond what the clock
+        // agrees on: the clock's upper quartile can be ahead of a report by
+        // a quarter of its sample (seconds in a busy stream, more in a
+        // sparse one, and after warm-up), which would make honest reports
+        // late.
+        detector.observe_at(report, report.ts_ms.min(now));
+        counted
     };
     loop {
         line.clear();
@@ -164,20 +215,27 @@ pub fn replay(
                     if clock.warm() {
                         clock.settle();
                         for r in warmup.drain(..) {
-                            decoded +=
-                                u64::from(feed(&r, &mut clock, &mut detector, &mut rejected, true));
+                            decoded += feed(
+                                &r,
+                                &mut clock,
+                                &mut detector,
+                                &mut rejected,
+                                &mut held,
+                                true,
+                            );
                             handle(&mut detector.drain_events(), &mut scores, &mut windows)?;
                         }
                     }
                     continue;
                 }
-                decoded += u64::from(feed(
+                decoded += feed(
                     &report,
                     &mut clock,
                     &mut detector,
                     &mut rejected,
+                    &mut held,
                     false,
-                ));
+                );
                 handle(&mut detector.drain_events(), &mut scores, &mut windows)?;
             }
             Err(e) => *rejected.entry(e.reason).or_default() += 1,
@@ -186,9 +244,19 @@ pub fn replay(
     // A stream shorter than the clock's sample.
     clock.settle();
     for r in warmup.drain(..) {
-        decoded += u64::from(feed(&r, &mut clock, &mut detector, &mut rejected, true));
+        decoded += feed(
+            &r,
+            &mut clock,
+            &mut detector,
+            &mut rejected,
+            &mut held,
+            true,
+        );
         handle(&mut detector.drain_events(), &mut scores, &mut windows)?;
     }
+    // Held to the end: ahead of everything the stream agreed on.
+    *rejected.entry(RejectReason::FutureTimestamp).or_default() += held.reports.len() as u64;
+    rejected.retain(|_, n| *n > 0);
     detector.flush();
     handle(&mut detector.drain_events(), &mut scores, &mut windows)?;
     scores.flush()?;

@@ -214,3 +214,28 @@ fn device_clocks_years_ahead_or_behind_change_no_score_and_no_incident() {
         summary["late"].as_u64().unwrap() + 4
     );
 }
+
+/// A real data gap (the pipeline stalled for 40 minutes) is not a broken
+/// clock: the first reports after it are ahead of the clock until enough of
+/// them move it, and they are held and counted, not rejected.
+#[test]
+fn reports_after_a_data_gap_are_counted_not_rejected() {
+    let mut text = String::new();
+    let mut n = 0;
+    for (from, to) in [(0, 30 * MIN), (70 * MIN, 100 * MIN)] {
+        let mut t = T0 + from;
+        while t < T0 + to {
+            writeln!(
+                text,
+                r#"{{"service":"alexa","region":"GB","ts":{t},"reporter":"r{n}"}}"#
+            )
+            .unwrap();
+            n += 1;
+            t += 2_000;
+        }
+    }
+    let (_, _, summary) = replay_text(&text);
+    assert_eq!(summary["rejected_total"], 0, "{summary}");
+    assert_eq!(summary["decoded"].as_u64(), Some(n), "{summary}");
+    assert_eq!(summary["counted"].as_u64(), Some(n), "{summary}");
+}

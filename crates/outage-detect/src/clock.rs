@@ -82,8 +82,9 @@ impl StreamClock {
     /// Takes a refused report's time into the sample too, and looks again
     /// at once: after a real data gap every report is ahead of the old
     /// clock, and once a quarter of the sample agrees the clock moves on
-    /// (the first ~16 reports after a gap longer than the fence are lost as
-    /// `future_timestamp`).
+    /// (the first ~16 reports after a gap longer than the fence are refused
+    /// until then; `replay` holds refused reports and judges them again, so
+    /// they are counted once the clock has moved).
     pub fn push_refused(&mut self, ts_ms: i64) {
         self.push(ts_ms);
         if self.len == RING {
