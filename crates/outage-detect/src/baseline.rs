@@ -8,7 +8,7 @@
 //! blended with the same hour on the other days (weighted by their visits),
 //! so a series is usable after one day, learns its weekly cycle over the
 //! following weeks, and one odd hour does not define its slot for a week.
-//! About 880 bytes.
+//! About 860 bytes.
 
 use serde::{Deserialize, Serialize};
 
@@ -78,11 +78,48 @@ pub struct Baseline {
     windows: u32,
     /// Sum of learned counts (how much evidence the profile rests on).
     mass: f32,
-    /// Hour-of-week multipliers (empty until the first update). Boxed
-    /// slices, not Vecs: a million series make every word count.
-    profile: Box<[f32]>,
+    /// Hour-of-week multipliers and visits (none until the first update;
+    /// one thin box: a million series make every word count).
+    profile: Option<Box<Profile>>,
+}
+
+/// The hour-of-week profile of one series.
+#[derive(Clone, Debug, PartialEq)]
+struct Profile {
+    /// Multiplier of the level per slot.
+    mult: [f32; SLOTS],
     /// Windows seen per slot, saturating.
-    visits: Box<[u8]>,
+    visits: [u8; SLOTS],
+}
+
+impl Profile {
+    fn new() -> Profile {
+        Profile {
+            mult: [1.0; SLOTS],
+            visits: [0; SLOTS],
+        }
+    }
+}
+
+/// Serialized as two sequences, as the boxed slices it replaced were.
+impl Serialize for Profile {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        (&self.mult[..], &self.visits[..]).serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Profile {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Profile, D::Error> {
+        let (mult, visits): (Vec<f32>, Vec<u8>) = Deserialize::deserialize(deserializer)?;
+        let bad = |what: &str, n: usize| {
+            serde::de::Error::custom(format!("profile has {n} {what}, expected {SLOTS}"))
+        };
+        let n = mult.len();
+        let mult = mult.try_into().map_err(|_| bad("multipliers", n))?;
+        let n = visits.len();
+        let visits = visits.try_into().map_err(|_| bad("visit counts", n))?;
+        Ok(Profile { mult, visits })
+    }
 }
 
 impl Baseline {
@@ -133,9 +170,7 @@ impl Baseline {
     /// own noise. A busy hour seen for one week is known well; a quiet one
     /// leans on the other days for weeks.
     pub fn blend(&self, slot: usize, rates: &LearnRates) -> Option<(f64, f64)> {
-        if self.profile.is_empty() {
-            return None;
-        }
+        let profile = self.profile.as_deref()?;
         let level = f64::from(self.level);
         let k = f64::from(self.dispersion);
         // Relative variance of a multiplier `p` averaged over `visits`.
@@ -144,15 +179,15 @@ impl Baseline {
             let per_window = (level * p).max(1e-3);
             (1.0 / per_window + k) / v + WEEK_VARIANCE * rates.visits_per_week / v
         };
-        let own_visits = f64::from(self.visits[slot]);
-        let own = f64::from(self.profile[slot]);
+        let own_visits = f64::from(profile.visits[slot]);
+        let own = f64::from(profile.mult[slot]);
         let hour = slot % 24;
         let (mut sum, mut visits) = (0.0, 0.0);
         for day in 0..7 {
             let s = day * 24 + hour;
             if s != slot {
-                let v = f64::from(self.visits[s]);
-                sum += v * f64::from(self.profile[s]);
+                let v = f64::from(profile.visits[s]);
+                sum += v * f64::from(profile.mult[s]);
                 visits += v;
             }
         }
@@ -205,10 +240,6 @@ impl Baseline {
     /// [`Baseline::learn`] with the window's [`Baseline::shape_in_use`]
     /// already known (the caller scored the window with it).
     pub fn learn_with_shape(&mut self, slot: usize, count: f64, shape: f64, rates: &LearnRates) {
-        if self.profile.is_empty() {
-            self.profile = vec![1.0; SLOTS].into_boxed_slice();
-            self.visits = vec![0; SLOTS].into_boxed_slice();
-        }
         let mu = f64::from(self.level) * shape;
         let n = f64::from(self.windows);
         // Running means while young, EWMAs once enough windows were seen.
@@ -216,12 +247,13 @@ impl Baseline {
         self.learn_dispersion(count, mu, rates);
         let level = f64::from(self.level) + a * (count / shape - f64::from(self.level));
         self.level = level.max(0.0) as f32;
+        let profile = self.profile.get_or_insert_with(|| Box::new(Profile::new()));
         if level > 0.0 {
-            let v = self.visits[slot];
+            let v = profile.visits[slot];
             let b = rates.profile.max(1.0 / (f64::from(v) + 1.0));
-            let p = f64::from(self.profile[slot]);
-            self.profile[slot] = (p + b * (count / level - p)).clamp(0.0, 50.0) as f32;
-            self.visits[slot] = v.saturating_add(1);
+            let p = f64::from(profile.mult[slot]);
+            profile.mult[slot] = (p + b * (count / level - p)).clamp(0.0, 50.0) as f32;
+            profile.visits[slot] = v.saturating_add(1);
         }
         self.windows = self.windows.saturating_add(1);
         self.mass += count as f32;
@@ -252,7 +284,11 @@ impl Baseline {
 
     /// Heap plus inline bytes of this baseline.
     pub fn memory_bytes(&self) -> usize {
-        std::mem::size_of::<Baseline>() + self.profile.len() * 4 + self.visits.len()
+        std::mem::size_of::<Baseline>()
+            + self
+                .profile
+                .as_ref()
+                .map_or(0, |_| std::mem::size_of::<Profile>())
     }
 }
 

@@ -69,6 +69,68 @@ struct Series {
     /// Peak size (reports over the level) of the current run once it
     /// reached the paging bar; 0 before, and between runs.
     run_size: f32,
+    /// Normal windows not learned yet (see [`Held`]).
+    held: Held,
+}
+
+/// Windows a normal window is held back before it is learned.
+const HELD: usize = 8;
+
+/// The last few normal windows of a series, learned only once [`HELD`]
+/// windows after them show that they were not the start of something.
+/// Without it the first minutes of a slow rise, before any scale is
+/// suspicious, are learned as normal and raise the expectation the rise
+/// is judged against (a 3× ramp over 20 minutes in a young series raised
+/// its hour's expectation from 2.4 to 4.5 and was never paged). When a run
+/// pages, the windows held before it are dropped (they were its onset);
+/// when it ends without paging, they are learned with it.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+struct Held {
+    /// Learned counts (already clipped), oldest first.
+    counts: [u16; HELD],
+    len: u8,
+    /// Index (start / width, wrapping) of the newest held window.
+    last: u32,
+}
+
+impl Held {
+    /// Holds the window with index `at`; `learn(index, count)` gets the
+    /// windows to learn now, oldest first: the one pushed out, or all of
+    /// them when `at` does not follow the newest (a gap in the windows).
+    fn push(&mut self, at: u32, count: f64, mut learn: impl FnMut(u32, f64)) {
+        if self.len > 0 && at != self.last.wrapping_add(1) {
+            self.drain(&mut learn);
+        }
+        if count >= f64::from(u16::MAX) {
+            // Too big to hold: learned at once (and with it what is held,
+            // to keep the order).
+            self.drain(&mut learn);
+            learn(at, count);
+            return;
+        }
+        if usize::from(self.len) == HELD {
+            learn(at.wrapping_sub(HELD as u32), f64::from(self.counts[0]));
+            self.counts.copy_within(1.., 0);
+            self.len -= 1;
+        }
+        self.counts[usize::from(self.len)] = count.round() as u16;
+        self.len += 1;
+        self.last = at;
+    }
+
+    /// Everything held, oldest first, to learn now.
+    fn drain(&mut self, mut learn: impl FnMut(u32, f64)) {
+        let n = u32::from(self.len);
+        for (i, &c) in self.counts[..usize::from(self.len)].iter().enumerate() {
+            learn(self.last.wrapping_sub(n - 1 - i as u32), f64::from(c));
+        }
+        self.len = 0;
+    }
+
+    /// Forgets what is held (a run paged: it was the run's onset).
+    fn drop_all(&mut self) {
+        self.len = 0;
+    }
 }
 
 impl Series {
@@ -190,6 +252,10 @@ pub struct Detector {
     last_service: u32,
     #[serde(skip)]
     events: Vec<Event>,
+    /// Windows released by [`Held`] while a service's windows close:
+    /// (series, window index, count), learned once all are scored.
+    #[serde(skip)]
+    to_learn: Vec<(u32, u32, f32)>,
 }
 
 fn stable_id(parts: &[&str]) -> String {
@@ -221,6 +287,7 @@ impl Detector {
             last_window_reporters: 0,
             last_service: 0,
             events: Vec::new(),
+            to_learn: Vec::new(),
         }
     }
 
@@ -341,6 +408,7 @@ impl Detector {
             low_run: 0,
             recur: Recurrence::default(),
             run_size: 0.0,
+            held: Held::default(),
         });
         (self.series.len() - 1) as u32
     }
@@ -655,6 +723,7 @@ impl Detector {
                     if page {
                         s.state = SeriesState::Outage;
                         s.run = 0;
+                        s.held.drop_all();
                         let started = if s.onset_ms != NO_ONSET {
                             s.onset_ms
                         } else {
@@ -747,6 +816,7 @@ impl Detector {
                 let factor = s.sums.long_ratio().clamp(0.05, 20.0);
                 s.baseline.rebase(factor);
                 s.sums.rebase(factor);
+                s.held.drop_all();
                 s.state = SeriesState::Normal;
                 s.run = 0;
                 s.end_episode();
@@ -771,15 +841,22 @@ impl Detector {
                 0
             };
             let low_ok = s.low_run == 0 || s.low_run > windows_per_day;
+            let at = w.start_ms.div_euclid(width) as u32;
+            let to_learn = &mut self.to_learn;
+            let mut release = |i: u32, count: f64| to_learn.push((idx as u32, i, count as f32));
             if s.state == SeriesState::Normal && !suspect && learn_ok && low_ok {
-                let mut learned = f64::from(c);
                 if trusted {
-                    learned = learned.min(score::noise_ceiling(mu, k_disp));
+                    let learned = f64::from(c).min(score::noise_ceiling(mu, k_disp));
+                    s.held.push(at, learned, &mut release);
+                } else {
+                    s.baseline
+                        .learn_with_shape(slot, f64::from(c), shape, &rates);
                 }
-                s.baseline.learn_with_shape(slot, learned, shape, &rates);
                 s.sums.learn(k_disp, thresholds.persistent_rate);
             }
             if let Some((windows, reports)) = deferred.filter(|_| trusted && learn_ok && low_ok) {
+                // The run was noise: so were the windows held before it.
+                s.held.drain(&mut release);
                 let each =
                     (f64::from(reports) / f64::from(windows)).min(score::noise_ceiling(mu, k_disp));
                 for _ in 0..windows {
@@ -801,7 +878,31 @@ impl Detector {
                 }));
             }
         }
+        self.learn_released(global, w.start_ms, &rates);
         self.update_global_incident(sid, w.start_ms + width, slot, &rates);
+    }
+
+    /// Learns the windows [`Held`] released while the windows of a service
+    /// closed at `now_start_ms`, each at its own hour of the week.
+    fn learn_released(&mut self, global: usize, now_start_ms: i64, rates: &LearnRates) {
+        let width = self.config.width_ms();
+        let at = now_start_ms.div_euclid(width) as u32;
+        let mut released = std::mem::take(&mut self.to_learn);
+        for &(idx, i, count) in &released {
+            let start = now_start_ms - i64::from(at.wrapping_sub(i)) * width;
+            let slot = slot_of(start);
+            let idx = idx as usize;
+            let borrowed = if idx == global {
+                None
+            } else {
+                self.series[global].baseline.shape(slot, rates)
+            };
+            let b = &mut self.series[idx].baseline;
+            let shape = b.shape_in_use(slot, borrowed, rates);
+            b.learn_with_shape(slot, f64::from(count), shape, rates);
+        }
+        released.clear();
+        self.to_learn = released;
     }
 
     fn update_global_incident(
@@ -1164,6 +1265,54 @@ mod tests {
             "still surprising after three weeks: {first} -> {last}"
         );
         assert!(opened(&events).is_empty(), "{:?}", opened(&events));
+    }
+
+    #[test]
+    fn held_windows_are_released_in_order_and_at_gaps() {
+        let mut h = Held::default();
+        let mut out = Vec::new();
+        for i in 0..HELD as u32 {
+            h.push(100 + i, f64::from(i), |at, c| out.push((at, c)));
+        }
+        assert!(out.is_empty(), "nothing learned before {HELD} windows");
+        h.push(108, 8.0, |at, c| out.push((at, c)));
+        assert_eq!(out, [(100, 0.0)], "the oldest goes first");
+        // Window 110 does not follow 108: what is held is learned now.
+        out.clear();
+        h.push(110, 1e6, |at, c| out.push((at, c)));
+        let released: Vec<u32> = out.iter().map(|&(at, _)| at).collect();
+        assert_eq!(released, (101..=108).chain([110]).collect::<Vec<_>>());
+        assert_eq!(out.last(), Some(&(110, 1e6)), "too big to hold");
+        h.push(111, 3.0, |_, _| {});
+        h.drop_all();
+        out.clear();
+        h.drain(|at, c| out.push((at, c)));
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn a_slow_rise_does_not_teach_its_own_hour_before_it_pages() {
+        // A day of history, then a ramp to 2.5x over 20 minutes, held for
+        // 40: its first windows are unsurprising, and learning them at once
+        // raised the hour's expectation under the rise.
+        let mut d = Detector::new(DetectorConfig::default());
+        let regions = ["US", "GB"];
+        feed(&mut d, T0, 1440 + 14 * 60, &regions, |_, _| 4.0);
+        let start = T0 + (1440 + 14 * 60) * MIN;
+        let events = feed(&mut d, start, 60, &regions, |r, t| {
+            let m = ((t - start) / MIN) as f64;
+            if r == "US" {
+                4.0 * (1.0 + 1.5 * (m / 20.0).min(1.0))
+            } else {
+                4.0
+            }
+        });
+        let us = Scope::Region(Country::parse("US").unwrap());
+        let opened: Vec<_> = opened(&events)
+            .into_iter()
+            .filter(|i| i.scope == us)
+            .collect();
+        assert_eq!(opened.len(), 1, "{opened:?}");
     }
 
     #[test]
