@@ -23,8 +23,8 @@ use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::ClientContext;
 
-use crate::app::{Handles, Hook};
 use crate::config::Config;
+use crate::run::{Handles, Hook};
 
 /// Options of `demo`.
 pub struct DemoArgs {
@@ -261,7 +261,7 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<()> {
             duration.is_some_and(|d| started.elapsed() >= d)
         }),
     };
-    let handles = crate::app::run_pipeline(config, Some(warm), Some(hook));
+    let handles = crate::run::run_pipeline(config, Some(warm), Some(hook));
     stop.store(true, Ordering::Relaxed);
     let _ = producing.join();
     let handles = handles?;

@@ -1,10 +1,10 @@
-//! Composition root: wires config, metrics, the ingester and signals.
+//! `run`: the composition root that wires config, metrics, the ingester,
+//! the detectors' export and signals, and stops cleanly.
 //!
 //! Owns the only tokio runtime. The consumer runs on a dedicated thread (it
 //! blocks in librdkafka's poll); signals and periodic progress logs run on
 //! the runtime. Nothing here touches a report.
 
-use std::io::IsTerminal;
 use std::path::Path;
 use std::thread;
 use std::time::Duration;
@@ -19,227 +19,18 @@ use outage_ingest::{IngestMetrics, Ingester, Shutdown};
 use prometheus::{IntCounter, Registry};
 use tracing::{info, warn};
 
-use crate::cli::{Cli, Command};
-use crate::config::{Config, LogFormat};
+use crate::config::Config;
 use crate::pipeline::{DetectorSink, Export};
 
-pub fn main(cli: Cli) -> anyhow::Result<()> {
-    match cli.command {
-        Command::Run { config, snapshot } => {
-            let config = Config::load(config.as_deref())?;
-            let warm = snapshot.as_deref().map(load_snapshot).transpose()?;
-            init_logging(&config);
-            run(config, warm)
-        }
-        Command::CheckConfig { config } => check_config(config.as_deref()),
-        Command::Healthcheck { url, timeout } => healthcheck(&url, timeout),
-        Command::Demo {
-            scenario,
-            speed,
-            listen,
-            alertmanager,
-            duration,
-        } => {
-            let mut log = Config::default();
-            log.log.level = "error".into();
-            init_logging(&log);
-            crate::demo::demo(crate::demo::DemoArgs {
-                scenario,
-                speed,
-                listen,
-                alertmanager,
-                duration,
-            })
-        }
-        Command::State(crate::cli::StateCommand::Inspect { config }) => {
-            let config = Config::load(config.as_deref())?;
-            state_inspect(&config)
-        }
-        Command::Simulate {
-            scenario,
-            out,
-            truth,
-            to,
-            brokers,
-            topic,
-            rate,
-        } => match to {
-            crate::cli::SimulateTarget::File => crate::simulate::simulate(
-                &scenario,
-                out.as_deref().expect("clap requires --out with --to file"),
-                truth.as_deref(),
-            ),
-            crate::cli::SimulateTarget::Kafka => crate::simulate::simulate_to_kafka(
-                &scenario,
-                &brokers,
-                &topic,
-                rate,
-                truth
-                    .as_deref()
-                    .expect("clap requires --truth with --to kafka"),
-            ),
-        },
-        Command::Evaluate {
-            truth,
-            incidents,
-            window_minutes,
-            min_recall,
-            max_median_delay,
-            max_delay,
-            max_false_per_30d,
-            max_global_delay,
-        } => {
-            let bars = crate::evaluate::Bars {
-                min_recall,
-                max_median_delay_windows: max_median_delay,
-                max_delay_windows: max_delay,
-                max_false_per_30d,
-                max_global_delay_minutes: max_global_delay,
-            };
-            if crate::evaluate::evaluate(&truth, &incidents, window_minutes, &bars)? {
-                Ok(())
-            } else {
-                Err(crate::evaluate::BarsFailed.into())
-            }
-        }
-        Command::Replay {
-            input,
-            out,
-            config,
-            snapshot_out,
-        } => {
-            let config = Config::load(config.as_deref())?;
-            crate::replay::replay(&input, &out, &config, snapshot_out.as_deref())
-        }
-    }
-}
-
-fn check_config(path: Option<&Path>) -> anyhow::Result<()> {
-    let config = Config::load(path)?;
-    println!(
-        "configuration OK{}",
-        path.map(|p| format!(": {}", p.display()))
-            .unwrap_or_default()
-    );
-    for w in config.alertmanager.warnings() {
-        println!("warning: {w}");
-    }
-    println!("kafka: {}", config.kafka.describe());
-    let d = &config.decode;
-    println!(
-        "decode: max_message_bytes={} max_clock_skew={} max_reporter_bytes={} max_source_bytes={}",
-        d.max_message_bytes,
-        humantime::format_duration(d.max_clock_skew),
-        d.max_reporter_bytes,
-        d.max_source_bytes
-    );
-    println!(
-        "log: level={} format={:?}",
-        config.log.level, config.log.format
-    );
-    println!("http: listen={}", config.http.listen);
-    println!(
-        "metrics: series_ttl={} max_series={}",
-        humantime::format_duration(config.metrics.series_ttl),
-        config.metrics.max_series
-    );
-    let am = &config.alertmanager;
-    let auth = match (&am.basic_auth_username, &am.bearer_token_env) {
-        (Some(u), _) => format!(
-            "basic user={u} password=<from ${}>",
-            am.basic_auth_password_env.as_deref().unwrap_or("-")
-        ),
-        (None, Some(var)) => format!("bearer <from ${var}>"),
-        (None, None) => "none".into(),
-    };
-    println!(
-        "alertmanager: urls={:?} resend_interval={} auth={auth}",
-        am.urls
-            .iter()
-            .map(|u| outage_export::alert::display_url(u))
-            .collect::<Vec<_>>(),
-        humantime::format_duration(am.resend_interval)
-    );
-    println!(
-        "incidents: topic={}",
-        if config.incidents.topic.is_empty() {
-            "(off)"
-        } else {
-            &config.incidents.topic
-        }
-    );
-    Ok(())
-}
-
-/// `state inspect`: one line per snapshot in the state topic.
-fn state_inspect(config: &Config) -> anyhow::Result<()> {
-    anyhow::ensure!(
-        config.state.enabled(),
-        "state.topic is empty: snapshots are off in this configuration"
-    );
-    let reader = outage_ingest::StateReader::new(
-        &config.kafka.common_config()?,
-        &config.state.topic,
-        config.state.load_timeout,
-    )
-    .with_context(|| format!("cannot read the state topic {}", config.state.topic))?;
-    let all = reader
-        .load_all()
-        .with_context(|| format!("cannot read the state topic {}", config.state.topic))?;
-    let now = outage_detect::time::wall_ms();
-    println!(
-        "{:<48} {:<8} {:>12} {:>9} {:>11} {:>9}",
-        "GROUP/TOPIC/PARTITION", "STATUS", "OFFSET", "SERIES", "BYTES", "AGE"
-    );
-    for (key, outcome) in &all {
-        match outcome {
-            outage_ingest::LoadOutcome::Found(l) => {
-                let m = &l.manifest;
-                let age =
-                    std::time::Duration::from_secs(((now - m.created_at_ms).max(0) / 1000) as u64);
-                println!(
-                    "{key:<48} {:<8} {:>12} {:>9} {:>11} {:>9}",
-                    "ok",
-                    m.offset,
-                    m.items,
-                    m.bytes,
-                    humantime::format_duration(age).to_string()
-                );
-            }
-            outage_ingest::LoadOutcome::Corrupt(e) => {
-                println!("{key:<48} {:<8} {e}", "CORRUPT")
-            }
-            outage_ingest::LoadOutcome::Missing => println!("{key:<48} {:<8}", "deleted"),
-        }
-    }
-    if all.is_empty() {
-        println!("(no snapshots in {})", config.state.topic);
-    }
-    Ok(())
-}
-
-fn init_logging(config: &Config) {
-    let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| config.log.level.clone());
-    let filter = tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|_| "info".into());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal());
-    match config.log.format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
-    }
-}
-
 /// Reads a detector snapshot written by `replay --snapshot-out`.
-fn load_snapshot(path: &Path) -> anyhow::Result<Detector> {
+pub fn load_snapshot(path: &Path) -> anyhow::Result<Detector> {
     let bytes =
         std::fs::read(path).with_context(|| format!("cannot read snapshot {}", path.display()))?;
     Detector::from_snapshot(&bytes)
         .with_context(|| format!("cannot restore snapshot {}", path.display()))
 }
 
-fn run(config: Config, warm: Option<Detector>) -> anyhow::Result<()> {
+pub fn run(config: Config, warm: Option<Detector>) -> anyhow::Result<()> {
     for w in config.alertmanager.warnings() {
         warn!("{w}");
     }
@@ -466,32 +257,4 @@ async fn shutdown_signal() -> &'static str {
         let _ = tokio::signal::ctrl_c().await;
         "SIGINT"
     }
-}
-
-/// `healthcheck`: 200 from the readiness URL, or an error that says why.
-fn healthcheck(url: &str, timeout: std::time::Duration) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the HTTP client")?;
-    runtime.block_on(async {
-        let client = reqwest::Client::builder()
-            .timeout(timeout)
-            .build()
-            .context("cannot build the HTTP client")?;
-        let response = client
-            .get(url)
-            .send()
-            .await
-            .with_context(|| format!("{url}: no answer"))?;
-        let status = response.status();
-        let body = response.text().await.unwrap_or_default();
-        anyhow::ensure!(
-            status == reqwest::StatusCode::OK,
-            "{url}: {status}: {}",
-            body.trim()
-        );
-        println!("{url}: {status}");
-        Ok(())
-    })
 }
