@@ -21,6 +21,7 @@ pub fn check_config(path: Option<&Path>) -> anyhow::Result<()> {
         println!("warning: {w}");
     }
     println!("kafka: {}", config.kafka.describe());
+    println!("kafka client: {}", kafka_client_features());
     let d = &config.decode;
     println!(
         "decode: max_message_bytes={} max_clock_skew={} max_reporter_bytes={} max_source_bytes={}",
@@ -65,6 +66,18 @@ pub fn check_config(path: Option<&Path>) -> anyhow::Result<()> {
         }
     );
     Ok(())
+}
+
+/// librdkafka's version and what this build of it supports (TLS, SASL
+/// mechanisms, compression codecs): what an operator needs to know before
+/// setting `security.protocol` or `compression.type`.
+pub fn kafka_client_features() -> String {
+    let (_, version) = rdkafka::util::get_rdkafka_version();
+    let features = rdkafka::ClientConfig::new()
+        .create_native_config()
+        .and_then(|c| c.get("builtin.features"))
+        .unwrap_or_else(|e| format!("(unknown: {e})"));
+    format!("librdkafka {version}, built with {features}")
 }
 
 /// `state inspect`: one line per snapshot in the state topic.

@@ -39,7 +39,19 @@ fn check_config_accepts_the_shipped_configs_and_redacts_secrets() {
             "{config}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        assert!(String::from_utf8_lossy(&out.stdout).contains("configuration OK"));
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(stdout.contains("configuration OK"));
+        // The build speaks what the example configuration suggests.
+        let client = stdout
+            .lines()
+            .find(|l| l.starts_with("kafka client: librdkafka"))
+            .unwrap_or_else(|| panic!("no kafka client line:\n{stdout}"));
+        for feature in ["ssl", "sasl_plain", "sasl_scram", "zstd"] {
+            assert!(
+                client.split([' ', ',']).any(|f| f == feature),
+                "{feature} missing: {client}"
+            );
+        }
     }
 
     let dir = tempfile::tempdir().unwrap();

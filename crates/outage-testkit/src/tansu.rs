@@ -43,6 +43,9 @@ pub struct Tansu {
     port: u16,
     storage: Storage,
     dir: TempDir,
+    /// SCRAM-SHA-512 user and password every client must authenticate
+    /// with (see [`Tansu::require_authentication`]).
+    auth: Option<(String, String)>,
 }
 
 impl Tansu {
@@ -66,6 +69,15 @@ impl Tansu {
     }
 
     fn launch(storage: Storage, dir: TempDir, port: u16) -> Tansu {
+        Tansu::launch_with(storage, dir, port, None)
+    }
+
+    fn launch_with(
+        storage: Storage,
+        dir: TempDir,
+        port: u16,
+        auth: Option<(String, String)>,
+    ) -> Tansu {
         let bin = find_binary("TANSU_BIN", &["tansu"]);
         let url = format!("tcp://127.0.0.1:{port}");
         let mut cmd = Command::new(bin);
@@ -80,15 +92,21 @@ impl Tansu {
                     Storage::Sqlite => "sqlite://tansu.db",
                 },
             ]);
+        if auth.is_some() {
+            cmd.arg("--authentication");
+        }
         let log = dir.path().join("tansu.log");
         let mut service = Service::spawn("tansu", cmd, log);
         let bootstrap = format!("127.0.0.1:{port}");
-        service.wait_ready(Duration::from_secs(30), || metadata_ok(&bootstrap, None));
+        service.wait_ready(Duration::from_secs(30), || {
+            metadata_ok(&bootstrap, None, auth.as_ref())
+        });
         Tansu {
             service,
             port,
             storage,
             dir,
+            auth,
         }
     }
 
@@ -173,7 +191,8 @@ impl Tansu {
         assert!(
             wait_until(Duration::from_secs(20), || metadata_ok(
                 &bootstrap,
-                Some((name, partitions))
+                Some((name, partitions)),
+                self.auth.as_ref()
             )),
             "topic {name} did not appear with {partitions} partitions"
         );
@@ -189,8 +208,37 @@ impl Tansu {
         );
         self.service.kill();
         let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().expect("temp dir"));
-        let fresh = Tansu::launch(self.storage, dir, self.port);
+        let fresh = Tansu::launch_with(self.storage, dir, self.port, self.auth.take());
         *self = fresh;
+    }
+
+    /// Creates a SCRAM-SHA-512 user (`tansu user create`). Only before
+    /// [`Tansu::require_authentication`]: tansu 0.6 lets no unauthenticated
+    /// client in once it requires authentication, not even to add users.
+    pub fn create_scram_user(&self, name: &str, password: &str) {
+        let bin = find_binary("TANSU_BIN", &["tansu"]);
+        let out = Command::new(bin)
+            .current_dir(self.dir.path())
+            .args(["user", "create", "--broker"])
+            .arg(format!("tcp://127.0.0.1:{}", self.port))
+            .args([name, password])
+            .output()
+            .expect("tansu user create runs");
+        assert!(
+            out.status.success(),
+            "tansu user create {name} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Restarts the broker requiring SASL authentication (`--authentication`)
+    /// and checks that `user` / `password` (a SCRAM-SHA-512 user made with
+    /// [`Tansu::create_scram_user`]) gets in. Only for
+    /// [`Tansu::start_durable`], which keeps the users across the restart.
+    pub fn require_authentication(&mut self, user: &str, password: &str) {
+        self.auth = Some((user.to_string(), password.to_string()));
+        self.restart();
     }
 
     /// The broker's working directory (its log and sqlite file live here).
@@ -238,12 +286,23 @@ pub fn send_blocking<K, P>(
 
 /// Whether the broker answers a metadata request (for `topic`, expecting
 /// `partitions`, when given).
-fn metadata_ok(bootstrap: &str, topic: Option<(&str, i32)>) -> bool {
-    let consumer: BaseConsumer = match ClientConfig::new()
+fn metadata_ok(
+    bootstrap: &str,
+    topic: Option<(&str, i32)>,
+    auth: Option<&(String, String)>,
+) -> bool {
+    let mut config = ClientConfig::new();
+    config
         .set("bootstrap.servers", bootstrap)
-        .set("log_level", "0")
-        .create()
-    {
+        .set("log_level", "0");
+    if let Some((user, password)) = auth {
+        config
+            .set("security.protocol", "SASL_PLAINTEXT")
+            .set("sasl.mechanism", "SCRAM-SHA-512")
+            .set("sasl.username", user)
+            .set("sasl.password", password);
+    }
+    let consumer: BaseConsumer = match config.create() {
         Ok(c) => c,
         Err(_) => return false,
     };
