@@ -8,9 +8,11 @@
 mod process;
 mod prometheus;
 mod tansu;
+mod tls;
 mod webhook;
 
 pub use process::{find_binary, free_port, wait_until};
 pub use prometheus::{Alertmanager, Prometheus};
 pub use tansu::{consume_all, send_blocking, test_producer, unique_name, Tansu};
+pub use tls::{TestCerts, TlsProxy};
 pub use webhook::{Received, WebhookReceiver};

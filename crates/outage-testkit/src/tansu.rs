@@ -68,8 +68,16 @@ impl Tansu {
         )
     }
 
+    /// A broker with in-memory storage that tells clients (in metadata) to
+    /// connect to `127.0.0.1:advertised`, e.g. a [`crate::TlsProxy`] in
+    /// front of it. Only the bootstrap connection reaches it directly.
+    pub fn start_advertising(advertised: u16) -> Tansu {
+        let dir = tempfile::tempdir().expect("temp dir");
+        Tansu::launch_with(Storage::Memory, dir, free_port(), None, Some(advertised))
+    }
+
     fn launch(storage: Storage, dir: TempDir, port: u16) -> Tansu {
-        Tansu::launch_with(storage, dir, port, None)
+        Tansu::launch_with(storage, dir, port, None, None)
     }
 
     fn launch_with(
@@ -77,13 +85,16 @@ impl Tansu {
         dir: TempDir,
         port: u16,
         auth: Option<(String, String)>,
+        advertised: Option<u16>,
     ) -> Tansu {
         let bin = find_binary("TANSU_BIN", &["tansu"]);
         let url = format!("tcp://127.0.0.1:{port}");
+        let advertised_url = format!("tcp://127.0.0.1:{}", advertised.unwrap_or(port));
         let mut cmd = Command::new(bin);
         cmd.current_dir(dir.path())
             .arg("broker")
-            .args(["--listener-url", &url, "--advertised-listener-url", &url])
+            .args(["--listener-url", &url])
+            .args(["--advertised-listener-url", &advertised_url])
             .args([
                 "--storage-engine",
                 match storage {
@@ -108,6 +119,11 @@ impl Tansu {
             dir,
             auth,
         }
+    }
+
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.port
     }
 
     /// `127.0.0.1:PORT`, for `bootstrap.servers`.
@@ -208,7 +224,7 @@ impl Tansu {
         );
         self.service.kill();
         let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().expect("temp dir"));
-        let fresh = Tansu::launch_with(self.storage, dir, self.port, self.auth.take());
+        let fresh = Tansu::launch_with(self.storage, dir, self.port, self.auth.take(), None);
         *self = fresh;
     }
 
