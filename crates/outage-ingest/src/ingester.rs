@@ -58,6 +58,15 @@ const MAINTAIN_INTERVAL_MS: i64 = 100;
 const PENDING_POLL_TIMEOUT: Duration = Duration::from_millis(2);
 /// Unacknowledged dead-letter messages at which consumption pauses.
 const MAX_PENDING_DLQ: usize = 10_000;
+/// Bytes of unacknowledged dead letters held in memory at which
+/// consumption pauses (it resumes below half).
+const MAX_PENDING_DLQ_BYTES: usize = 64 << 20;
+/// A dead letter the producer refuses as too large keeps this much of its
+/// value (then none), with a header saying how big it was: the original
+/// stays at its offset in the source topic, which the headers name.
+const TRUNCATED_VALUE_BYTES: usize = 64 << 10;
+/// Wait before a dead letter the producer refused is offered again.
+const DLQ_RETRY: Duration = Duration::from_secs(1);
 
 /// Asks a running ingester to stop gracefully. Cheap to clone.
 #[derive(Clone, Debug, Default)]
@@ -129,6 +138,57 @@ struct DeadLetter {
     value: Option<Vec<u8>>,
     headers: Vec<(String, Option<Vec<u8>>)>,
     timestamp: Option<i64>,
+    /// When the producer refused it (it is not in flight): when to offer
+    /// it again. `None` while it is in flight.
+    retry_at: Option<Instant>,
+}
+
+impl DeadLetter {
+    /// Bytes held for it.
+    fn bytes(&self) -> usize {
+        let opt = |v: &Option<Vec<u8>>| v.as_ref().map_or(0, Vec::len);
+        opt(&self.key)
+            + opt(&self.value)
+            + self
+                .headers
+                .iter()
+                .map(|(k, v)| k.len() + opt(v))
+                .sum::<usize>()
+    }
+
+    /// Makes a letter the producer refused as too large smaller: first its
+    /// value is cut to [`TRUNCATED_VALUE_BYTES`], then dropped with the
+    /// original headers (outage-radar's own headers stay). Records the
+    /// original size in `outage-radar.truncated`. False when nothing is
+    /// left to cut.
+    fn shrink(&mut self) -> bool {
+        let value_len = self.value.as_ref().map_or(0, Vec::len);
+        let truncated = format!("{DLQ_HEADER_PREFIX}truncated");
+        let first = !self.headers.iter().any(|(k, _)| *k == truncated);
+        if first {
+            self.headers.push((
+                truncated,
+                Some(format!("value of {value_len} bytes").into_bytes()),
+            ));
+        }
+        if value_len > TRUNCATED_VALUE_BYTES {
+            if let Some(v) = &mut self.value {
+                v.truncate(TRUNCATED_VALUE_BYTES);
+            }
+            return true;
+        }
+        let others = self
+            .headers
+            .iter()
+            .any(|(k, _)| !k.starts_with(DLQ_HEADER_PREFIX));
+        if value_len > 0 || others {
+            self.value = None;
+            self.headers
+                .retain(|(k, _)| k.starts_with(DLQ_HEADER_PREFIX));
+            return true;
+        }
+        first
+    }
 }
 
 /// Acknowledgement of one dead-letter delivery.
@@ -175,6 +235,8 @@ struct Pipeline<S> {
     topic: String,
     metrics: IngestMetrics,
     dead_letters: BTreeMap<(i32, i64), DeadLetter>,
+    /// [`DeadLetter::bytes`] of `dead_letters`.
+    dead_letter_bytes: usize,
     summary: IngestSummary,
     clock_ms: i64,
     maintained_ms: i64,
@@ -399,18 +461,58 @@ impl<S: ReportSink> Pipeline<S> {
             format!("{p}source.offset"),
             Some(offset.to_string().into_bytes()),
         ));
-        let letter = DeadLetter {
+        let mut letter = DeadLetter {
             key: msg.key().map(<[u8]>::to_vec),
             value: msg.payload().map(<[u8]>::to_vec),
             headers,
             timestamp: msg.timestamp().to_millis(),
+            retry_at: None,
         };
         self.tracker.begin_pending(partition, offset);
-        self.send_dead_letter(partition, offset, &letter);
+        self.offer_dead_letter(partition, offset, &mut letter);
+        self.dead_letter_bytes += letter.bytes();
         self.dead_letters.insert((partition, offset), letter);
     }
 
-    fn send_dead_letter(&self, partition: i32, offset: i64, letter: &DeadLetter) {
+    /// Hands a letter to the producer. One it refuses as too large is made
+    /// smaller and offered again; one refused for another reason is
+    /// offered again after [`DLQ_RETRY`] by `maintain` (its offset stays
+    /// held back meanwhile, so nothing is committed past it).
+    fn offer_dead_letter(&self, partition: i32, offset: i64, letter: &mut DeadLetter) {
+        loop {
+            let Err(e) = self.send_dead_letter(partition, offset, letter) else {
+                letter.retry_at = None;
+                return;
+            };
+            self.metrics.dead_letter_errors.inc();
+            self.metrics
+                .kafka_errors
+                .with_label_values(&["produce"])
+                .inc();
+            let too_large = matches!(
+                e,
+                KafkaError::MessageProduction(
+                    RDKafkaErrorCode::MessageSizeTooLarge | RDKafkaErrorCode::InvalidMessageSize
+                )
+            );
+            if too_large && letter.shrink() {
+                warn!(partition, offset, error = %e, "dead letter too large for the producer; sending it truncated (the original stays at its offset)");
+                continue;
+            }
+            if letter.retry_at.is_none() {
+                warn!(partition, offset, error = %e, "cannot enqueue dead-letter message; retrying every second, offsets held back");
+            }
+            letter.retry_at = Some(Instant::now() + DLQ_RETRY);
+            return;
+        }
+    }
+
+    fn send_dead_letter(
+        &self,
+        partition: i32,
+        offset: i64,
+        letter: &DeadLetter,
+    ) -> Result<(), KafkaError> {
         loop {
             let mut headers = OwnedHeaders::new_with_capacity(letter.headers.len());
             for (key, value) in &letter.headers {
@@ -432,21 +534,13 @@ impl<S: ReportSink> Pipeline<S> {
                 record = record.timestamp(ts);
             }
             match self.dlq.send(record) {
-                Ok(()) => return,
+                Ok(()) => return Ok(()),
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
                     self.dlq.poll(Duration::from_millis(50));
                 }
-                Err((e, _)) => {
-                    // Not retriable by librdkafka (e.g. message too large for the
-                    // DLQ): the offset stays held back and we try again later.
-                    self.metrics.dead_letter_errors.inc();
-                    self.metrics
-                        .kafka_errors
-                        .with_label_values(&["produce"])
-                        .inc();
-                    warn!(partition, offset, error = %e, "cannot enqueue dead-letter message; will retry");
-                    return;
-                }
+                // Not retriable by librdkafka (e.g. too large for the
+                // producer): the caller decides.
+                Err((e, _)) => return Err(e),
             }
         }
     }
@@ -463,32 +557,65 @@ impl<S: ReportSink> Pipeline<S> {
             match ack.error {
                 None => {
                     self.tracker.finish_pending(ack.partition, ack.offset);
-                    self.dead_letters.remove(&(ack.partition, ack.offset));
+                    if let Some(letter) = self.dead_letters.remove(&(ack.partition, ack.offset)) {
+                        self.dead_letter_bytes -= letter.bytes();
+                    }
                 }
                 Some(e) => {
                     self.metrics.dead_letter_errors.inc();
-                    if let Some(letter) = self.dead_letters.get(&(ack.partition, ack.offset)) {
+                    if let Some(mut letter) = self.dead_letters.remove(&(ack.partition, ack.offset))
+                    {
                         warn!(partition = ack.partition, offset = ack.offset, error = %e, "dead-letter delivery failed; re-sending");
-                        self.send_dead_letter(ack.partition, ack.offset, letter);
+                        self.dead_letter_bytes -= letter.bytes();
+                        self.offer_dead_letter(ack.partition, ack.offset, &mut letter);
+                        self.dead_letter_bytes += letter.bytes();
+                        self.dead_letters
+                            .insert((ack.partition, ack.offset), letter);
                     }
                 }
             }
         }
+        self.retry_dead_letters();
         if self.state.is_some() {
             self.maintain_state(consumer);
         } else {
             self.store_offsets(consumer);
         }
         let pending = self.tracker.pending();
-        if !self.paused && pending >= MAX_PENDING_DLQ {
+        let bytes = self.dead_letter_bytes;
+        if !self.paused && (pending >= MAX_PENDING_DLQ || bytes >= MAX_PENDING_DLQ_BYTES) {
             warn!(
                 pending,
-                "too many unacknowledged dead letters; pausing consumption"
+                bytes, "too many unacknowledged dead letters; pausing consumption"
             );
             self.set_paused(consumer, true);
-        } else if self.paused && pending < MAX_PENDING_DLQ / 2 {
-            info!(pending, "dead letters acknowledged; resuming consumption");
+        } else if self.paused && pending < MAX_PENDING_DLQ / 2 && bytes < MAX_PENDING_DLQ_BYTES / 2
+        {
+            info!(
+                pending,
+                bytes, "dead letters acknowledged; resuming consumption"
+            );
             self.set_paused(consumer, false);
+        }
+    }
+
+    /// Offers again the dead letters the producer refused, once their
+    /// wait is over.
+    fn retry_dead_letters(&mut self) {
+        let now = Instant::now();
+        let due: Vec<(i32, i64)> = self
+            .dead_letters
+            .iter()
+            .filter(|(_, l)| l.retry_at.is_some_and(|t| t <= now))
+            .map(|(&k, _)| k)
+            .collect();
+        for (partition, offset) in due {
+            if let Some(mut letter) = self.dead_letters.remove(&(partition, offset)) {
+                self.dead_letter_bytes -= letter.bytes();
+                self.offer_dead_letter(partition, offset, &mut letter);
+                self.dead_letter_bytes += letter.bytes();
+                self.dead_letters.insert((partition, offset), letter);
+            }
         }
     }
 
@@ -883,6 +1010,7 @@ impl<S: ReportSink> ConsumerContext for IngestContext<S> {
                     .remove_label_values(&[&partition.to_string()]);
                 p.tracker.forget(*partition);
                 p.dead_letters.retain(|(pp, _), _| pp != partition);
+                p.dead_letter_bytes = p.dead_letters.values().map(DeadLetter::bytes).sum();
             }
             self.metrics
                 .assigned_partitions
@@ -974,6 +1102,7 @@ impl<S: ReportSink + 'static> Ingester<S> {
             topic: config.topic.clone(),
             metrics: metrics.clone(),
             dead_letters: BTreeMap::new(),
+            dead_letter_bytes: 0,
             summary: IngestSummary::default(),
             clock_ms: wall_ms(),
             maintained_ms: 0,
@@ -1129,5 +1258,47 @@ impl<S: ReportSink + 'static> Ingester<S> {
             "stopped"
         );
         Ok((summary, pipeline.sink))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn letter(value: usize, headers: &[&str]) -> DeadLetter {
+        DeadLetter {
+            key: Some(b"alexa".to_vec()),
+            value: Some(vec![b'x'; value]),
+            headers: headers
+                .iter()
+                .map(|k| (k.to_string(), Some(b"v".to_vec())))
+                .collect(),
+            timestamp: None,
+            retry_at: None,
+        }
+    }
+
+    #[test]
+    fn a_letter_too_large_is_cut_then_stripped_then_given_up() {
+        let reason = format!("{DLQ_HEADER_PREFIX}reason");
+        let mut l = letter(2 << 20, &[&reason, "traceparent"]);
+        let before = l.bytes();
+        assert!(l.shrink());
+        assert_eq!(l.value.as_ref().map(Vec::len), Some(TRUNCATED_VALUE_BYTES));
+        let truncated = format!("{DLQ_HEADER_PREFIX}truncated");
+        let said = l.headers.iter().find(|(k, _)| *k == truncated);
+        assert_eq!(
+            said.and_then(|(_, v)| v.clone()),
+            Some(format!("value of {} bytes", 2 << 20).into_bytes())
+        );
+        assert!(l.bytes() < before);
+        // Still refused: the value and foreign headers go, ours stay.
+        assert!(l.shrink());
+        assert_eq!(l.value, None);
+        let keys: Vec<&str> = l.headers.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(keys, [reason.as_str(), truncated.as_str()]);
+        // Nothing left to cut: the caller retries instead.
+        assert!(!l.shrink());
+        assert_eq!(l.key.as_deref(), Some(&b"alexa"[..]), "the key stays");
     }
 }

@@ -343,3 +343,66 @@ fn mis_keyed_reports_are_counted_and_kept() {
     assert_eq!(summary.mis_keyed, 2, "{summary:?}");
     assert_eq!(summary.dead_lettered_total(), 0, "{summary:?}");
 }
+
+/// A dead letter bigger than the producer takes (here a 2 MB message,
+/// dead-lettered as too large, whose letter the producer's 1 MB
+/// `message.max.bytes` refuses): it goes out truncated with a header that
+/// says so, and offsets are committed past it. Before, it was never sent
+/// and no offset of its partition was committed again.
+#[test]
+fn a_dead_letter_too_large_for_the_producer_goes_out_truncated_and_commits_go_on() {
+    use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+    let broker = Tansu::start();
+    let (topic, dlq, group) = setup(&broker);
+    let producer: ThreadedProducer<DefaultProducerContext> = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", broker.bootstrap())
+        .set("message.max.bytes", "4000000")
+        .create()
+        .unwrap();
+    let report = |i: usize| {
+        format!(
+            r#"{{"service":"alexa","region":"GB","ts":{},"problem":"login","reporter":"r{i}"}}"#,
+            now_ms()
+        )
+    };
+    let big = vec![b'x'; 2 << 20];
+    let lines = [report(0).into_bytes(), big.clone(), report(1).into_bytes()];
+    for line in &lines {
+        let record = BaseRecord::<[u8], [u8]>::to(&topic)
+            .partition(0)
+            .key(b"alexa".as_slice())
+            .payload(line.as_slice());
+        outage_testkit::send_blocking(&producer, record);
+    }
+    producer.flush(Duration::from_secs(30)).unwrap();
+
+    let recorded = Recorded::default();
+    let summary = run_until(
+        &kafka_config(&broker.bootstrap(), &topic, &dlq, &group),
+        &recorded,
+        |r| {
+            r.wait_for(2, Duration::from_secs(60));
+            std::thread::sleep(Duration::from_secs(2));
+        },
+    );
+    assert_eq!(recorded.len(), 2);
+    assert_eq!(summary.dead_lettered_total(), 1);
+    assert_eq!(summary.unacknowledged_dead_letters, 0);
+    let dead = read_topic(&broker.bootstrap(), &dlq, 1);
+    assert_eq!(dead.len(), 1);
+    use rdkafka::Message;
+    assert_eq!(
+        header(&dead[0], "outage-radar.truncated").as_deref(),
+        Some(format!("value of {} bytes", big.len()).as_str())
+    );
+    assert_eq!(
+        header(&dead[0], "outage-radar.source.offset").as_deref(),
+        Some("1")
+    );
+    assert_eq!(dead[0].payload(), Some(&big[..64 << 10]));
+    assert_eq!(
+        committed_offsets(&broker.bootstrap(), &group, &topic, PARTITIONS).get(&0),
+        Some(&3),
+        "offsets committed past the big message"
+    );
+}
