@@ -769,7 +769,8 @@ impl Detector {
                                 - 1;
                             let reports: u32 =
                                 s.pending_problems.iter().map(|&n| u32::from(n)).sum();
-                            deferred = Some((windows.clamp(1, 60) as u32, reports));
+                            let windows = windows.clamp(1, i64::from(windows_per_day));
+                            deferred = Some((windows as u32, reports));
                         }
                         s.end_episode();
                     }
@@ -856,11 +857,15 @@ impl Detector {
             }
             if let Some((windows, reports)) = deferred.filter(|_| trusted && learn_ok && low_ok) {
                 // The run was noise: so were the windows held before it.
+                // Each of its windows is learned at its own hour of the
+                // week (a run that outlasts its hour must not teach the
+                // next hour what the last one did).
                 s.held.drain(&mut release);
                 let each =
                     (f64::from(reports) / f64::from(windows)).min(score::noise_ceiling(mu, k_disp));
-                for _ in 0..windows {
-                    s.baseline.learn_with_shape(slot, each, shape, &rates);
+                let first = s.since_ms.div_euclid(width) as u32;
+                for i in 0..windows {
+                    release(first.wrapping_add(i), each);
                 }
             }
             if (c > 0 || mu >= 0.5) && self.services[sid].live {
