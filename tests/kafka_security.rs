@@ -114,6 +114,17 @@ fn stop(mut child: std::process::Child) {
     let _ = child.wait();
 }
 
+/// Runs the radar on `config` (password `password`) and checks that its
+/// log says `error` and that it never turns ready.
+fn assert_refused(config: &Path, log: &Path, password: &str, error: &str) {
+    let child = spawn(config, log, password);
+    let (said, ready) = fails_with(log, error);
+    stop(child);
+    let text = std::fs::read_to_string(log).unwrap();
+    assert!(said, "no {error:?} in the log:\n{text}");
+    assert_ne!(ready, Some(200), "ready without a broker session:\n{text}");
+}
+
 /// Reports of now, produced as zstd-compressed batches through `brokers`
 /// with the given client properties.
 fn produce_zstd(brokers: &str, properties: &[(&str, &str)], topic: &str) {
@@ -187,12 +198,12 @@ fn run_consumes_over_sasl_scram_and_refuses_a_wrong_password_loudly() {
     // A wrong password: the log says it is an authentication failure, and
     // the radar never reports ready.
     let log = dir.path().join("wrong.log");
-    let child = spawn(&config, &log, "not-the-password");
-    let (said, ready) = fails_with(&log, "SASL authentication error");
-    stop(child);
-    let text = std::fs::read_to_string(&log).unwrap();
-    assert!(said, "no authentication error in the log:\n{text}");
-    assert_ne!(ready, Some(200), "ready without a broker session:\n{text}");
+    assert_refused(
+        &config,
+        &log,
+        "not-the-password",
+        "SASL authentication error",
+    );
 }
 
 #[test]
@@ -237,12 +248,7 @@ fn run_consumes_over_tls_and_says_why_a_wrong_ca_or_name_fails() {
         "",
     );
     let log = dir.path().join("wrong-ca.log");
-    let child = spawn(&config, &log, "");
-    let (said, ready) = fails_with(&log, "certificate verify failed");
-    stop(child);
-    let text = std::fs::read_to_string(&log).unwrap();
-    assert!(said, "no verification error in the log:\n{text}");
-    assert_ne!(ready, Some(200), "ready without a broker session:\n{text}");
+    assert_refused(&config, &log, "", "certificate verify failed");
 
     // The right CA, but a certificate for another name than the one dialled.
     let named = tempfile::tempdir().unwrap();
@@ -258,10 +264,5 @@ fn run_consumes_over_tls_and_says_why_a_wrong_ca_or_name_fails() {
         "",
     );
     let log = dir.path().join("wrong-name.log");
-    let child = spawn(&config, &log, "");
-    let (said, ready) = fails_with(&log, "certificate verify failed");
-    stop(child);
-    let text = std::fs::read_to_string(&log).unwrap();
-    assert!(said, "no verification error in the log:\n{text}");
-    assert_ne!(ready, Some(200), "ready without a broker session:\n{text}");
+    assert_refused(&config, &log, "", "certificate verify failed");
 }
