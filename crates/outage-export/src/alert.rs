@@ -69,6 +69,11 @@ pub struct AlertmanagerConfig {
     pub bearer_token_env: Option<String>,
     /// PEM file of a CA to trust for https URLs (besides the built-in roots).
     pub tls_ca_file: Option<PathBuf>,
+    /// PEM files of a client certificate and its private key, for an
+    /// Alertmanager that requires client certificates (mutual TLS:
+    /// `client_auth_type: RequireAndVerifyClientCert` in its web config).
+    pub tls_cert_file: Option<PathBuf>,
+    pub tls_key_file: Option<PathBuf>,
     /// Accept any certificate (testing only). Default `false`.
     pub tls_insecure_skip_verify: bool,
 }
@@ -91,6 +96,8 @@ impl Default for AlertmanagerConfig {
             basic_auth_password_env: None,
             bearer_token_env: None,
             tls_ca_file: None,
+            tls_cert_file: None,
+            tls_key_file: None,
             tls_insecure_skip_verify: false,
         }
     }
@@ -143,6 +150,11 @@ impl AlertmanagerConfig {
                 "bearer_token_env",
                 "basic auth and a bearer token cannot both be set",
             ));
+        }
+        match (&self.tls_cert_file, &self.tls_key_file) {
+            (Some(_), None) => return Err(cfg_err("tls_key_file", "tls_cert_file needs it")),
+            (None, Some(_)) => return Err(cfg_err("tls_cert_file", "tls_key_file needs it")),
+            _ => {}
         }
         Ok(())
     }
@@ -409,6 +421,27 @@ fn client(config: &AlertmanagerConfig) -> Result<(reqwest::Client, Auth), AlertC
         let cert = reqwest::Certificate::from_pem(&pem)
             .map_err(|e| cfg_err("tls_ca_file", format!("{}: {e}", path.display())))?;
         builder = builder.add_root_certificate(cert);
+    }
+    match (&config.tls_cert_file, &config.tls_key_file) {
+        (Some(cert), Some(key)) => {
+            let read = |field: &'static str, path: &PathBuf| {
+                std::fs::read(path)
+                    .map_err(|e| cfg_err(field, format!("cannot read {}: {e}", path.display())))
+            };
+            let mut pem = read("tls_cert_file", cert)?;
+            pem.push(b'\n');
+            pem.extend(read("tls_key_file", key)?);
+            let identity = reqwest::Identity::from_pem(&pem).map_err(|e| {
+                cfg_err(
+                    "tls_cert_file",
+                    format!("{} with {}: {e}", cert.display(), key.display()),
+                )
+            })?;
+            builder = builder.identity(identity);
+        }
+        (None, None) => {}
+        (Some(_), None) => return Err(cfg_err("tls_key_file", "tls_cert_file needs it")),
+        (None, Some(_)) => return Err(cfg_err("tls_cert_file", "tls_key_file needs it")),
     }
     let client = builder
         .build()
@@ -681,6 +714,9 @@ mod tests {
         cfg.urls = vec!["http://127.0.0.1:9093".into()];
         cfg.basic_auth_password_env = Some("X".into());
         assert_eq!(cfg.validate().unwrap_err().field, "basic_auth_password_env");
+        cfg.basic_auth_password_env = None;
+        cfg.tls_cert_file = Some("client.pem".into());
+        assert_eq!(cfg.validate().unwrap_err().field, "tls_key_file");
     }
 
     #[test]

@@ -220,3 +220,134 @@ fn basic_auth_and_bearer_tokens_are_sent() {
         .unwrap();
     assert_eq!(err.field, "bearer_token_env");
 }
+
+/// bcrypt of `am-test-password` (cost 4), for Alertmanager's
+/// `basic_auth_users`.
+const AM_USER_HASH: &str = "$2b$04$eoFOBbEqGzVTeSonOkyzfuJm/QCEdzU4vEdmDVjjqI.9Cv0zTXz6K";
+
+/// An Alertmanager that serves only https with the test CA's certificate,
+/// requires a client certificate the CA signed, and basic auth.
+#[test]
+fn pushes_reach_an_alertmanager_behind_tls_client_certificates_and_basic_auth() {
+    use outage_testkit::TestCerts;
+    let dir = tempfile::tempdir().unwrap();
+    let certs = TestCerts::generate(dir.path(), &["127.0.0.1"]);
+    let read = |p: &std::path::Path| std::fs::read_to_string(p).unwrap();
+    let web = format!(
+        "tls_server_config:\n  cert_file: server.pem\n  key_file: server.key\n  \
+         client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: ca.pem\n\
+         basic_auth_users:\n  radar: '{AM_USER_HASH}'\n"
+    );
+    let am = Alertmanager::start_with_web_config(
+        AM_CONFIG,
+        &web,
+        &[
+            ("server.pem", &read(&certs.server_cert)),
+            ("server.key", &read(&certs.server_key)),
+            ("ca.pem", &read(&certs.ca)),
+        ],
+    );
+    std::env::set_var("OUTAGE_RADAR_TEST_TLS_AM_PASSWORD", "am-test-password");
+    std::env::set_var("OUTAGE_RADAR_TEST_TLS_AM_WRONG", "not-it");
+    let good = AlertmanagerConfig {
+        urls: vec![am.url()],
+        basic_auth_username: Some("radar".into()),
+        basic_auth_password_env: Some("OUTAGE_RADAR_TEST_TLS_AM_PASSWORD".into()),
+        tls_ca_file: Some(certs.ca.clone()),
+        tls_cert_file: Some(certs.client_cert.clone()),
+        tls_key_file: Some(certs.client_key.clone()),
+        max_attempts: 1,
+        ..AlertmanagerConfig::default()
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let label = outage_export::alert::display_url(&am.url());
+    // Pushes one alert for `region` with `config`; returns the metrics.
+    let push = |config: &AlertmanagerConfig, region: &str| {
+        let metrics = AlertMetrics::register(&Registry::new()).unwrap();
+        let queue = {
+            let _g = rt.enter();
+            start(config, metrics.clone()).unwrap().unwrap()
+        };
+        queue.push(build_alert(
+            config,
+            IncidentEvent::Opened,
+            &incident("alexa", region),
+            None,
+        ));
+        (queue, metrics)
+    };
+
+    let (_q, metrics) = push(&good, "FR");
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            metrics.pushes.with_label_values(&[&label, "success"]).get() >= 1
+        }),
+        "the alert was not accepted: {}",
+        std::fs::read_to_string(am.dir().join("alertmanager.log")).unwrap_or_default()
+    );
+    // Alertmanager has it: read back over the same TLS and credentials.
+    let body = rt.block_on(async {
+        let identity = reqwest::Identity::from_pem(
+            format!("{}\n{}", read(&certs.client_cert), read(&certs.client_key)).as_bytes(),
+        )
+        .unwrap();
+        reqwest::Client::builder()
+            .add_root_certificate(
+                reqwest::Certificate::from_pem(read(&certs.ca).as_bytes()).unwrap(),
+            )
+            .identity(identity)
+            .build()
+            .unwrap()
+            .get(format!("{}/api/v2/alerts", am.url()))
+            .basic_auth("radar", Some("am-test-password"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    });
+    assert!(body.contains(r#""region":"FR""#), "{body}");
+
+    // Each missing piece is refused by Alertmanager and counted as an
+    // error, never as delivered.
+    let other_ca = certs.other_ca.clone();
+    let refused = [
+        (
+            "wrong password",
+            AlertmanagerConfig {
+                basic_auth_password_env: Some("OUTAGE_RADAR_TEST_TLS_AM_WRONG".into()),
+                ..good.clone()
+            },
+        ),
+        (
+            "no client certificate",
+            AlertmanagerConfig {
+                tls_cert_file: None,
+                tls_key_file: None,
+                ..good.clone()
+            },
+        ),
+        (
+            "a CA that did not sign the server's certificate",
+            AlertmanagerConfig {
+                tls_ca_file: Some(other_ca),
+                ..good.clone()
+            },
+        ),
+    ];
+    for (what, config) in refused {
+        let (_q, metrics) = push(&config, "DE");
+        assert!(
+            wait_until(Duration::from_secs(10), || {
+                metrics.pushes.with_label_values(&[&label, "error"]).get() >= 1
+            }),
+            "{what}: no error counted"
+        );
+        assert_eq!(
+            metrics.pushes.with_label_values(&[&label, "success"]).get(),
+            0,
+            "{what}: delivered"
+        );
+    }
+}

@@ -21,6 +21,8 @@ struct HttpService {
     _service: Service,
     port: u16,
     dir: TempDir,
+    /// Served over TLS (a web config).
+    https: bool,
 }
 
 impl HttpService {
@@ -59,11 +61,19 @@ impl HttpService {
             .args(extra);
         let mut service = Service::spawn(name, cmd, dir.path().join(format!("{name}.log")));
         let ready = format!("http://127.0.0.1:{port}/-/ready");
-        service.wait_ready(Duration::from_secs(30), || http_ok(&ready));
+        if extra.iter().any(|a| a.starts_with("--web.config.file")) {
+            // Served over TLS with credentials: an open port is the sign.
+            service.wait_ready(Duration::from_secs(30), || {
+                std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+            });
+        } else {
+            service.wait_ready(Duration::from_secs(30), || http_ok(&ready));
+        }
         HttpService {
             _service: service,
             port,
             dir,
+            https: false,
         }
     }
 }
@@ -117,9 +127,38 @@ impl Alertmanager {
         ))
     }
 
-    /// `http://127.0.0.1:PORT`.
+    /// Starts Alertmanager with `config` (YAML) serving only https, with
+    /// its web configuration `web_config` (YAML: `tls_server_config`,
+    /// `basic_auth_users`, …) written to `web.yml`; `files` (certificates,
+    /// keys) are written beside it. [`Alertmanager::url`] is then
+    /// `https://127.0.0.1:PORT`.
+    pub fn start_with_web_config(
+        config: &str,
+        web_config: &str,
+        files: &[(&str, &str)],
+    ) -> Alertmanager {
+        let mut all: Vec<(&str, &str)> = vec![("web.yml", web_config)];
+        all.extend_from_slice(files);
+        let mut am = Alertmanager(HttpService::start(
+            "alertmanager",
+            (
+                "ALERTMANAGER_BIN",
+                &["prometheus-alertmanager", "alertmanager"],
+            ),
+            "alertmanager.yml",
+            config,
+            &all,
+            "--storage.path",
+            &["--cluster.listen-address=", "--web.config.file=web.yml"],
+        ));
+        am.0.https = true;
+        am
+    }
+
+    /// `http://127.0.0.1:PORT` (`https://` with a web config).
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.0.port)
+        let scheme = if self.0.https { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", self.0.port)
     }
 
     pub fn dir(&self) -> &Path {

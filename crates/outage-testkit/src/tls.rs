@@ -24,6 +24,9 @@ pub struct TestCerts {
     pub server_key: PathBuf,
     /// Another CA, which signed nothing the server presents.
     pub other_ca: PathBuf,
+    /// A client certificate the CA signed, and its key (mutual TLS).
+    pub client_cert: PathBuf,
+    pub client_key: PathBuf,
 }
 
 impl TestCerts {
@@ -44,6 +47,14 @@ impl TestCerts {
         let server = params
             .signed_by(&server_key, &ca, &ca_key)
             .expect("server certificate");
+        let client_key = KeyPair::generate().expect("client key");
+        let mut params = CertificateParams::new(Vec::<String>::new()).expect("client params");
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "outage-radar test client");
+        let client = params
+            .signed_by(&client_key, &ca, &ca_key)
+            .expect("client certificate");
         let other_key = KeyPair::generate().expect("other CA key");
         let other = ca_params("some other CA")
             .self_signed(&other_key)
@@ -58,6 +69,8 @@ impl TestCerts {
             server_cert: write("server.pem", server.pem()),
             server_key: write("server.key", server_key.serialize_pem()),
             other_ca: write("other-ca.pem", other.pem()),
+            client_cert: write("client.pem", client.pem()),
+            client_key: write("client.key", client_key.serialize_pem()),
         }
     }
 }
