@@ -18,7 +18,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use outage_detect::time::wall_ms;
@@ -28,23 +28,21 @@ use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, RebalanceProtocol,
 };
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
-use rdkafka::message::{BorrowedMessage, Header, Headers, OwnedHeaders};
-use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
+use rdkafka::message::BorrowedMessage;
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
 use tracing::{debug, info, warn};
 
 use crate::config::{ConfigError, KafkaConfig};
 use crate::decoder::{Batch, DecodeWorker, Outcome, MAX_IN_FLIGHT};
+use crate::dlq::{DeadLetter, DeadLetterQueue};
+use crate::lock;
 use crate::metrics::{IngestMetrics, MisKeyed};
 use crate::offsets::OffsetTracker;
 use crate::sink::{Position, ReportSink};
 use crate::state::{state_key, LoadOutcome, StateConfig, StateReader, StateWriter};
 
-/// Prefix of the headers the ingester adds to dead-lettered messages:
-/// `outage-radar.reason` (a [`RejectReason`] name), `outage-radar.error`
-/// (human detail), `outage-radar.source.topic`, `.partition`, `.offset`.
-pub const DLQ_HEADER_PREFIX: &str = "outage-radar.";
+pub use crate::dlq::DLQ_HEADER_PREFIX;
 
 /// Handled messages between two looks at the clock.
 const CHECK_EVERY: u32 = 1024;
@@ -61,13 +59,6 @@ const MAX_PENDING_DLQ: usize = 10_000;
 /// Bytes of unacknowledged dead letters held in memory at which
 /// consumption pauses (it resumes below half).
 const MAX_PENDING_DLQ_BYTES: usize = 64 << 20;
-/// A dead letter the producer refuses as too large keeps this much of its
-/// value (then none), with a header saying how big it was: the original
-/// stays at its offset in the source topic, which the headers name.
-const TRUNCATED_VALUE_BYTES: usize = 64 << 10;
-/// Wait before a dead letter the producer refused is offered again.
-const DLQ_RETRY: Duration = Duration::from_secs(1);
-
 /// Asks a running ingester to stop gracefully. Cheap to clone.
 #[derive(Clone, Debug, Default)]
 pub struct Shutdown(Arc<AtomicBool>);
@@ -131,112 +122,14 @@ impl IngestSummary {
     }
 }
 
-/// A bad message, kept until the dead-letter topic acknowledges it so it can
-/// be re-sent if delivery fails.
-struct DeadLetter {
-    key: Option<Vec<u8>>,
-    value: Option<Vec<u8>>,
-    headers: Vec<(String, Option<Vec<u8>>)>,
-    timestamp: Option<i64>,
-    /// When the producer refused it (it is not in flight): when to offer
-    /// it again. `None` while it is in flight.
-    retry_at: Option<Instant>,
-}
-
-impl DeadLetter {
-    /// Bytes held for it.
-    fn bytes(&self) -> usize {
-        let opt = |v: &Option<Vec<u8>>| v.as_ref().map_or(0, Vec::len);
-        opt(&self.key)
-            + opt(&self.value)
-            + self
-                .headers
-                .iter()
-                .map(|(k, v)| k.len() + opt(v))
-                .sum::<usize>()
-    }
-
-    /// Makes a letter the producer refused as too large smaller: first its
-    /// value is cut to [`TRUNCATED_VALUE_BYTES`], then dropped with the
-    /// original headers (outage-radar's own headers stay). Records the
-    /// original size in `outage-radar.truncated`. False when nothing is
-    /// left to cut.
-    fn shrink(&mut self) -> bool {
-        let value_len = self.value.as_ref().map_or(0, Vec::len);
-        let truncated = format!("{DLQ_HEADER_PREFIX}truncated");
-        let first = !self.headers.iter().any(|(k, _)| *k == truncated);
-        if first {
-            self.headers.push((
-                truncated,
-                Some(format!("value of {value_len} bytes").into_bytes()),
-            ));
-        }
-        if value_len > TRUNCATED_VALUE_BYTES {
-            if let Some(v) = &mut self.value {
-                v.truncate(TRUNCATED_VALUE_BYTES);
-            }
-            return true;
-        }
-        let others = self
-            .headers
-            .iter()
-            .any(|(k, _)| !k.starts_with(DLQ_HEADER_PREFIX));
-        if value_len > 0 || others {
-            self.value = None;
-            self.headers
-                .retain(|(k, _)| k.starts_with(DLQ_HEADER_PREFIX));
-            return true;
-        }
-        first
-    }
-}
-
-/// Acknowledgement of one dead-letter delivery.
-struct DlqAck {
-    partition: i32,
-    offset: i64,
-    error: Option<KafkaError>,
-}
-
-/// Dead-letter producer context: queues acknowledgements for the loop.
-struct DlqContext {
-    acks: Mutex<Vec<DlqAck>>,
-}
-
-impl ClientContext for DlqContext {}
-
-impl ProducerContext for DlqContext {
-    type DeliveryOpaque = Box<(i32, i64)>;
-
-    fn delivery(&self, result: &DeliveryResult<'_>, opaque: Self::DeliveryOpaque) {
-        let (partition, offset) = *opaque;
-        let error = result.as_ref().err().map(|(e, _)| e.clone());
-        lock(&self.acks).push(DlqAck {
-            partition,
-            offset,
-            error,
-        });
-    }
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A panic while holding the lock leaves plain counters behind; carrying
-    // on is better than poisoning the whole consumer.
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 /// Everything the consumer thread feeds; lives in the consumer context so the
 /// rebalance callbacks can flush and commit it.
 struct Pipeline<S> {
     sink: S,
     tracker: OffsetTracker,
-    dlq: BaseProducer<DlqContext>,
-    dlq_topic: String,
+    dlq: DeadLetterQueue,
     topic: String,
     metrics: IngestMetrics,
-    dead_letters: BTreeMap<(i32, i64), DeadLetter>,
-    /// [`DeadLetter::bytes`] of `dead_letters`.
-    dead_letter_bytes: usize,
     summary: IngestSummary,
     clock_ms: i64,
     maintained_ms: i64,
@@ -441,108 +334,8 @@ impl<S: ReportSink> Pipeline<S> {
             .dead_lettered
             .with_label_values(&[e.reason.as_str()])
             .inc();
-        let mut headers: Vec<(String, Option<Vec<u8>>)> = msg
-            .headers()
-            .map(|h| {
-                h.iter()
-                    .map(|h| (h.key.to_owned(), h.value.map(<[u8]>::to_vec)))
-                    .collect()
-            })
-            .unwrap_or_default();
-        let p = DLQ_HEADER_PREFIX;
-        headers.push((format!("{p}reason"), Some(e.reason.as_str().into())));
-        headers.push((format!("{p}error"), Some(e.detail.clone().into_bytes())));
-        headers.push((format!("{p}source.topic"), Some(msg.topic().into())));
-        headers.push((
-            format!("{p}source.partition"),
-            Some(partition.to_string().into_bytes()),
-        ));
-        headers.push((
-            format!("{p}source.offset"),
-            Some(offset.to_string().into_bytes()),
-        ));
-        let mut letter = DeadLetter {
-            key: msg.key().map(<[u8]>::to_vec),
-            value: msg.payload().map(<[u8]>::to_vec),
-            headers,
-            timestamp: msg.timestamp().to_millis(),
-            retry_at: None,
-        };
         self.tracker.begin_pending(partition, offset);
-        self.offer_dead_letter(partition, offset, &mut letter);
-        self.dead_letter_bytes += letter.bytes();
-        self.dead_letters.insert((partition, offset), letter);
-    }
-
-    /// Hands a letter to the producer. One it refuses as too large is made
-    /// smaller and offered again; one refused for another reason is
-    /// offered again after [`DLQ_RETRY`] by `maintain` (its offset stays
-    /// held back meanwhile, so nothing is committed past it).
-    fn offer_dead_letter(&self, partition: i32, offset: i64, letter: &mut DeadLetter) {
-        loop {
-            let Err(e) = self.send_dead_letter(partition, offset, letter) else {
-                letter.retry_at = None;
-                return;
-            };
-            self.metrics.dead_letter_errors.inc();
-            self.metrics
-                .kafka_errors
-                .with_label_values(&["produce"])
-                .inc();
-            let too_large = matches!(
-                e,
-                KafkaError::MessageProduction(
-                    RDKafkaErrorCode::MessageSizeTooLarge | RDKafkaErrorCode::InvalidMessageSize
-                )
-            );
-            if too_large && letter.shrink() {
-                warn!(partition, offset, error = %e, "dead letter too large for the producer; sending it truncated (the original stays at its offset)");
-                continue;
-            }
-            if letter.retry_at.is_none() {
-                warn!(partition, offset, error = %e, "cannot enqueue dead-letter message; retrying every second, offsets held back");
-            }
-            letter.retry_at = Some(Instant::now() + DLQ_RETRY);
-            return;
-        }
-    }
-
-    fn send_dead_letter(
-        &self,
-        partition: i32,
-        offset: i64,
-        letter: &DeadLetter,
-    ) -> Result<(), KafkaError> {
-        loop {
-            let mut headers = OwnedHeaders::new_with_capacity(letter.headers.len());
-            for (key, value) in &letter.headers {
-                headers = headers.insert(Header {
-                    key,
-                    value: value.as_deref(),
-                });
-            }
-            let mut record: BaseRecord<'_, [u8], [u8], Box<(i32, i64)>> =
-                BaseRecord::with_opaque_to(&self.dlq_topic, Box::new((partition, offset)))
-                    .headers(headers);
-            if let Some(key) = &letter.key {
-                record = record.key(key.as_slice());
-            }
-            if let Some(value) = &letter.value {
-                record = record.payload(value.as_slice());
-            }
-            if let Some(ts) = letter.timestamp {
-                record = record.timestamp(ts);
-            }
-            match self.dlq.send(record) {
-                Ok(()) => return Ok(()),
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
-                    self.dlq.poll(Duration::from_millis(50));
-                }
-                // Not retriable by librdkafka (e.g. too large for the
-                // producer): the caller decides.
-                Err((e, _)) => return Err(e),
-            }
-        }
+        self.dlq.send(partition, offset, DeadLetter::new(msg, e));
     }
 
     /// Serves dead-letter acknowledgements (re-sending failures), stores the
@@ -551,38 +344,16 @@ impl<S: ReportSink> Pipeline<S> {
     fn maintain(&mut self, consumer: &BaseConsumer<IngestContext<S>>) {
         self.clock_ms = wall_ms();
         self.maintained_ms = self.clock_ms;
-        self.dlq.poll(Duration::ZERO);
-        let acks = std::mem::take(&mut *lock(&self.dlq.context().acks));
-        for ack in acks {
-            match ack.error {
-                None => {
-                    self.tracker.finish_pending(ack.partition, ack.offset);
-                    if let Some(letter) = self.dead_letters.remove(&(ack.partition, ack.offset)) {
-                        self.dead_letter_bytes -= letter.bytes();
-                    }
-                }
-                Some(e) => {
-                    self.metrics.dead_letter_errors.inc();
-                    if let Some(mut letter) = self.dead_letters.remove(&(ack.partition, ack.offset))
-                    {
-                        warn!(partition = ack.partition, offset = ack.offset, error = %e, "dead-letter delivery failed; re-sending");
-                        self.dead_letter_bytes -= letter.bytes();
-                        self.offer_dead_letter(ack.partition, ack.offset, &mut letter);
-                        self.dead_letter_bytes += letter.bytes();
-                        self.dead_letters
-                            .insert((ack.partition, ack.offset), letter);
-                    }
-                }
-            }
+        for (partition, offset) in self.dlq.poll() {
+            self.tracker.finish_pending(partition, offset);
         }
-        self.retry_dead_letters();
         if self.state.is_some() {
             self.maintain_state(consumer);
         } else {
             self.store_offsets(consumer);
         }
         let pending = self.tracker.pending();
-        let bytes = self.dead_letter_bytes;
+        let (_, bytes) = self.dlq.held();
         if !self.paused && (pending >= MAX_PENDING_DLQ || bytes >= MAX_PENDING_DLQ_BYTES) {
             warn!(
                 pending,
@@ -596,26 +367,6 @@ impl<S: ReportSink> Pipeline<S> {
                 bytes, "dead letters acknowledged; resuming consumption"
             );
             self.set_paused(consumer, false);
-        }
-    }
-
-    /// Offers again the dead letters the producer refused, once their
-    /// wait is over.
-    fn retry_dead_letters(&mut self) {
-        let now = Instant::now();
-        let due: Vec<(i32, i64)> = self
-            .dead_letters
-            .iter()
-            .filter(|(_, l)| l.retry_at.is_some_and(|t| t <= now))
-            .map(|(&k, _)| k)
-            .collect();
-        for (partition, offset) in due {
-            if let Some(mut letter) = self.dead_letters.remove(&(partition, offset)) {
-                self.dead_letter_bytes -= letter.bytes();
-                self.offer_dead_letter(partition, offset, &mut letter);
-                self.dead_letter_bytes += letter.bytes();
-                self.dead_letters.insert((partition, offset), letter);
-            }
         }
     }
 
@@ -874,7 +625,7 @@ impl<S: ReportSink> Pipeline<S> {
             if self.tracker.pending() == 0 || Instant::now() >= deadline {
                 return self.tracker.pending();
             }
-            self.dlq.poll(Duration::from_millis(20));
+            self.dlq.wait(Duration::from_millis(20));
         }
     }
 }
@@ -1009,8 +760,7 @@ impl<S: ReportSink> ConsumerContext for IngestContext<S> {
                     .consumer_lag
                     .remove_label_values(&[&partition.to_string()]);
                 p.tracker.forget(*partition);
-                p.dead_letters.retain(|(pp, _), _| pp != partition);
-                p.dead_letter_bytes = p.dead_letters.values().map(DeadLetter::bytes).sum();
+                p.dlq.forget(*partition);
             }
             self.metrics
                 .assigned_partitions
@@ -1085,24 +835,21 @@ impl<S: ReportSink + 'static> Ingester<S> {
         metrics: IngestMetrics,
     ) -> Result<Ingester<S>, IngestError> {
         config.validate()?;
-        let dlq: BaseProducer<DlqContext> = config
-            .producer_config()?
-            .create_with_context(DlqContext {
-                acks: Mutex::new(Vec::new()),
-            })
-            .map_err(|source| IngestError::Client {
-                client: "dead-letter producer",
-                source,
-            })?;
+        let dlq = DeadLetterQueue::new(
+            &config.producer_config()?,
+            &config.dlq_topic,
+            metrics.clone(),
+        )
+        .map_err(|source| IngestError::Client {
+            client: "dead-letter producer",
+            source,
+        })?;
         let pipeline = Pipeline {
             sink,
             tracker: OffsetTracker::new(),
             dlq,
-            dlq_topic: config.dlq_topic.clone(),
             topic: config.topic.clone(),
             metrics: metrics.clone(),
-            dead_letters: BTreeMap::new(),
-            dead_letter_bytes: 0,
             summary: IngestSummary::default(),
             clock_ms: wall_ms(),
             maintained_ms: 0,
@@ -1258,47 +1005,5 @@ impl<S: ReportSink + 'static> Ingester<S> {
             "stopped"
         );
         Ok((summary, pipeline.sink))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn letter(value: usize, headers: &[&str]) -> DeadLetter {
-        DeadLetter {
-            key: Some(b"alexa".to_vec()),
-            value: Some(vec![b'x'; value]),
-            headers: headers
-                .iter()
-                .map(|k| (k.to_string(), Some(b"v".to_vec())))
-                .collect(),
-            timestamp: None,
-            retry_at: None,
-        }
-    }
-
-    #[test]
-    fn a_letter_too_large_is_cut_then_stripped_then_given_up() {
-        let reason = format!("{DLQ_HEADER_PREFIX}reason");
-        let mut l = letter(2 << 20, &[&reason, "traceparent"]);
-        let before = l.bytes();
-        assert!(l.shrink());
-        assert_eq!(l.value.as_ref().map(Vec::len), Some(TRUNCATED_VALUE_BYTES));
-        let truncated = format!("{DLQ_HEADER_PREFIX}truncated");
-        let said = l.headers.iter().find(|(k, _)| *k == truncated);
-        assert_eq!(
-            said.and_then(|(_, v)| v.clone()),
-            Some(format!("value of {} bytes", 2 << 20).into_bytes())
-        );
-        assert!(l.bytes() < before);
-        // Still refused: the value and foreign headers go, ours stay.
-        assert!(l.shrink());
-        assert_eq!(l.value, None);
-        let keys: Vec<&str> = l.headers.iter().map(|(k, _)| k.as_str()).collect();
-        assert_eq!(keys, [reason.as_str(), truncated.as_str()]);
-        // Nothing left to cut: the caller retries instead.
-        assert!(!l.shrink());
-        assert_eq!(l.key.as_deref(), Some(&b"alexa"[..]), "the key stays");
     }
 }

@@ -8,6 +8,7 @@
 
 pub mod config;
 mod decoder;
+mod dlq;
 pub mod ingester;
 pub mod metrics;
 pub mod offsets;
@@ -19,3 +20,10 @@ pub use ingester::{IngestError, IngestSummary, Ingester, Shutdown, DLQ_HEADER_PR
 pub use metrics::IngestMetrics;
 pub use sink::{CountingSink, Position, ReportSink};
 pub use state::{LoadOutcome, Manifest, SinkState, StateConfig, StateReader};
+
+/// Locks `m` even if a thread panicked while holding it: the guarded data
+/// are plain queues and counters, and carrying on is better than poisoning
+/// the whole consumer.
+pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
