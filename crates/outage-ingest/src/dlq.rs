@@ -37,6 +37,8 @@ pub const DLQ_HEADER_PREFIX: &str = "outage-radar.";
 const TRUNCATED_VALUE_BYTES: usize = 64 << 10;
 /// Wait before a dead letter the producer refused is offered again.
 const RETRY: Duration = Duration::from_secs(1);
+/// Failed deliveries are logged at most this often (with their count).
+const WARN_EVERY: Duration = Duration::from_secs(10);
 
 /// A bad message, kept until the dead-letter topic acknowledges it so it can
 /// be re-sent if delivery fails.
@@ -167,6 +169,10 @@ pub(crate) struct DeadLetterQueue {
     /// [`DeadLetter::bytes`] of `letters`.
     bytes: usize,
     metrics: IngestMetrics,
+    /// Failed deliveries since the last warning about them, and when that
+    /// was: a dead-letter topic that is gone fails every letter, and one
+    /// line per letter would bury the log.
+    failures: (u64, Option<Instant>),
 }
 
 impl DeadLetterQueue {
@@ -185,6 +191,7 @@ impl DeadLetterQueue {
             letters: BTreeMap::new(),
             bytes: 0,
             metrics,
+            failures: (0, None),
         })
     }
 
@@ -213,8 +220,12 @@ impl DeadLetterQueue {
                 }
                 Some(e) => {
                     self.metrics.dead_letter_errors.inc();
+                    self.failures.0 += 1;
+                    if self.failures.1.is_none_or(|t| t.elapsed() >= WARN_EVERY) {
+                        warn!(partition = ack.partition, offset = ack.offset, error = %e, failures = self.failures.0, "dead-letter deliveries failed; re-sending (offsets held back until they succeed)");
+                        self.failures = (0, Some(Instant::now()));
+                    }
                     if let Some(mut letter) = self.take(key) {
-                        warn!(partition = ack.partition, offset = ack.offset, error = %e, "dead-letter delivery failed; re-sending");
                         self.offer(ack.partition, ack.offset, &mut letter);
                         self.hold(ack.partition, ack.offset, letter);
                     }
@@ -270,7 +281,7 @@ impl DeadLetterQueue {
     /// smaller and offered again; one refused for another reason is
     /// offered again after [`RETRY`] by [`DeadLetterQueue::poll`] (its
     /// offset stays held back meanwhile, so nothing is committed past it).
-    fn offer(&self, partition: i32, offset: i64, letter: &mut DeadLetter) {
+    fn offer(&mut self, partition: i32, offset: i64, letter: &mut DeadLetter) {
         loop {
             let Err(e) = self.produce(partition, offset, letter) else {
                 letter.retry_at = None;
@@ -291,8 +302,10 @@ impl DeadLetterQueue {
                 warn!(partition, offset, error = %e, "dead letter too large for the producer; sending it truncated (the original stays at its offset)");
                 continue;
             }
-            if letter.retry_at.is_none() {
-                warn!(partition, offset, error = %e, "cannot enqueue dead-letter message; retrying every second, offsets held back");
+            self.failures.0 += 1;
+            if self.failures.1.is_none_or(|t| t.elapsed() >= WARN_EVERY) {
+                warn!(partition, offset, error = %e, failures = self.failures.0, "cannot enqueue dead-letter messages; retrying every second, offsets held back");
+                self.failures = (0, Some(Instant::now()));
             }
             letter.retry_at = Some(Instant::now() + RETRY);
             return;

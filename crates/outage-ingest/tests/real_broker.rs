@@ -406,3 +406,60 @@ fn a_dead_letter_too_large_for_the_producer_goes_out_truncated_and_commits_go_on
         "offsets committed past the big message"
     );
 }
+
+/// The dead-letter topic does not exist when a bad message arrives: good
+/// reports go on being counted, the bad message's offset is held back (no
+/// commit passes it, so nothing is lost if the radar stops), and once the
+/// topic is created the letter is delivered and commits go past it.
+#[test]
+fn a_missing_dead_letter_topic_holds_offsets_back_until_it_exists() {
+    let broker = Tansu::start();
+    let topic = unique_name("reports");
+    let dlq = format!("{topic}.dlq");
+    let group = unique_name("group");
+    broker.create_topic(&topic, 1, false);
+    let report = |i: usize| {
+        format!(
+            r#"{{"service":"alexa","region":"GB","ts":{},"problem":"login","reporter":"r{i}"}}"#,
+            now_ms()
+        )
+    };
+    let lines = [report(0), "not json".to_string(), report(1)];
+    broker.produce(&topic, lines.iter().map(|l| ("alexa", l)));
+
+    let recorded = Recorded::default();
+    let committed_while_missing = std::cell::Cell::new(None);
+    let summary = run_until(
+        &kafka_config(&broker.bootstrap(), &topic, &dlq, &group),
+        &recorded,
+        |r| {
+            r.wait_for(2, Duration::from_secs(60));
+            // Auto-commit runs every 5 s: give it time to (wrongly) pass
+            // the bad message.
+            std::thread::sleep(Duration::from_secs(7));
+            committed_while_missing.set(
+                committed_offsets(&broker.bootstrap(), &group, &topic, 1)
+                    .get(&0)
+                    .copied(),
+            );
+            broker.create_topic(&dlq, 1, false);
+            assert_eq!(
+                read_topic(&broker.bootstrap(), &dlq, 1).len(),
+                1,
+                "the letter arrives once its topic exists"
+            );
+        },
+    );
+    assert_eq!(recorded.len(), 2, "good reports counted meanwhile");
+    assert!(
+        committed_while_missing.get().unwrap_or(-1) <= 1,
+        "committed past the bad message while its letter was undelivered: {:?}",
+        committed_while_missing.get()
+    );
+    assert_eq!(summary.unacknowledged_dead_letters, 0);
+    assert_eq!(
+        committed_offsets(&broker.bootstrap(), &group, &topic, 1).get(&0),
+        Some(&3),
+        "commits go past it once delivered"
+    );
+}
