@@ -86,7 +86,7 @@ impl DetectorSink {
         };
         self.export
             .pipeline
-            .state_restores
+            .fresh_starts
             .with_label_values(&[how])
             .inc();
         info!(
@@ -314,11 +314,8 @@ impl ReportSink for DetectorSink {
     fn restore(&mut self, partition: i32, state: &[u8]) -> Result<(), String> {
         let mut detector = Detector::from_snapshot(state).map_err(|e| e.to_string())?;
         detector.set_config(self.config.clone());
-        self.export
-            .pipeline
-            .state_restores
-            .with_label_values(&["restored"])
-            .inc();
+        // Counted by the ingester (`outage_radar_state_restores_total`):
+        // `partition_starts_total` counts only starts without a snapshot.
         // Alertmanager forgets alerts that are not re-sent: carry the open
         // incidents over (same ids, same label sets, so no new page).
         for incident in detector.open_incidents() {

@@ -379,6 +379,18 @@ fn kill_9_mid_stream_and_restart_outputs_exactly_what_an_uninterrupted_run_does(
         restored >= 2 && restored + empty == PARTITIONS as usize,
         "{log2}"
     );
+    // Each start is counted once: a restore as a restore, an empty start
+    // as a start without a snapshot.
+    assert_eq!(
+        run2.metric("outage_radar_state_restores_total", "outcome=\"restored\""),
+        restored as f64
+    );
+    assert_eq!(
+        run2.metric("outage_radar_partition_starts_total", ""),
+        empty as f64,
+        "{}",
+        run2.metrics()
+    );
     run2.stop("TERM");
 
     // `state inspect` shows the snapshots the restart left behind.

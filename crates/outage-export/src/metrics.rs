@@ -396,7 +396,10 @@ pub struct PipelineMetrics {
     pub watermark_delay: GaugeVec,
     pub scoring_latency: Histogram,
     pub incidents: IntCounterVec,
-    pub state_restores: IntCounterVec,
+    /// Partitions that start detection without a restored snapshot, by
+    /// how (`warm` from `run --snapshot`, `empty`); restores are counted
+    /// by the ingester's `outage_radar_state_restores_total`.
+    pub fresh_starts: IntCounterVec,
 }
 
 impl PipelineMetrics {
@@ -449,10 +452,10 @@ impl PipelineMetrics {
                 ),
                 &["scope", "event"],
             )?,
-            state_restores: IntCounterVec::new(
+            fresh_starts: IntCounterVec::new(
                 opts(
                     "outage_radar_partition_starts_total",
-                    "Partitions taken on, by how their state began (restored, warm, empty).",
+                    "Partitions that started detection without a restored snapshot, by how (warm: from run --snapshot, empty). Restores: outage_radar_state_restores_total.",
                 ),
                 &["state"],
             )?,
@@ -466,14 +469,14 @@ impl PipelineMetrics {
         registry.register(Box::new(m.watermark_delay.clone()))?;
         registry.register(Box::new(m.scoring_latency.clone()))?;
         registry.register(Box::new(m.incidents.clone()))?;
-        registry.register(Box::new(m.state_restores.clone()))?;
+        registry.register(Box::new(m.fresh_starts.clone()))?;
         for scope in ["region", "global"] {
             for event in ["opened", "updated", "resolved"] {
                 m.incidents.with_label_values(&[scope, event]);
             }
         }
-        for state in ["restored", "warm", "empty"] {
-            m.state_restores.with_label_values(&[state]);
+        for state in ["warm", "empty"] {
+            m.fresh_starts.with_label_values(&[state]);
         }
         Ok(m)
     }
