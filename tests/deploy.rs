@@ -342,11 +342,29 @@ fn dashboards_and_rules_use_only_metrics_outage_radar_exports() {
         assert!(d["uid"]
             .as_str()
             .is_some_and(|u| u.starts_with("outage-radar")));
+        // The datasource is a dashboard variable (any Prometheus the
+        // operator picks), not a hard-coded uid.
+        let vars = d["templating"]["list"].as_array().unwrap();
+        assert!(
+            vars.iter()
+                .any(|v| v["name"] == "datasource" && v["type"] == "datasource"),
+            "{}: no datasource variable",
+            f.display()
+        );
         for p in d["panels"].as_array().unwrap() {
             assert_eq!(
                 p["datasource"]["uid"],
-                "prometheus",
+                "${datasource}",
                 "{}: {}",
+                f.display(),
+                p["title"]
+            );
+            for t in p["targets"].as_array().unwrap() {
+                assert_eq!(t["datasource"]["uid"], "${datasource}", "{}", p["title"]);
+            }
+            assert!(
+                p["type"] == "table" || p["fieldConfig"]["defaults"]["unit"].as_str().is_some(),
+                "{}: {} has no unit",
                 f.display(),
                 p["title"]
             );
