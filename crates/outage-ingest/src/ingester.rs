@@ -40,7 +40,7 @@ use crate::lock;
 use crate::metrics::{IngestMetrics, MisKeyed};
 use crate::offsets::OffsetTracker;
 use crate::sink::{Position, ReportSink};
-use crate::state::{state_key, LoadOutcome, StateConfig, StateReader, StateWriter};
+use crate::state::{state_key, LoadOutcome, SinkState, StateConfig, StateReader, StateWriter};
 
 pub use crate::dlq::DLQ_HEADER_PREFIX;
 
@@ -374,6 +374,7 @@ impl<S: ReportSink> Pipeline<S> {
     /// next round of snapshots when the interval has passed.
     fn maintain_state(&mut self, consumer: &BaseConsumer<IngestContext<S>>) {
         self.collect_snapshot_acks(consumer);
+        self.write_deferred();
         let due = self
             .state
             .as_ref()
@@ -426,44 +427,101 @@ impl<S: ReportSink> Pipeline<S> {
             if st.writer.in_flight.contains_key(&partition) {
                 continue;
             }
-            let Some(offset) = self.tracker.clean_position(partition) else {
+            let Some(offset) = self.tracker.position(partition) else {
                 continue;
             };
             if st.writer.last_offset.get(&partition) == Some(&offset) {
+                continue;
+            }
+            let waiting = self.tracker.pending_below(partition, offset);
+            if waiting && st.writer.deferred.contains_key(&partition) {
+                // The one taken earlier goes out when its letters are in.
                 continue;
             }
             let started = Instant::now();
             let Some(state) = self.sink.snapshot(partition) else {
                 continue;
             };
-            match st.writer.write(partition, offset, state, self.clock_ms) {
-                Ok(manifest) => {
-                    self.metrics
-                        .state_snapshot_seconds
-                        .observe(started.elapsed().as_secs_f64());
-                    self.metrics.state_snapshot_bytes.set(manifest.bytes as i64);
-                    debug!(
-                        partition,
-                        offset,
-                        items = manifest.items,
-                        bytes = manifest.bytes,
-                        chunks = manifest.chunks,
-                        "state snapshot enqueued"
-                    );
-                }
-                Err(e) => {
-                    self.metrics
-                        .state_snapshots
-                        .with_label_values(&["failed"])
-                        .inc();
-                    warn!(partition, offset, error = %e, "cannot enqueue a state snapshot; retrying next interval");
-                }
+            if waiting {
+                // A steady trickle of bad messages always has a dead letter
+                // in flight: the snapshot is taken now and written once the
+                // letters below its offset are acknowledged, so snapshots
+                // (and the commits that follow them) keep progressing.
+                st.writer.deferred.insert(partition, (offset, state));
+                continue;
+            }
+            st.writer.deferred.remove(&partition);
+            Self::write_snapshot(
+                st,
+                &self.metrics,
+                partition,
+                offset,
+                state,
+                started,
+                self.clock_ms,
+            );
+        }
+    }
+
+    /// Writes the deferred snapshots whose dead letters are all in.
+    fn write_deferred(&mut self) {
+        let Some(st) = &mut self.state else { return };
+        let ready: Vec<i32> = st
+            .writer
+            .deferred
+            .iter()
+            .filter(|(&p, (offset, _))| {
+                !self.tracker.pending_below(p, *offset) && !st.writer.in_flight.contains_key(&p)
+            })
+            .map(|(&p, _)| p)
+            .collect();
+        for partition in ready {
+            if let Some((offset, state)) = st.writer.deferred.remove(&partition) {
+                let started = Instant::now();
+                Self::write_snapshot(
+                    st,
+                    &self.metrics,
+                    partition,
+                    offset,
+                    state,
+                    started,
+                    self.clock_ms,
+                );
             }
         }
     }
 
-    /// Snapshots `partitions` now and waits (up to `timeout`) until every
-    /// snapshot in flight for them is written; stores their offsets.
+    fn write_snapshot(
+        st: &mut StatePart,
+        metrics: &IngestMetrics,
+        partition: i32,
+        offset: i64,
+        state: SinkState,
+        started: Instant,
+        now_ms: i64,
+    ) {
+        match st.writer.write(partition, offset, state, now_ms) {
+            Ok(manifest) => {
+                metrics
+                    .state_snapshot_seconds
+                    .observe(started.elapsed().as_secs_f64());
+                metrics.state_snapshot_bytes.set(manifest.bytes as i64);
+                debug!(
+                    partition,
+                    offset,
+                    items = manifest.items,
+                    bytes = manifest.bytes,
+                    chunks = manifest.chunks,
+                    "state snapshot enqueued"
+                );
+            }
+            Err(e) => {
+                metrics.state_snapshots.with_label_values(&["failed"]).inc();
+                warn!(partition, offset, error = %e, "cannot enqueue a state snapshot; retrying next interval");
+            }
+        }
+    }
+
     fn flush_state(
         &mut self,
         consumer: &BaseConsumer<IngestContext<S>>,
@@ -950,8 +1008,16 @@ impl<S: ReportSink + 'static> Ingester<S> {
                         lock(&self.consumer.context().pipeline).push(&self.consumer, msg, &mut held)
                 }
                 None if pending => {
-                    lock(&self.consumer.context().pipeline).finish(&mut held);
+                    let mut p = lock(&self.consumer.context().pipeline);
+                    p.finish(&mut held);
                     pending = false;
+                    // A steady trickle never leaves `poll` idle and may take
+                    // long to reach `CHECK_EVERY` messages: offsets, dead
+                    // letters and snapshots are looked after by time too.
+                    p.clock_ms = wall_ms();
+                    if p.clock_ms - p.maintained_ms >= MAINTAIN_INTERVAL_MS {
+                        p.maintain(&self.consumer);
+                    }
                 }
                 None => {
                     let mut p = lock(&self.consumer.context().pipeline);

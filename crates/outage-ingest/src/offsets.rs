@@ -92,6 +92,21 @@ impl OffsetTracker {
             .and_then(|p| p.next_seen)
     }
 
+    /// One past the newest message seen of `partition` (handled or
+    /// waiting for its dead letter).
+    pub fn position(&self, partition: i32) -> Option<i64> {
+        self.partitions.get(&partition).and_then(|p| p.next_seen)
+    }
+
+    /// Whether a dead letter of `partition` below `offset` is still
+    /// unacknowledged.
+    pub fn pending_below(&self, partition: i32, offset: i64) -> bool {
+        self.partitions
+            .get(&partition)
+            .and_then(|p| p.pending.first())
+            .is_some_and(|&first| first < offset)
+    }
+
     /// Partitions with a position, i.e. that handled a message.
     pub fn partitions(&self) -> Vec<i32> {
         self.partitions.keys().copied().collect()

@@ -472,6 +472,9 @@ pub(crate) struct StateWriter {
     /// Offset of the last snapshot written per source partition.
     pub last_offset: HashMap<i32, i64>,
     pub in_flight: HashMap<i32, InFlight>,
+    /// Snapshots taken while a dead letter below their offset was still
+    /// unacknowledged: (offset, state), written once it is.
+    pub deferred: HashMap<i32, (i64, SinkState)>,
 }
 
 impl StateWriter {
@@ -506,6 +509,7 @@ impl StateWriter {
             chunks_written: HashMap::new(),
             last_offset: HashMap::new(),
             in_flight: HashMap::new(),
+            deferred: HashMap::new(),
         })
     }
 
@@ -627,6 +631,7 @@ impl StateWriter {
     /// Forgets a partition that is no longer ours.
     pub fn forget(&mut self, partition: i32) {
         self.in_flight.remove(&partition);
+        self.deferred.remove(&partition);
         self.last_offset.remove(&partition);
         self.chunks_written.remove(&partition);
     }

@@ -463,3 +463,129 @@ fn a_missing_dead_letter_topic_holds_offsets_back_until_it_exists() {
         "commits go past it once delivered"
     );
 }
+
+/// With state snapshots on, a steady trickle of bad messages through a
+/// producer that lingers (`linger.ms = 300`, as operators set it for
+/// throughput) keeps a dead letter in flight at every moment. Snapshots —
+/// and the commits that follow them — must still progress: each is taken
+/// on time and written once the letters below its offset are in. Before,
+/// a snapshot needed a moment with no letter in flight, and got none until
+/// the trickle stopped.
+#[test]
+fn snapshots_keep_progressing_under_a_steady_trickle_of_bad_messages() {
+    use rdkafka::producer::{BaseRecord, Producer};
+    let broker = Tansu::start();
+    let (topic, dlq, group) = setup(&broker);
+    let state_topic = format!("{topic}.state");
+    broker.create_topic(&state_topic, 1, true);
+    let mut config = kafka_config(&broker.bootstrap(), &topic, &dlq, &group);
+    config
+        .producer_properties
+        .insert("linger.ms".into(), "300".into());
+    let metrics = IngestMetrics::unregistered();
+    let written = metrics.state_snapshots.with_label_values(&["written"]);
+    let ingester = Ingester::new(
+        &config,
+        DecodeOptions::default(),
+        outage_ingest::CountingSink::default(),
+        metrics.clone(),
+    )
+    .unwrap()
+    .with_state(
+        &config,
+        &outage_ingest::StateConfig {
+            topic: state_topic,
+            interval: Duration::from_millis(200),
+            ..outage_ingest::StateConfig::default()
+        },
+    )
+    .unwrap();
+    let shutdown = Shutdown::new();
+    let handle = {
+        let shutdown = shutdown.clone();
+        std::thread::spawn(move || ingester.run(&shutdown))
+    };
+    // Four seconds of a good and a bad message every 50 ms on partition 0.
+    let producer = outage_testkit::test_producer(&broker.bootstrap());
+    let start = std::time::Instant::now();
+    let mut i = 0usize;
+    while start.elapsed() < Duration::from_secs(4) {
+        let good = format!(
+            r#"{{"service":"alexa","region":"GB","ts":{},"problem":"login","reporter":"r{i}"}}"#,
+            now_ms()
+        );
+        for payload in [good.as_str(), "not json"] {
+            let record = BaseRecord::<[u8], [u8]>::to(&topic)
+                .partition(0)
+                .key(b"alexa".as_slice())
+                .payload(payload.as_bytes());
+            outage_testkit::send_blocking(&producer, record);
+        }
+        producer.poll(Duration::ZERO);
+        i += 1;
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let written_during = written.get();
+    producer.flush(Duration::from_secs(30)).unwrap();
+    shutdown.trigger();
+    let summary = handle.join().unwrap().unwrap().0;
+    assert!(summary.dead_lettered_total() >= 40, "{summary:?}");
+    assert_eq!(summary.unacknowledged_dead_letters, 0);
+    assert!(
+        written_during >= 3,
+        "only {written_during} snapshots written during 4 s of the trickle"
+    );
+}
+
+/// A steady trickle (a report every 50 ms) never leaves `poll` idle and
+/// takes long to add up to a thousand messages: offsets must still be
+/// stored and committed as it goes, not only when it stops.
+#[test]
+fn a_steady_trickle_of_reports_is_committed_as_it_goes() {
+    use rdkafka::producer::BaseRecord;
+    let broker = Tansu::start();
+    let (topic, dlq, group) = setup(&broker);
+    let config = kafka_config(&broker.bootstrap(), &topic, &dlq, &group);
+    let ingester = Ingester::new(
+        &config,
+        DecodeOptions::default(),
+        outage_ingest::CountingSink::default(),
+        IngestMetrics::unregistered(),
+    )
+    .unwrap();
+    let shutdown = Shutdown::new();
+    let handle = {
+        let shutdown = shutdown.clone();
+        std::thread::spawn(move || ingester.run(&shutdown))
+    };
+    let producer = outage_testkit::test_producer(&broker.bootstrap());
+    let start = std::time::Instant::now();
+    let mut i = 0usize;
+    let mut committed_during = None;
+    while start.elapsed() < Duration::from_secs(8) {
+        let good = format!(
+            r#"{{"service":"alexa","region":"GB","ts":{},"problem":"login","reporter":"r{i}"}}"#,
+            now_ms()
+        );
+        let record = BaseRecord::<[u8], [u8]>::to(&topic)
+            .partition(0)
+            .key(b"alexa".as_slice())
+            .payload(good.as_bytes());
+        outage_testkit::send_blocking(&producer, record);
+        producer.poll(Duration::ZERO);
+        i += 1;
+        std::thread::sleep(Duration::from_millis(50));
+        // librdkafka commits what is stored every 5 s.
+        if committed_during.is_none() && start.elapsed() > Duration::from_secs(7) {
+            committed_during = committed_offsets(&broker.bootstrap(), &group, &topic, 1)
+                .get(&0)
+                .copied();
+        }
+    }
+    shutdown.trigger();
+    handle.join().unwrap().unwrap();
+    assert!(
+        committed_during.is_some_and(|c| c >= 20),
+        "committed while the trickle ran: {committed_during:?} of {i}"
+    );
+}
