@@ -117,10 +117,22 @@ fn valid_topic(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
-/// Whether a property's value must never be printed.
+/// Whether a property's value must never be written in the file or
+/// printed: every property librdkafka marks sensitive whose value is a
+/// secret (passwords, passphrases, client secrets, private keys, the
+/// OAUTHBEARER configuration, which holds its secret), and anything named
+/// like one. The test walks librdkafka's own property names.
 fn is_secret(property: &str) -> bool {
     [
-        "password", "secret", "token", "jaas", "key.pem", "keystore", "ssl.key",
+        "password",
+        "passphrase",
+        "secret",
+        "token",
+        "jaas",
+        "key.pem",
+        "keystore",
+        "ssl.key",
+        "sasl.oauthbearer.config",
     ]
     .iter()
     .any(|s| property.contains(s))
@@ -280,6 +292,92 @@ impl KafkaConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every property of this librdkafka build, from `rd_kafka_conf_dump`
+    /// of a fresh configuration.
+    fn librdkafka_property_names() -> Vec<String> {
+        use rdkafka::bindings as rd;
+        let mut names = Vec::new();
+        // SAFETY: a fresh configuration is dumped and both are freed; the
+        // dump is an array of `cnt` NUL-terminated strings, name then value.
+        unsafe {
+            let conf = rd::rd_kafka_conf_new();
+            let mut cnt = 0usize;
+            let arr = rd::rd_kafka_conf_dump(conf, &mut cnt);
+            for i in (0..cnt).step_by(2) {
+                let name = std::ffi::CStr::from_ptr(*arr.add(i));
+                names.push(name.to_string_lossy().into_owned());
+            }
+            rd::rd_kafka_conf_dump_free(arr, cnt);
+            rd::rd_kafka_conf_destroy(conf);
+        }
+        names
+    }
+
+    /// Whether this librdkafka build knows `property` (setting it is not
+    /// refused as unknown; the dump above leaves out unset ones).
+    fn librdkafka_knows(property: &str) -> bool {
+        use rdkafka::bindings as rd;
+        let name = std::ffi::CString::new(property).unwrap();
+        let value = std::ffi::CString::new("x").unwrap();
+        let mut err = [0 as std::ffi::c_char; 512];
+        // SAFETY: a fresh configuration, NUL-terminated strings and an
+        // error buffer of the size passed; the configuration is freed.
+        unsafe {
+            let conf = rd::rd_kafka_conf_new();
+            let r = rd::rd_kafka_conf_set(
+                conf,
+                name.as_ptr(),
+                value.as_ptr(),
+                err.as_mut_ptr(),
+                err.len(),
+            );
+            rd::rd_kafka_conf_destroy(conf);
+            r != rd::rd_kafka_conf_res_t::RD_KAFKA_CONF_UNKNOWN
+        }
+    }
+
+    #[test]
+    fn every_secret_librdkafka_property_is_kept_out_of_the_file() {
+        let names = librdkafka_property_names();
+        assert!(names.len() > 100, "{names:?}");
+        // librdkafka marks these sensitive (`_RK_SENSITIVE` in
+        // rdkafka_conf.c) and their values are secrets themselves (its
+        // other sensitive ones are paths, the user name and a public CA).
+        for secret in [
+            "ssl.key.password",
+            "ssl.key.pem",
+            "ssl.keystore.password",
+            "sasl.password",
+            "sasl.oauthbearer.config",
+            "sasl.oauthbearer.client.secret",
+            "sasl.oauthbearer.assertion.private.key.passphrase",
+            "sasl.oauthbearer.assertion.private.key.pem",
+        ] {
+            assert!(
+                librdkafka_knows(secret),
+                "{secret} is no longer a librdkafka property: update is_secret"
+            );
+            assert!(is_secret(secret), "{secret} is not treated as a secret");
+        }
+        assert!(!librdkafka_knows("no.such.property"));
+        // And any property this build has that is named like a secret.
+        for name in &names {
+            if ["password", "passphrase", "secret", ".pem"]
+                .iter()
+                .any(|w| name.contains(w))
+                && !["ssl.ca.pem", "ssl.certificate.pem", "https.ca.pem"].contains(&name.as_str())
+            {
+                assert!(is_secret(name), "{name} is named like a secret");
+            }
+        }
+        // Refused in the file, redacted in check-config's description.
+        let mut c = KafkaConfig::default();
+        c.properties
+            .insert("sasl.oauthbearer.config".into(), "clientSecret=x".into());
+        assert!(c.validate().is_err());
+        assert!(c.describe().contains("sasl.oauthbearer.config=<redacted>"));
+    }
 
     #[test]
     fn defaults_validate() {
