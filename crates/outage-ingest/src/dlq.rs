@@ -23,7 +23,7 @@ use rdkafka::{ClientConfig, ClientContext, Message};
 use tracing::warn;
 
 use crate::lock;
-use crate::metrics::IngestMetrics;
+use crate::metrics::{IngestMetrics, KafkaOp};
 
 /// Prefix of the headers the ingester adds to dead-lettered messages:
 /// `outage-radar.reason` (a [`outage_detect::RejectReason`] name),
@@ -288,10 +288,7 @@ impl DeadLetterQueue {
                 return;
             };
             self.metrics.dead_letter_errors.inc();
-            self.metrics
-                .kafka_errors
-                .with_label_values(&["produce"])
-                .inc();
+            self.metrics.kafka_error(KafkaOp::Produce);
             let too_large = matches!(
                 e,
                 KafkaError::MessageProduction(

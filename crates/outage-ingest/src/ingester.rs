@@ -37,7 +37,9 @@ use crate::config::{ConfigError, KafkaConfig};
 use crate::decoder::{Batch, DecodeWorker, Outcome, MAX_IN_FLIGHT};
 use crate::dlq::{DeadLetter, DeadLetterQueue};
 use crate::lock;
-use crate::metrics::{IngestMetrics, MisKeyed};
+use crate::metrics::{
+    IngestMetrics, KafkaOp, MisKeyed, RebalanceEvent, RestoreOutcome, SnapshotResult,
+};
 use crate::offsets::OffsetTracker;
 use crate::sink::{Position, ReportSink};
 use crate::state::{state_key, LoadOutcome, SinkState, StateConfig, StateReader, StateWriter};
@@ -392,27 +394,18 @@ impl<S: ReportSink> Pipeline<S> {
         let Some(st) = &mut self.state else { return };
         let (done, failed) = st.writer.poll_acks();
         for _ in &failed {
-            self.metrics
-                .state_snapshots
-                .with_label_values(&["failed"])
-                .inc();
+            self.metrics.snapshot(SnapshotResult::Failed);
         }
         if done.is_empty() {
             return;
         }
         let mut tpl = TopicPartitionList::with_capacity(done.len());
         for (partition, offset) in done {
-            self.metrics
-                .state_snapshots
-                .with_label_values(&["written"])
-                .inc();
+            self.metrics.snapshot(SnapshotResult::Written);
             let _ = tpl.add_partition_offset(&self.topic, partition, Offset::Offset(offset));
         }
         if let Err(e) = consumer.store_offsets(&tpl) {
-            self.metrics
-                .kafka_errors
-                .with_label_values(&["store"])
-                .inc();
+            self.metrics.kafka_error(KafkaOp::Store);
             debug!(error = %e, "cannot store snapshot offsets");
         }
     }
@@ -516,7 +509,7 @@ impl<S: ReportSink> Pipeline<S> {
                 );
             }
             Err(e) => {
-                metrics.state_snapshots.with_label_values(&["failed"]).inc();
+                metrics.snapshot(SnapshotResult::Failed);
                 warn!(partition, offset, error = %e, "cannot enqueue a state snapshot; retrying next interval");
             }
         }
@@ -574,10 +567,7 @@ impl<S: ReportSink> Pipeline<S> {
             let outcome = match loaded.remove(&key).unwrap_or(Ok(LoadOutcome::Missing)) {
                 Ok(o) => o,
                 Err(e) => {
-                    self.metrics
-                        .state_restores
-                        .with_label_values(&["error"])
-                        .inc();
+                    self.metrics.restore(RestoreOutcome::Error);
                     warn!(partition, error = %e, "cannot read the state topic; starting the partition empty from its committed offset");
                     continue;
                 }
@@ -587,10 +577,7 @@ impl<S: ReportSink> Pipeline<S> {
                     let m = &loaded.manifest;
                     match self.sink.restore(partition, &loaded.payload) {
                         Ok(()) => {
-                            self.metrics
-                                .state_restores
-                                .with_label_values(&["restored"])
-                                .inc();
+                            self.metrics.restore(RestoreOutcome::Restored);
                             info!(
                                 partition,
                                 offset = m.offset,
@@ -604,30 +591,21 @@ impl<S: ReportSink> Pipeline<S> {
                             seeks.push((partition, m.offset));
                         }
                         Err(e) => {
-                            self.metrics
-                                .state_restores
-                                .with_label_values(&["incompatible"])
-                                .inc();
+                            self.metrics.restore(RestoreOutcome::Incompatible);
                             st.writer.chunks_written.insert(partition, m.chunks);
                             warn!(partition, error = %e, "snapshot refused; starting the partition empty from its committed offset");
                         }
                     }
                 }
                 LoadOutcome::Missing => {
-                    self.metrics
-                        .state_restores
-                        .with_label_values(&["missing"])
-                        .inc();
+                    self.metrics.restore(RestoreOutcome::Missing);
                     info!(
                         partition,
                         "no snapshot; starting the partition empty from its committed offset"
                     );
                 }
                 LoadOutcome::Corrupt(e) => {
-                    self.metrics
-                        .state_restores
-                        .with_label_values(&["corrupt"])
-                        .inc();
+                    self.metrics.restore(RestoreOutcome::Corrupt);
                     warn!(partition, error = %e, "corrupt snapshot skipped; starting the partition empty from its committed offset");
                 }
             }
@@ -665,10 +643,7 @@ impl<S: ReportSink> Pipeline<S> {
         if let Err(e) = consumer.store_offsets(&tpl) {
             // Happens for a partition revoked a moment ago; its new owner
             // re-reads from the last commit (at-least-once).
-            self.metrics
-                .kafka_errors
-                .with_label_values(&["store"])
-                .inc();
+            self.metrics.kafka_error(KafkaOp::Store);
             debug!(error = %e, "cannot store offsets");
         }
     }
@@ -779,10 +754,7 @@ impl<S: ReportSink> ConsumerContext for IngestContext<S> {
             (Rebalance::Error(_), true) => Ok(()),
         };
         if let Err(e) = result {
-            self.metrics
-                .kafka_errors
-                .with_label_values(&["consume"])
-                .inc();
+            self.metrics.kafka_error(KafkaOp::Consume);
             warn!(error = %e, "cannot apply the rebalance");
         }
         self.post_rebalance(consumer, &rebalance);
@@ -791,7 +763,7 @@ impl<S: ReportSink> ConsumerContext for IngestContext<S> {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(tpl) = rebalance {
             let partitions: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
-            self.metrics.rebalances.with_label_values(&["revoke"]).inc();
+            self.metrics.rebalance(RebalanceEvent::Revoke);
             let mut p = lock(&self.pipeline);
             // Messages of these partitions still being decoded are dropped
             // when they come back: the snapshot and commit below cover
@@ -831,7 +803,7 @@ impl<S: ReportSink> ConsumerContext for IngestContext<S> {
         match rebalance {
             Rebalance::Assign(tpl) => {
                 let partitions: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
-                self.metrics.rebalances.with_label_values(&["assign"]).inc();
+                self.metrics.rebalance(RebalanceEvent::Assign);
                 lock(&self.assigned).extend(partitions.iter().copied());
                 self.metrics
                     .assigned_partitions
@@ -841,10 +813,7 @@ impl<S: ReportSink> ConsumerContext for IngestContext<S> {
             }
             Rebalance::Revoke(_) => {}
             Rebalance::Error(e) => {
-                self.metrics
-                    .kafka_errors
-                    .with_label_values(&["consume"])
-                    .inc();
+                self.metrics.kafka_error(KafkaOp::Consume);
                 warn!(error = %e, "rebalance failed");
             }
         }
@@ -854,10 +823,7 @@ impl<S: ReportSink> ConsumerContext for IngestContext<S> {
         match result {
             Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
             Err(e) => {
-                self.metrics
-                    .kafka_errors
-                    .with_label_values(&["commit"])
-                    .inc();
+                self.metrics.kafka_error(KafkaOp::Commit);
                 warn!(error = %e, "offset commit failed; it is retried at the next interval");
             }
         }
@@ -869,7 +835,7 @@ fn commit_sync<C: ConsumerContext>(consumer: &BaseConsumer<C>, metrics: &IngestM
         // NoOffset: auto-commit already committed everything stored.
         Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
         Err(e) => {
-            metrics.kafka_errors.with_label_values(&["commit"]).inc();
+            metrics.kafka_error(KafkaOp::Commit);
             warn!(error = %e, "synchronous offset commit failed");
         }
     }
@@ -1029,9 +995,7 @@ impl<S: ReportSink + 'static> Ingester<S> {
                     self.consumer
                         .context()
                         .metrics
-                        .kafka_errors
-                        .with_label_values(&["consume"])
-                        .inc();
+                        .kafka_error(KafkaOp::Consume);
                     // librdkafka retries on its own; keep the log readable.
                     if last_error_log.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) {
                         warn!(error = %e, "kafka consume error (retrying)");

@@ -130,21 +130,110 @@ impl IngestMetrics {
         for reason in RejectReason::ALL {
             m.dead_lettered.with_label_values(&[reason.as_str()]);
         }
-        for op in ["consume", "store", "commit", "produce"] {
-            m.kafka_errors.with_label_values(&[op]);
+        for op in KafkaOp::ALL {
+            m.kafka_errors.with_label_values(&[op.as_str()]);
         }
-        for ev in ["assign", "revoke"] {
-            m.rebalances.with_label_values(&[ev]);
+        for ev in RebalanceEvent::ALL {
+            m.rebalances.with_label_values(&[ev.as_str()]);
         }
-        for r in ["written", "failed"] {
-            m.state_snapshots.with_label_values(&[r]);
+        for r in SnapshotResult::ALL {
+            m.state_snapshots.with_label_values(&[r.as_str()]);
         }
-        for o in ["restored", "missing", "corrupt", "incompatible", "error"] {
-            m.state_restores.with_label_values(&[o]);
+        for o in RestoreOutcome::ALL {
+            m.state_restores.with_label_values(&[o.as_str()]);
         }
         m
     }
+
+    /// A Kafka operation failed.
+    pub fn kafka_error(&self, op: KafkaOp) {
+        self.kafka_errors.with_label_values(&[op.as_str()]).inc();
+    }
+
+    /// Partitions were assigned or revoked.
+    pub fn rebalance(&self, event: RebalanceEvent) {
+        self.rebalances.with_label_values(&[event.as_str()]).inc();
+    }
+
+    /// A state snapshot was written (acknowledged) or failed.
+    pub fn snapshot(&self, result: SnapshotResult) {
+        self.state_snapshots
+            .with_label_values(&[result.as_str()])
+            .inc();
+    }
+
+    /// A partition's state was looked up at assignment.
+    pub fn restore(&self, outcome: RestoreOutcome) {
+        self.state_restores
+            .with_label_values(&[outcome.as_str()])
+            .inc();
+    }
 }
+
+/// A label whose values are a fixed set: the enum, its `ALL` and the
+/// label value of each.
+macro_rules! label_values {
+    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident => $value:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        pub enum $name {
+            $($(#[$vmeta])* $variant),+
+        }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            /// The label value.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $value),+
+                }
+            }
+        }
+    };
+}
+
+label_values!(
+    /// The `op` of `outage_radar_kafka_errors_total`.
+    KafkaOp {
+        Consume => "consume",
+        Store => "store",
+        Commit => "commit",
+        Produce => "produce",
+    }
+);
+
+label_values!(
+    /// The `event` of `outage_radar_rebalances_total`.
+    RebalanceEvent {
+        Assign => "assign",
+        Revoke => "revoke",
+    }
+);
+
+label_values!(
+    /// The `result` of `outage_radar_state_snapshots_total`.
+    SnapshotResult {
+        Written => "written",
+        Failed => "failed",
+    }
+);
+
+label_values!(
+    /// The `outcome` of `outage_radar_state_restores_total`.
+    RestoreOutcome {
+        /// The snapshot was applied.
+        Restored => "restored",
+        /// No snapshot (a new partition, or snapshots were off).
+        Missing => "missing",
+        /// The snapshot could not be decoded.
+        Corrupt => "corrupt",
+        /// The sink refused it (e.g. another version's layout).
+        Incompatible => "incompatible",
+        /// The state topic could not be read.
+        Error => "error",
+    }
+);
 
 /// How a report's Kafka key disagrees with its `service`. Reports are keyed
 /// by service so that one partition, and one detector, sees all of a

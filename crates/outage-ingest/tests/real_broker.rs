@@ -483,7 +483,9 @@ fn snapshots_keep_progressing_under_a_steady_trickle_of_bad_messages() {
         .producer_properties
         .insert("linger.ms".into(), "300".into());
     let metrics = IngestMetrics::unregistered();
-    let written = metrics.state_snapshots.with_label_values(&["written"]);
+    let written = metrics
+        .state_snapshots
+        .with_label_values(&[outage_ingest::metrics::SnapshotResult::Written.as_str()]);
     let ingester = Ingester::new(
         &config,
         DecodeOptions::default(),
