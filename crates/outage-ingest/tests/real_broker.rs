@@ -37,11 +37,7 @@ fn run_until(
         IngestMetrics::unregistered(),
     )
     .expect("ingester starts");
-    let shutdown = Shutdown::new();
-    let handle = {
-        let shutdown = shutdown.clone();
-        std::thread::spawn(move || ingester.run(&shutdown))
-    };
+    let (shutdown, handle) = start(ingester);
     until(recorded);
     shutdown.trigger();
     handle
@@ -49,6 +45,45 @@ fn run_until(
         .expect("ingester thread")
         .expect("ingester ran")
         .0
+}
+
+/// What an ingester thread returns.
+type Run<S> =
+    std::thread::JoinHandle<Result<(outage_ingest::IngestSummary, S), outage_ingest::IngestError>>;
+
+/// Runs `ingester` on a thread; trigger the returned [`Shutdown`] and join.
+fn start<S: outage_ingest::ReportSink + Send + 'static>(
+    ingester: Ingester<S>,
+) -> (Shutdown, Run<S>) {
+    let shutdown = Shutdown::new();
+    let handle = {
+        let shutdown = shutdown.clone();
+        std::thread::spawn(move || ingester.run(&shutdown))
+    };
+    (shutdown, handle)
+}
+
+/// A good report of now, from reporter `r{i}`.
+fn report_now(i: usize) -> String {
+    format!(
+        r#"{{"service":"alexa","region":"GB","ts":{},"problem":"login","reporter":"r{i}"}}"#,
+        now_ms()
+    )
+}
+
+/// Sends `payloads` to partition 0 of `topic`, keyed `alexa`.
+fn send_to_partition0(
+    producer: &rdkafka::producer::ThreadedProducer<rdkafka::producer::DefaultProducerContext>,
+    topic: &str,
+    payloads: &[&[u8]],
+) {
+    for payload in payloads {
+        let record = rdkafka::producer::BaseRecord::<[u8], [u8]>::to(topic)
+            .partition(0)
+            .key(b"alexa".as_slice())
+            .payload(payload);
+        outage_testkit::send_blocking(producer, record);
+    }
 }
 
 #[test]
@@ -359,14 +394,12 @@ fn a_dead_letter_too_large_for_the_producer_goes_out_truncated_and_commits_go_on
         .set("message.max.bytes", "4000000")
         .create()
         .unwrap();
-    let report = |i: usize| {
-        format!(
-            r#"{{"service":"alexa","region":"GB","ts":{},"problem":"login","reporter":"r{i}"}}"#,
-            now_ms()
-        )
-    };
     let big = vec![b'x'; 2 << 20];
-    let lines = [report(0).into_bytes(), big.clone(), report(1).into_bytes()];
+    let lines = [
+        report_now(0).into_bytes(),
+        big.clone(),
+        report_now(1).into_bytes(),
+    ];
     for line in &lines {
         let record = BaseRecord::<[u8], [u8]>::to(&topic)
             .partition(0)
@@ -418,13 +451,7 @@ fn a_missing_dead_letter_topic_holds_offsets_back_until_it_exists() {
     let dlq = format!("{topic}.dlq");
     let group = unique_name("group");
     broker.create_topic(&topic, 1, false);
-    let report = |i: usize| {
-        format!(
-            r#"{{"service":"alexa","region":"GB","ts":{},"problem":"login","reporter":"r{i}"}}"#,
-            now_ms()
-        )
-    };
-    let lines = [report(0), "not json".to_string(), report(1)];
+    let lines = [report_now(0), "not json".to_string(), report_now(1)];
     broker.produce(&topic, lines.iter().map(|l| ("alexa", l)));
 
     let recorded = Recorded::default();
@@ -473,7 +500,7 @@ fn a_missing_dead_letter_topic_holds_offsets_back_until_it_exists() {
 /// the trickle stopped.
 #[test]
 fn snapshots_keep_progressing_under_a_steady_trickle_of_bad_messages() {
-    use rdkafka::producer::{BaseRecord, Producer};
+    use rdkafka::producer::Producer;
     let broker = Tansu::start();
     let (topic, dlq, group) = setup(&broker);
     let state_topic = format!("{topic}.state");
@@ -502,27 +529,14 @@ fn snapshots_keep_progressing_under_a_steady_trickle_of_bad_messages() {
         },
     )
     .unwrap();
-    let shutdown = Shutdown::new();
-    let handle = {
-        let shutdown = shutdown.clone();
-        std::thread::spawn(move || ingester.run(&shutdown))
-    };
+    let (shutdown, handle) = start(ingester);
     // Four seconds of a good and a bad message every 50 ms on partition 0.
     let producer = outage_testkit::test_producer(&broker.bootstrap());
     let start = std::time::Instant::now();
     let mut i = 0usize;
     while start.elapsed() < Duration::from_secs(4) {
-        let good = format!(
-            r#"{{"service":"alexa","region":"GB","ts":{},"problem":"login","reporter":"r{i}"}}"#,
-            now_ms()
-        );
-        for payload in [good.as_str(), "not json"] {
-            let record = BaseRecord::<[u8], [u8]>::to(&topic)
-                .partition(0)
-                .key(b"alexa".as_slice())
-                .payload(payload.as_bytes());
-            outage_testkit::send_blocking(&producer, record);
-        }
+        let good = report_now(i);
+        send_to_partition0(&producer, &topic, &[good.as_bytes(), b"not json"]);
         producer.poll(Duration::ZERO);
         i += 1;
         std::thread::sleep(Duration::from_millis(50));
@@ -544,7 +558,6 @@ fn snapshots_keep_progressing_under_a_steady_trickle_of_bad_messages() {
 /// stored and committed as it goes, not only when it stops.
 #[test]
 fn a_steady_trickle_of_reports_is_committed_as_it_goes() {
-    use rdkafka::producer::BaseRecord;
     let broker = Tansu::start();
     let (topic, dlq, group) = setup(&broker);
     let config = kafka_config(&broker.bootstrap(), &topic, &dlq, &group);
@@ -555,25 +568,14 @@ fn a_steady_trickle_of_reports_is_committed_as_it_goes() {
         IngestMetrics::unregistered(),
     )
     .unwrap();
-    let shutdown = Shutdown::new();
-    let handle = {
-        let shutdown = shutdown.clone();
-        std::thread::spawn(move || ingester.run(&shutdown))
-    };
+    let (shutdown, handle) = start(ingester);
     let producer = outage_testkit::test_producer(&broker.bootstrap());
     let start = std::time::Instant::now();
     let mut i = 0usize;
     let mut committed_during = None;
     while start.elapsed() < Duration::from_secs(8) {
-        let good = format!(
-            r#"{{"service":"alexa","region":"GB","ts":{},"problem":"login","reporter":"r{i}"}}"#,
-            now_ms()
-        );
-        let record = BaseRecord::<[u8], [u8]>::to(&topic)
-            .partition(0)
-            .key(b"alexa".as_slice())
-            .payload(good.as_bytes());
-        outage_testkit::send_blocking(&producer, record);
+        let good = report_now(i);
+        send_to_partition0(&producer, &topic, &[good.as_bytes()]);
         producer.poll(Duration::ZERO);
         i += 1;
         std::thread::sleep(Duration::from_millis(50));
