@@ -417,7 +417,9 @@ impl<S: ReportSink> Pipeline<S> {
     fn snapshot(&mut self, partitions: &[i32]) {
         let Some(st) = &mut self.state else { return };
         for &partition in partitions {
-            if st.writer.in_flight.contains_key(&partition) {
+            if st.writer.in_flight.contains_key(&partition)
+                || st.writer.unrestored.contains(&partition)
+            {
                 continue;
             }
             let Some(offset) = self.tracker.position(partition) else {
@@ -564,11 +566,13 @@ impl<S: ReportSink> Pipeline<S> {
         let mut loaded = st.reader.load_many(&wanted);
         for &partition in partitions {
             let key = state_key(&st.group, &self.topic, partition);
+            st.writer.unrestored.remove(&partition);
             let outcome = match loaded.remove(&key).unwrap_or(Ok(LoadOutcome::Missing)) {
                 Ok(o) => o,
                 Err(e) => {
                     self.metrics.restore(RestoreOutcome::Error);
-                    warn!(partition, error = %e, "cannot read the state topic; starting the partition empty from its committed offset");
+                    st.writer.unrestored.insert(partition);
+                    warn!(partition, error = %e, "cannot read the state topic; starting the partition empty from its committed offset, without snapshots until its next assignment (its last snapshot is kept)");
                     continue;
                 }
             };

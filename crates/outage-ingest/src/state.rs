@@ -475,6 +475,12 @@ pub(crate) struct StateWriter {
     /// Snapshots taken while a dead letter below their offset was still
     /// unacknowledged: (offset, state), written once it is.
     pub deferred: HashMap<i32, (i64, SinkState)>,
+    /// Partitions whose snapshot could not be read at assignment: they run
+    /// from their committed offset with empty state and are not
+    /// snapshotted, so the snapshot they could not read is not overwritten
+    /// by a state that never saw it (it is restored at their next
+    /// assignment, and their commits wait until then).
+    pub unrestored: std::collections::HashSet<i32>,
 }
 
 impl StateWriter {
@@ -510,6 +516,7 @@ impl StateWriter {
             last_offset: HashMap::new(),
             in_flight: HashMap::new(),
             deferred: HashMap::new(),
+            unrestored: std::collections::HashSet::new(),
         })
     }
 
@@ -632,6 +639,7 @@ impl StateWriter {
     pub fn forget(&mut self, partition: i32) {
         self.in_flight.remove(&partition);
         self.deferred.remove(&partition);
+        self.unrestored.remove(&partition);
         self.last_offset.remove(&partition);
         self.chunks_written.remove(&partition);
     }

@@ -593,3 +593,62 @@ fn a_steady_trickle_of_reports_is_committed_as_it_goes() {
         "committed while the trickle ran: {committed_during:?} of {i}"
     );
 }
+
+/// The state topic cannot be read in time when a partition is assigned
+/// (here: `load_timeout` of 1 ms). The partition runs from its committed
+/// offset with empty state, but its good snapshot is not overwritten by
+/// that state: the next assignment restores it and counts every report
+/// exactly once. Before, the first snapshot of the empty state replaced
+/// it, and the reports before it were lost from the count.
+#[test]
+fn a_state_topic_unreadable_at_assignment_keeps_the_good_snapshot() {
+    let broker = Tansu::start();
+    let (topic, dlq, group) = setup(&broker);
+    let state_topic = format!("{topic}.state");
+    broker.create_topic(&state_topic, 1, true);
+    let config = kafka_config(&broker.bootstrap(), &topic, &dlq, &group);
+    let producer = outage_testkit::test_producer(&broker.bootstrap());
+    let produce = |from: usize, n: usize| {
+        for i in from..from + n {
+            send_to_partition0(&producer, &topic, &[report_now(i).as_bytes()]);
+        }
+    };
+    // Runs until `n` reports were counted and a few snapshot intervals
+    // passed; returns the sink's total (restored count plus new reports).
+    let run = |load_timeout: Duration, n: u64| -> u64 {
+        let counted = prometheus::IntCounter::new("counted", "counted").unwrap();
+        let ingester = Ingester::new(
+            &config,
+            DecodeOptions::default(),
+            outage_ingest::CountingSink::with_counter(counted.clone()),
+            IngestMetrics::unregistered(),
+        )
+        .unwrap()
+        .with_state(
+            &config,
+            &outage_ingest::StateConfig {
+                topic: state_topic.clone(),
+                interval: Duration::from_millis(200),
+                load_timeout,
+                ..outage_ingest::StateConfig::default()
+            },
+        )
+        .unwrap();
+        let (shutdown, handle) = start(ingester);
+        assert!(
+            outage_testkit::wait_until(Duration::from_secs(60), || counted.get() >= n),
+            "{} of {n} reports counted",
+            counted.get()
+        );
+        std::thread::sleep(Duration::from_secs(1));
+        shutdown.trigger();
+        handle.join().unwrap().unwrap().1.total
+    };
+    produce(0, 100);
+    assert_eq!(run(Duration::from_secs(10), 100), 100);
+    produce(100, 50);
+    // The snapshot cannot be read: empty state, the 50 new reports.
+    assert_eq!(run(Duration::from_millis(1), 50), 50);
+    // Readable again: the good snapshot (100) plus the 50 read again.
+    assert_eq!(run(Duration::from_secs(10), 50), 150);
+}
