@@ -517,6 +517,8 @@ impl<S: ReportSink> Pipeline<S> {
         }
     }
 
+    /// Snapshots `partitions` now and waits (up to `timeout`) until every
+    /// snapshot in flight for them is written; stores their offsets.
     fn flush_state(
         &mut self,
         consumer: &BaseConsumer<IngestContext<S>>,

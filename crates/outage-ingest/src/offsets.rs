@@ -82,16 +82,6 @@ impl OffsetTracker {
             .and_then(PartitionOffsets::committable)
     }
 
-    /// The next offset to consume when every message before it is fully
-    /// handled (no dead letter outstanding): the offset a state snapshot
-    /// may carry.
-    pub fn clean_position(&self, partition: i32) -> Option<i64> {
-        self.partitions
-            .get(&partition)
-            .filter(|p| p.pending.is_empty())
-            .and_then(|p| p.next_seen)
-    }
-
     /// One past the newest message seen of `partition` (handled or
     /// waiting for its dead letter).
     pub fn position(&self, partition: i32) -> Option<i64> {
