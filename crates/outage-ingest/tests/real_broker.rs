@@ -63,6 +63,29 @@ fn start<S: outage_ingest::ReportSink + Send + 'static>(
     (shutdown, handle)
 }
 
+/// An ingester keeping its state in `state_topic`, snapshotting every
+/// 200 ms and giving a snapshot `load_timeout` to load.
+fn with_snapshots<S: outage_ingest::ReportSink + Send + 'static>(
+    config: &outage_ingest::KafkaConfig,
+    state_topic: &str,
+    load_timeout: Duration,
+    sink: S,
+    metrics: IngestMetrics,
+) -> Ingester<S> {
+    Ingester::new(config, DecodeOptions::default(), sink, metrics)
+        .unwrap()
+        .with_state(
+            config,
+            &outage_ingest::StateConfig {
+                topic: state_topic.to_string(),
+                interval: Duration::from_millis(200),
+                load_timeout,
+                ..outage_ingest::StateConfig::default()
+            },
+        )
+        .unwrap()
+}
+
 /// A good report of now, from reporter `r{i}`.
 fn report_now(i: usize) -> String {
     format!(
@@ -513,22 +536,13 @@ fn snapshots_keep_progressing_under_a_steady_trickle_of_bad_messages() {
     let written = metrics
         .state_snapshots
         .with_label_values(&[outage_ingest::metrics::SnapshotResult::Written.as_str()]);
-    let ingester = Ingester::new(
+    let ingester = with_snapshots(
         &config,
-        DecodeOptions::default(),
+        &state_topic,
+        Duration::from_secs(60),
         outage_ingest::CountingSink::default(),
         metrics.clone(),
-    )
-    .unwrap()
-    .with_state(
-        &config,
-        &outage_ingest::StateConfig {
-            topic: state_topic,
-            interval: Duration::from_millis(200),
-            ..outage_ingest::StateConfig::default()
-        },
-    )
-    .unwrap();
+    );
     let (shutdown, handle) = start(ingester);
     // Four seconds of a good and a bad message every 50 ms on partition 0.
     let producer = outage_testkit::test_producer(&broker.bootstrap());
@@ -617,23 +631,13 @@ fn a_state_topic_unreadable_at_assignment_keeps_the_good_snapshot() {
     // passed; returns the sink's total (restored count plus new reports).
     let run = |load_timeout: Duration, n: u64| -> u64 {
         let counted = prometheus::IntCounter::new("counted", "counted").unwrap();
-        let ingester = Ingester::new(
+        let ingester = with_snapshots(
             &config,
-            DecodeOptions::default(),
+            &state_topic,
+            load_timeout,
             outage_ingest::CountingSink::with_counter(counted.clone()),
             IngestMetrics::unregistered(),
-        )
-        .unwrap()
-        .with_state(
-            &config,
-            &outage_ingest::StateConfig {
-                topic: state_topic.clone(),
-                interval: Duration::from_millis(200),
-                load_timeout,
-                ..outage_ingest::StateConfig::default()
-            },
-        )
-        .unwrap();
+        );
         let (shutdown, handle) = start(ingester);
         assert!(
             outage_testkit::wait_until(Duration::from_secs(60), || counted.get() >= n),
