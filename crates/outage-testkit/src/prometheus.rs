@@ -61,8 +61,9 @@ impl HttpService {
             .args(extra);
         let mut service = Service::spawn(name, cmd, dir.path().join(format!("{name}.log")));
         let ready = format!("http://127.0.0.1:{port}/-/ready");
-        if extra.iter().any(|a| a.starts_with("--web.config.file")) {
-            // Served over TLS with credentials: an open port is the sign.
+        // A web config serves TLS with credentials: an open port is the sign.
+        let https = extra.iter().any(|a| a.starts_with("--web.config.file"));
+        if https {
             service.wait_ready(Duration::from_secs(30), || {
                 std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
             });
@@ -73,7 +74,7 @@ impl HttpService {
             _service: service,
             port,
             dir,
-            https: false,
+            https,
         }
     }
 }
@@ -112,19 +113,7 @@ pub struct Alertmanager(HttpService);
 impl Alertmanager {
     /// Starts Alertmanager with `config` (YAML).
     pub fn start(config: &str) -> Alertmanager {
-        Alertmanager(HttpService::start(
-            "alertmanager",
-            (
-                "ALERTMANAGER_BIN",
-                &["prometheus-alertmanager", "alertmanager"],
-            ),
-            "alertmanager.yml",
-            config,
-            &[],
-            "--storage.path",
-            // An empty cluster address disables gossip.
-            &["--cluster.listen-address="],
-        ))
+        Alertmanager::launch(config, &[], &[])
     }
 
     /// Starts Alertmanager with `config` (YAML) serving only https, with
@@ -139,7 +128,14 @@ impl Alertmanager {
     ) -> Alertmanager {
         let mut all: Vec<(&str, &str)> = vec![("web.yml", web_config)];
         all.extend_from_slice(files);
-        let mut am = Alertmanager(HttpService::start(
+        Alertmanager::launch(config, &all, &["--web.config.file=web.yml"])
+    }
+
+    fn launch(config: &str, files: &[(&str, &str)], extra: &[&str]) -> Alertmanager {
+        // An empty cluster address disables gossip.
+        let mut args = vec!["--cluster.listen-address="];
+        args.extend_from_slice(extra);
+        Alertmanager(HttpService::start(
             "alertmanager",
             (
                 "ALERTMANAGER_BIN",
@@ -147,12 +143,10 @@ impl Alertmanager {
             ),
             "alertmanager.yml",
             config,
-            &all,
+            files,
             "--storage.path",
-            &["--cluster.listen-address=", "--web.config.file=web.yml"],
-        ));
-        am.0.https = true;
-        am
+            &args,
+        ))
     }
 
     /// `http://127.0.0.1:PORT` (`https://` with a web config).
