@@ -22,6 +22,7 @@ pub use crate::event::{
 };
 use crate::recur::Recurrence;
 use crate::region::Country;
+use crate::regional::{self, RegionalFactors};
 use crate::report::{Problem, Report};
 use crate::scan::{ScaleSums, Thresholds};
 use crate::score;
@@ -134,6 +135,18 @@ impl Held {
 }
 
 impl Series {
+    /// What this series tells about its region's common factor (see
+    /// [`crate::regional`]), as its sums stand before the window being
+    /// closed: nothing from a series in an outage (its rise is not the
+    /// region's) or one too young to trust.
+    fn regional_share(&self, min_history_windows: u32) -> Option<(f64, f64)> {
+        if self.state == SeriesState::Outage || self.baseline.windows() < min_history_windows {
+            return None;
+        }
+        let (observed, expected) = self.sums.regional();
+        regional::share(observed, expected, self.baseline.dispersion())
+    }
+
     /// A pending or outage run ended: if it reached the paging bar, it was
     /// an episode of this series.
     fn end_episode(&mut self) {
@@ -256,6 +269,9 @@ pub struct Detector {
     /// (series, window index, count), learned once all are scored.
     #[serde(skip)]
     to_learn: Vec<(u32, u32, f32)>,
+    /// What each region's services share in the window being closed.
+    #[serde(skip)]
+    regional: RegionalFactors,
 }
 
 fn stable_id(parts: &[&str]) -> String {
@@ -288,6 +304,7 @@ impl Detector {
             last_service: 0,
             events: Vec::new(),
             to_learn: Vec::new(),
+            regional: RegionalFactors::default(),
         }
     }
 
@@ -626,6 +643,16 @@ impl Detector {
             windows_per_day: (86_400_000 / width) as u32,
             recur_decay: Recurrence::decay_per_window(width),
         };
+        // Measured before any series takes this window in: every series of
+        // a region is scored against the same state of its neighbours.
+        self.regional.clear();
+        for s in &self.series {
+            if let (Scope::Region(country), Some(share)) =
+                (s.scope, s.regional_share(params.min_history_windows))
+            {
+                self.regional.add(country, share);
+            }
+        }
         for sid in 0..self.services.len() {
             self.close_service(sid, w, &params);
         }
@@ -668,13 +695,28 @@ impl Detector {
             let c = acc.count;
             // Computed once: the window is scored and learned with it.
             let shape = s.baseline.shape_in_use(slot, borrowed, &rates);
-            let mu = s.baseline.level() * shape;
+            let own_mu = s.baseline.level() * shape;
+            let common = match s.scope {
+                Scope::Region(country) => self
+                    .regional
+                    .factor(country, s.regional_share(min_history_windows)),
+                Scope::Global => 1.0,
+            };
+            // What the window is judged against: the series' own
+            // expectation times what its region's other services share.
+            let mu = own_mu * common;
             let k_disp = s.baseline.dispersion();
             let trusted = s.baseline.windows() >= min_history_windows;
             let uncertain = s.baseline.slot_uncertainty(slot, &rates);
-            let verdict = s
-                .sums
-                .push(c, mu, k_disp, uncertain, &thresholds, cfg.surprise_cap);
+            let verdict = s.sums.push(
+                c,
+                own_mu,
+                common,
+                k_disp,
+                uncertain,
+                &thresholds,
+                cfg.surprise_cap,
+            );
             let suspect = trusted && verdict.suspect;
             // A run that reaches the paging bar is an episode; in a series
             // whose episodes recur daily it pages only if it is bigger than
@@ -1431,6 +1473,106 @@ mod tests {
         assert!(after
             .iter()
             .any(|e| matches!(e, Event::Resolved(i) if i.id == lu[0].id)));
+    }
+
+    /// Feeds `minutes` of traffic of several services:
+    /// `rate(service, region, minute)` reports per minute.
+    fn feed_services(
+        d: &mut Detector,
+        from: i64,
+        minutes: i64,
+        services: &[&str],
+        regions: &[&str],
+        rate: impl Fn(&str, &str, i64) -> f64,
+    ) -> Vec<Event> {
+        let mut events = Vec::new();
+        for m in 0..minutes {
+            let t = from + m * MIN;
+            for (si, svc) in services.iter().enumerate() {
+                for (ri, r) in regions.iter().enumerate() {
+                    let seed = (t / MIN) as u64 * 97 + si as u64 * 13 + ri as u64;
+                    for i in 0..noisy(rate(svc, r, t), seed) {
+                        d.observe(&report(
+                            svc,
+                            r,
+                            t + i64::from(i) * 20,
+                            Some(format!("{svc}{r}{t}{i}")),
+                        ));
+                    }
+                }
+            }
+            events.extend(d.drain_events());
+        }
+        events
+    }
+
+    #[test]
+    fn what_a_region_shares_is_not_an_outage_of_one_service() {
+        // Three services in GB and DE, five weekdays of history. On the
+        // first Saturday every GB service runs 2.2× its weekdays from
+        // midnight (the region's calendar: a national event, a first
+        // weekend), which no series has seen before; scored alone, each
+        // pages. Then one GB service has an outage of its own, and later
+        // all three DE services fail at once (4×, sharp: they page before
+        // what they share can excuse them).
+        let mut d = Detector::new(DetectorConfig::default());
+        let services = ["alexa", "steam", "psn"];
+        let regions = ["GB", "DE"];
+        let base = |svc: &str| match svc {
+            "alexa" => 40.0,
+            "steam" => 25.0,
+            _ => 15.0,
+        };
+        let week = feed_services(&mut d, T0, 5 * 1440, &services, &regions, |s, _, t| {
+            diurnal(base(s), t)
+        });
+        assert!(opened(&week).is_empty(), "{:?}", opened(&week));
+        let sat = T0 + 5 * 1440 * MIN;
+        let outage = sat + 12 * 60 * MIN;
+        let de_down = sat + 16 * 60 * MIN;
+        let events = feed_services(&mut d, sat, 1440, &services, &regions, |s, r, t| {
+            let mut rate = diurnal(base(s), t);
+            if r == "GB" {
+                rate *= 2.2;
+                if s == "steam" && (outage..outage + 30 * MIN).contains(&t) {
+                    rate *= 3.0;
+                }
+            } else if (de_down..de_down + 30 * MIN).contains(&t) {
+                rate *= 4.0;
+            }
+            rate
+        });
+        let found: Vec<_> = opened(&events)
+            .iter()
+            .map(|i| {
+                (
+                    i.service.as_str(),
+                    i.scope.label().to_string(),
+                    i.started_at_ms,
+                )
+            })
+            .collect();
+        let gb = |svc: &str| found.iter().filter(|f| f.0 == svc && f.1 == "GB").count();
+        assert_eq!(
+            (gb("alexa"), gb("psn")),
+            (0, 0),
+            "the weekend paged: {found:?}"
+        );
+        assert!(
+            found
+                .iter()
+                .any(|f| f.0 == "steam" && f.1 == "GB" && f.2 >= outage && f.2 < outage + 5 * MIN),
+            "steam's own outage: {found:?}"
+        );
+        for svc in services {
+            assert!(
+                found.iter().any(|f| f.0 == svc
+                    && f.1 == "DE"
+                    && f.2 >= de_down
+                    && f.2 < de_down + 5 * MIN),
+                "{svc} in DE, failing with its neighbours: {found:?}"
+            );
+        }
     }
 
     #[test]

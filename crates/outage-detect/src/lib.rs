@@ -15,6 +15,7 @@ pub mod detector;
 pub mod event;
 pub mod recur;
 pub mod region;
+pub mod regional;
 pub mod report;
 pub mod scan;
 pub mod score;

@@ -146,11 +146,15 @@ impl ScaleSums {
     /// the longest scale's spread may teach the persistent dispersion.
     /// `uncertain` adds to the persistent dispersion for this window (an
     /// expectation that is a guess, see `Baseline::slot_uncertainty`).
+    /// `common` scales every scale's expectation as it is scored (what the
+    /// series' region shares, see [`crate::regional`]); the sums keep the
+    /// baseline's own expectation.
     #[allow(clippy::too_many_arguments)]
     pub fn push(
         &mut self,
         observed: u32,
         expected: f64,
+        common: f64,
         k: f64,
         uncertain: f64,
         t: &Thresholds,
@@ -169,7 +173,7 @@ impl ScaleSums {
             // variance), so a handful of reports in the last minutes would
             // pass `min_count` on it while they are still a handful.
             let (o, e, reports) = if i == 0 {
-                (c, mu, c)
+                (c, mu * common, c)
             } else {
                 let a = decay(span);
                 let s = &mut self.sums[i - 1];
@@ -179,7 +183,7 @@ impl ScaleSums {
                 );
                 (
                     f64::from(s.0) * (1.0 + a),
-                    f64::from(s.1) * (1.0 + a),
+                    f64::from(s.1) * (1.0 + a) * common,
                     f64::from(s.0),
                 )
             };
@@ -273,6 +277,16 @@ impl ScaleSums {
         SPANS.iter().position(|&s| s == span).unwrap_or(0)
     }
 
+    /// Observed and expected (the baseline's own, as plain sums) of the
+    /// weighted scale whose span is about half an hour at 1-minute windows:
+    /// what [`crate::regional`] compares the services of a region on.
+    pub fn regional(&self) -> (f64, f64) {
+        const SCALE: usize = 3;
+        let a = decay(SPANS[SCALE]);
+        let (o, e) = self.sums[SCALE - 1];
+        (f64::from(o) * (1.0 + a), f64::from(e) * (1.0 + a))
+    }
+
     /// observed / expected of the longest scale.
     pub fn long_ratio(&self) -> f64 {
         let (o, e) = self.sums[EW - 1];
@@ -327,9 +341,9 @@ mod tests {
     fn a_sharp_outage_pages_on_the_window_itself() {
         let mut s = ScaleSums::default();
         for _ in 0..100 {
-            assert!(!s.push(20, 20.0, 0.02, 0.0, &t(), 50.0).page);
+            assert!(!s.push(20, 20.0, 1.0, 0.02, 0.0, &t(), 50.0).page);
         }
-        let v = s.push(120, 20.0, 0.02, 0.0, &t(), 50.0);
+        let v = s.push(120, 20.0, 1.0, 0.02, 0.0, &t(), 50.0);
         assert!(v.page, "{v:?}");
         assert!(v.window_surprise >= t().page[0], "{v:?}");
     }
@@ -339,11 +353,11 @@ mod tests {
         // 3 per window rising to 9: no single window is enough, a few are.
         let mut s = ScaleSums::default();
         for _ in 0..200 {
-            s.push(3, 3.0, 0.02, 0.0, &t(), 50.0);
+            s.push(3, 3.0, 1.0, 0.02, 0.0, &t(), 50.0);
         }
         let mut paged_at = None;
         for w in 0..10 {
-            let v = s.push(9, 3.0, 0.02, 0.0, &t(), 50.0);
+            let v = s.push(9, 3.0, 1.0, 0.02, 0.0, &t(), 50.0);
             if v.page {
                 paged_at = Some((w, v.best.span));
                 break;
@@ -358,9 +372,9 @@ mod tests {
         // Iceland: 0.02 per window, then 4 in one window.
         let mut s = ScaleSums::default();
         for _ in 0..100 {
-            s.push(0, 0.02, 0.0, 0.0, &t(), 50.0);
+            s.push(0, 0.02, 1.0, 0.0, 0.0, &t(), 50.0);
         }
-        let v = s.push(4, 0.02, 0.0, 0.0, &t(), 50.0);
+        let v = s.push(4, 0.02, 1.0, 0.0, 0.0, &t(), 50.0);
         assert!(!v.page && v.suspect, "{v:?}");
     }
 
@@ -370,14 +384,14 @@ mod tests {
         // plain sum's mean, reads about 12.6 — but only 8 reports came.
         let mut s = ScaleSums::default();
         for _ in 0..200 {
-            s.push(0, 0.05, 0.0, 0.0, &t(), 50.0);
+            s.push(0, 0.05, 1.0, 0.0, 0.0, &t(), 50.0);
         }
-        assert!(!s.push(4, 0.05, 0.0, 0.0, &t(), 50.0).page);
-        let v = s.push(4, 0.05, 0.0, 0.0, &t(), 50.0);
+        assert!(!s.push(4, 0.05, 1.0, 0.0, 0.0, &t(), 50.0).page);
+        let v = s.push(4, 0.05, 1.0, 0.0, 0.0, &t(), 50.0);
         assert!(v.suspect && !v.page, "{v:?}");
         // Two more such windows are enough reports.
-        s.push(4, 0.05, 0.0, 0.0, &t(), 50.0);
-        assert!(s.push(4, 0.05, 0.0, 0.0, &t(), 50.0).page);
+        s.push(4, 0.05, 1.0, 0.0, 0.0, &t(), 50.0);
+        assert!(s.push(4, 0.05, 1.0, 0.0, 0.0, &t(), 50.0).page);
     }
 
     #[test]
@@ -389,7 +403,7 @@ mod tests {
         for w in 0..20_000 {
             let off = if (w / 300) % 2 == 0 { 1.05 } else { 0.95 };
             let c = (1000.0 * off) as u32;
-            let v = s.push(c, 1000.0, k, 0.0, &t(), 50.0);
+            let v = s.push(c, 1000.0, 1.0, k, 0.0, &t(), 50.0);
             if w > 5_000 {
                 assert!(!v.page, "window {w}: {v:?}");
             }
@@ -402,13 +416,13 @@ mod tests {
     fn settling_forgets_an_outage() {
         let mut s = ScaleSums::default();
         for _ in 0..50 {
-            s.push(10, 10.0, 0.02, 0.0, &t(), 50.0);
+            s.push(10, 10.0, 1.0, 0.02, 0.0, &t(), 50.0);
         }
         for _ in 0..30 {
-            s.push(60, 10.0, 0.02, 0.0, &t(), 50.0);
+            s.push(60, 10.0, 1.0, 0.02, 0.0, &t(), 50.0);
         }
         s.settle();
-        let v = s.push(10, 10.0, 0.02, 0.0, &t(), 50.0);
+        let v = s.push(10, 10.0, 1.0, 0.02, 0.0, &t(), 50.0);
         assert!(!v.suspect, "{v:?}");
     }
 }
