@@ -84,7 +84,8 @@ const HELD: usize = 8;
 /// is judged against (a 3× ramp over 20 minutes in a young series raised
 /// its hour's expectation from 2.4 to 4.5 and was never paged). When a run
 /// pages, the windows held before it are dropped (they were its onset);
-/// when it ends without paging, they are learned with it.
+/// when it ends without paging, they are learned once normal windows
+/// follow (the run's own windows never are).
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 struct Held {
     /// Learned counts (already clipped), oldest first.
@@ -742,9 +743,6 @@ impl Detector {
                 s.onset_ms
             };
             let service_name = &self.services[sid].name;
-            // (windows, reports) of a suspected run that ended without
-            // paging, to be learned after this window.
-            let mut deferred: Option<(u32, u32)> = None;
 
             match s.state {
                 SeriesState::Normal | SeriesState::Pending if page || suspect => {
@@ -797,23 +795,6 @@ impl Detector {
                     if s.run > cfg.pending_tolerance {
                         s.state = SeriesState::Normal;
                         s.run = 0;
-                        // A suspected run that never reached the paging bar
-                        // was the series' own noise after all: it is learned
-                        // now (below), late, so that a baseline that is off
-                        // for one hour (a clock shift, a first weekend) is
-                        // corrected instead of suspected every week.
-                        // (Not when a problem count saturated: the run's
-                        // reports are then unknown, and a low guess would
-                        // teach the hour too little.)
-                        if s.run_size == 0.0 && !s.pending_problems.contains(&u16::MAX) {
-                            let windows = (w.start_ms - s.since_ms) / width + 1
-                                - i64::from(cfg.pending_tolerance)
-                                - 1;
-                            let reports: u32 =
-                                s.pending_problems.iter().map(|&n| u32::from(n)).sum();
-                            let windows = windows.clamp(1, i64::from(windows_per_day));
-                            deferred = Some((windows as u32, reports));
-                        }
                         s.end_episode();
                     }
                 }
@@ -896,19 +877,6 @@ impl Detector {
                         .learn_with_shape(slot, f64::from(c), shape, &rates);
                 }
                 s.sums.learn(k_disp, thresholds.persistent_rate);
-            }
-            if let Some((windows, reports)) = deferred.filter(|_| trusted && learn_ok && low_ok) {
-                // The run was noise: so were the windows held before it.
-                // Each of its windows is learned at its own hour of the
-                // week (a run that outlasts its hour must not teach the
-                // next hour what the last one did).
-                s.held.drain(&mut release);
-                let each =
-                    (f64::from(reports) / f64::from(windows)).min(score::noise_ceiling(mu, k_disp));
-                let first = s.since_ms.div_euclid(width) as u32;
-                for i in 0..windows {
-                    release(first.wrapping_add(i), each);
-                }
             }
             if (c > 0 || mu >= 0.5) && self.services[sid].live {
                 self.events.push(Event::Window(WindowScore {
@@ -1278,9 +1246,9 @@ mod tests {
     fn an_hour_that_stays_off_is_relearned_not_suspected_every_week() {
         // From day 8 the hour 10:00-11:00 UTC runs 40 % above what the
         // first week taught (a region's clock moved). Its windows are
-        // suspect at first; normal windows and, late, the suspected runs
-        // that did not page are learned, so three weeks on the hour is no
-        // longer surprising and it never paged.
+        // suspect at first; its windows that are not suspect are learned
+        // (eight windows late), so three weeks on the hour is no longer
+        // surprising and it never paged.
         let mut d = Detector::new(DetectorConfig::default());
         let rate = |t: i64| {
             let day = (t - T0) / (1440 * MIN);
