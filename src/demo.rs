@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use outage_detect::time::{format_rfc3339_ms as rfc3339, parse_rfc3339_ms};
+use outage_detect::IncidentEvent;
 use outage_detect::{decode, DecodeOptions, Detector, Scope, SeriesState};
-use outage_export::IncidentEvent;
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::ClientContext;

@@ -1,34 +1,17 @@
 //! The sink behind the ingester in `run`: one detector per assigned
 //! partition, fed in offset order, ticked by the wall clock when idle; its
-//! events go to the exporter (metrics, alerts, incidents topic) and the log.
+//! events go through the [`Exporter`] (metrics, status, alerts, topics,
+//! log).
 
 use outage_detect::time::wall_ms;
 use std::collections::{BTreeMap, VecDeque};
 
 use outage_detect::detector::DetectorCounters;
-use outage_detect::{Detector, DetectorConfig, Event, Incident, Report, Scope};
-use outage_export::alert::build_alert;
-use outage_export::{
-    AlertQueue, AlertmanagerConfig, IncidentEvent, JsonTopicProducer, PipelineMetrics, Readiness,
-    SeriesMetrics, StatusBoard,
-};
+use outage_detect::{Detector, DetectorConfig, Event, Incident, Report};
+use outage_export::{Exporter, Readiness};
 use outage_ingest::{Position, ReportSink, SinkState};
 use prometheus::IntCounter;
-use tracing::{info, warn};
-
-use crate::replay::rfc3339;
-
-/// Where detector events go.
-pub struct Export {
-    pub series: SeriesMetrics,
-    pub pipeline: PipelineMetrics,
-    pub alert_config: AlertmanagerConfig,
-    pub alerts: Option<AlertQueue>,
-    pub incidents: Option<JsonTopicProducer>,
-    pub scores: Option<JsonTopicProducer>,
-    pub board: StatusBoard,
-    pub readiness: Readiness,
-}
+use tracing::info;
 
 /// One partition's detector and its bookkeeping for metrics.
 struct PartitionState {
@@ -55,8 +38,13 @@ pub struct DetectorSink {
     /// Starting state for partitions without one (warm start).
     warm: Option<Detector>,
     partitions: BTreeMap<i32, PartitionState>,
+    /// Revoked partitions, with what was exported from them (services and
+    /// open incidents), until the next assignment says whether they left:
+    /// a rebalance revokes every partition and assigns most of them back.
+    leaving: BTreeMap<i32, (Vec<String>, Vec<Incident>)>,
     counted: IntCounter,
-    export: Export,
+    export: Exporter,
+    readiness: Readiness,
 }
 
 impl DetectorSink {
@@ -64,14 +52,17 @@ impl DetectorSink {
         config: DetectorConfig,
         warm: Option<Detector>,
         counted: IntCounter,
-        export: Export,
+        export: Exporter,
+        readiness: Readiness,
     ) -> DetectorSink {
         DetectorSink {
             config,
             warm,
             partitions: BTreeMap::new(),
+            leaving: BTreeMap::new(),
             counted,
             export,
+            readiness,
         }
     }
 
@@ -85,7 +76,7 @@ impl DetectorSink {
             None => (Detector::new(self.config.clone()), "empty"),
         };
         self.export
-            .pipeline
+            .pipeline()
             .fresh_starts
             .with_label_values(&[how])
             .inc();
@@ -100,66 +91,26 @@ impl DetectorSink {
 
     /// Hands the partition's pending detector events to the exporter.
     /// Returns whether a window closed.
-    fn publish(export: &mut Export, width_ms: i64, partition: i32, p: &mut PartitionState) -> bool {
+    fn publish(export: &Exporter, partition: i32, p: &mut PartitionState) -> bool {
         let mut closed_any = false;
         let now = wall_ms();
         for event in p.detector.drain_events() {
-            match event {
-                Event::Window(w) => {
-                    closed_any = true;
-                    while let Some(&(start, kafka_ts)) = p.newest_kafka_ts.front() {
-                        if start > w.window_start_ms {
-                            break;
-                        }
-                        p.newest_kafka_ts.pop_front();
-                        if start == w.window_start_ms {
-                            export
-                                .pipeline
-                                .scoring_latency
-                                .observe((now - kafka_ts).max(0) as f64 / 1000.0);
-                        }
+            if let Event::Window(w) = &event {
+                closed_any = true;
+                while let Some(&(start, kafka_ts)) = p.newest_kafka_ts.front() {
+                    if start > w.window_start_ms {
+                        break;
                     }
-                    export.series.window(&w, w.window_start_ms + width_ms);
-                    export.board.window(&w);
-                    if let Some(t) = &export.scores {
-                        t.send(&w.service, &outage_export::window_json(&w));
+                    p.newest_kafka_ts.pop_front();
+                    if start == w.window_start_ms {
+                        export
+                            .pipeline()
+                            .scoring_latency
+                            .observe((now - kafka_ts).max(0) as f64 / 1000.0);
                     }
-                }
-                Event::Opened(i) => {
-                    warn!(
-                        partition,
-                        id = %i.id,
-                        service = %i.service,
-                        scope = i.scope.label(),
-                        started_at = %rfc3339(i.started_at_ms),
-                        peak_ratio = format_args!("{:.1}", i.peak_ratio),
-                        regions = ?i.regions.iter().map(|r| r.region.as_str()).collect::<Vec<_>>(),
-                        "incident opened"
-                    );
-                    Self::incident(export, IncidentEvent::Opened, &i);
-                }
-                Event::Updated(i) => {
-                    info!(
-                        partition,
-                        id = %i.id,
-                        service = %i.service,
-                        regions = ?i.regions.iter().map(|r| r.region.as_str()).collect::<Vec<_>>(),
-                        "incident spread"
-                    );
-                    Self::incident(export, IncidentEvent::Updated, &i);
-                }
-                Event::Resolved(i) => {
-                    info!(
-                        partition,
-                        id = %i.id,
-                        service = %i.service,
-                        scope = i.scope.label(),
-                        resolved_at = %i.resolved_at_ms.map(rfc3339).unwrap_or_default(),
-                        "incident resolved"
-                    );
-                    Self::incident(export, IncidentEvent::Resolved, &i);
                 }
             }
+            export.publish(partition, &event);
         }
         if closed_any {
             Self::sync_counters(export, partition, p, now);
@@ -167,36 +118,11 @@ impl DetectorSink {
         closed_any
     }
 
-    fn incident(export: &mut Export, event: IncidentEvent, i: &Incident) {
-        let scope = match i.scope {
-            Scope::Region(_) => "region",
-            Scope::Global => "global",
-        };
-        export
-            .pipeline
-            .incidents
-            .with_label_values(&[scope, event.as_str()])
-            .inc();
-        export.board.incident(event, i);
-        match event {
-            IncidentEvent::Opened => export.series.global_incident(i, true),
-            IncidentEvent::Resolved => export.series.global_incident(i, false),
-            IncidentEvent::Updated => {}
-        }
-        if let Some(q) = &export.alerts {
-            let last = export.series.last(&i.service, i.scope);
-            q.push(build_alert(&export.alert_config, event, i, last));
-        }
-        if let Some(t) = &export.incidents {
-            t.send_incident(event, i);
-        }
-    }
-
     /// Adds the detector's counter increments to the exported totals and
     /// refreshes the watermark delay.
-    fn sync_counters(export: &Export, partition: i32, p: &mut PartitionState, now: i64) {
+    fn sync_counters(export: &Exporter, partition: i32, p: &mut PartitionState, now: i64) {
         let c = p.detector.counters();
-        let m = &export.pipeline;
+        let m = export.pipeline();
         m.late_reports.inc_by(c.late - p.exported.late);
         m.duplicate_reports
             .inc_by(c.duplicates - p.exported.duplicates);
@@ -219,11 +145,7 @@ impl DetectorSink {
             .values()
             .map(|p| p.detector.series_count())
             .sum();
-        self.export.pipeline.detector_series.set(n as i64);
-    }
-
-    fn width_ms(&self) -> i64 {
-        self.config.width_ms()
+        self.export.pipeline().detector_series.set(n as i64);
     }
 }
 
@@ -234,7 +156,6 @@ impl ReportSink for DetectorSink {
             let state = self.fresh(at.partition);
             self.partitions.insert(at.partition, state);
         }
-        let width = self.width_ms();
         let p = self
             .partitions
             .get_mut(&at.partition)
@@ -268,12 +189,29 @@ impl ReportSink for DetectorSink {
                 }
             }
         }
-        if DetectorSink::publish(&mut self.export, width, at.partition, p) {
+        if DetectorSink::publish(&self.export, at.partition, p) {
             self.refresh_series_gauge();
         }
     }
 
     fn partitions_assigned(&mut self, partitions: &[i32]) {
+        // Revoked and not assigned back: its new owner exports it from now
+        // on, and nothing derived from it may stay here (an alert it
+        // resolves must not be re-sent from here, its series not shown
+        // twice). One that came back keeps its exports: its restore
+        // carried its incidents over again under the same ids.
+        let leaving = std::mem::take(&mut self.leaving);
+        for (p, (services, open)) in leaving {
+            if !partitions.contains(&p) {
+                self.export
+                    .withdraw(services.iter().map(String::as_str), open.iter());
+                info!(
+                    partition = p,
+                    ?services,
+                    "partition moved away; its series, status and alerts are withdrawn here"
+                );
+            }
+        }
         for &p in partitions {
             if !self.partitions.contains_key(&p) {
                 let state = self.fresh(p);
@@ -281,18 +219,21 @@ impl ReportSink for DetectorSink {
             }
         }
         self.refresh_series_gauge();
-        self.export.readiness.set(true);
+        self.readiness.set(true);
     }
 
     fn partitions_revoked(&mut self, partitions: &[i32]) {
-        self.export.readiness.set(false);
+        self.readiness.set(false);
         for p in partitions {
             if let Some(state) = self.partitions.remove(p) {
                 let _ = self
                     .export
-                    .pipeline
+                    .pipeline()
                     .watermark_delay
                     .remove_label_values(&[&p.to_string()]);
+                let services = state.detector.services().map(str::to_string).collect();
+                let open = state.detector.open_incidents().cloned().collect();
+                self.leaving.insert(*p, (services, open));
                 info!(
                     partition = p,
                     series = state.detector.series_count(),
@@ -316,21 +257,8 @@ impl ReportSink for DetectorSink {
         detector.set_config(self.config.clone());
         // Counted by the ingester (`outage_radar_state_restores_total`):
         // `partition_starts_total` counts only starts without a snapshot.
-        // Alertmanager forgets alerts that are not re-sent: carry the open
-        // incidents over (same ids, same label sets, so no new page).
         for incident in detector.open_incidents() {
-            self.export.board.incident(IncidentEvent::Opened, incident);
-            if incident.scope == Scope::Global {
-                self.export.series.global_incident(incident, true);
-            }
-            if let Some(q) = &self.export.alerts {
-                q.push(build_alert(
-                    &self.export.alert_config,
-                    IncidentEvent::Opened,
-                    incident,
-                    None,
-                ));
-            }
+            self.export.carry_over(incident);
         }
         info!(
             partition,
@@ -344,10 +272,9 @@ impl ReportSink for DetectorSink {
     }
 
     fn idle(&mut self, now_ms: i64) {
-        let width = self.width_ms();
         for (&partition, p) in &mut self.partitions {
             p.detector.tick(now_ms);
-            DetectorSink::publish(&mut self.export, width, partition, p);
+            DetectorSink::publish(&self.export, partition, p);
             DetectorSink::sync_counters(&self.export, partition, p, now_ms);
         }
         self.refresh_series_gauge();
@@ -357,11 +284,6 @@ impl ReportSink for DetectorSink {
 impl DetectorSink {
     /// Flushes queued incident events (shutdown).
     pub fn flush(&self) {
-        for t in [&self.export.incidents, &self.export.scores]
-            .into_iter()
-            .flatten()
-        {
-            t.flush(std::time::Duration::from_secs(10));
-        }
+        self.export.flush();
     }
 }

@@ -12,15 +12,15 @@ use std::time::Duration;
 use anyhow::Context;
 use outage_detect::{Detector, RejectReason};
 use outage_export::{
-    AlertMetrics, JsonTopicProducer, OutputTopicMetrics, PipelineMetrics, Readiness, SeriesMetrics,
-    StatusBoard,
+    AlertMetrics, Exporter, JsonTopicProducer, OutputTopicMetrics, PipelineMetrics, Readiness,
+    SeriesMetrics, StatusBoard,
 };
 use outage_ingest::{IngestMetrics, Ingester, Shutdown};
 use prometheus::{IntCounter, Registry};
 use tracing::{info, warn};
 
 use crate::config::Config;
-use crate::pipeline::{DetectorSink, Export};
+use crate::pipeline::DetectorSink;
 
 /// Reads a detector snapshot written by `replay --snapshot-out`.
 pub fn load_snapshot(path: &Path) -> anyhow::Result<Detector> {
@@ -122,17 +122,23 @@ pub fn run_pipeline(
     }
     let series_view = series.clone();
     let board = StatusBoard::default();
-    let export = Export {
-        board: board.clone(),
+    let export = Exporter::new(
         series,
         pipeline,
-        alert_config: config.alertmanager.clone(),
-        alerts,
-        incidents,
-        scores,
-        readiness: readiness.clone(),
-    };
-    let sink = DetectorSink::new(config.detect.clone(), warm, counted.clone(), export);
+        board.clone(),
+        config.alertmanager.clone(),
+        config.detect.width_ms(),
+    )
+    .with_alerts(alerts)
+    .with_incidents(incidents)
+    .with_scores(scores);
+    let sink = DetectorSink::new(
+        config.detect.clone(),
+        warm,
+        counted.clone(),
+        export,
+        readiness.clone(),
+    );
     let ingester = Ingester::new(
         &config.kafka,
         config.decode.options(),

@@ -437,6 +437,15 @@ fn a_second_instance_takes_over_partitions_with_their_state() {
     // tansu 0.6 sometimes keeps rebalancing the pair).
     let mut one = Radar::start(dir.path(), "one", &broker, &topics, &group, &outputs);
     one.wait_caught_up();
+    let services = |r: &Radar| -> std::collections::BTreeSet<String> {
+        r.metrics()
+            .lines()
+            .filter(|l| l.starts_with("outage_radar_series_state{"))
+            .filter_map(|l| l.split("service=\"").nth(1)?.split('"').next())
+            .map(str::to_string)
+            .collect()
+    };
+    let before = services(&one);
     let mut two = Radar::start(dir.path(), "two", &broker, &topics, &group, &outputs);
     assert!(
         wait_until(Duration::from_secs(60), || one.assigned() == 2
@@ -449,6 +458,15 @@ fn a_second_instance_takes_over_partitions_with_their_state() {
     );
     one.wait_caught_up();
     two.wait_caught_up();
+    // `one` gave up half its partitions: what it exported from them went
+    // with them (what it kept stays). Each service's series are on one
+    // instance only.
+    let (on_one, on_two) = (services(&one), services(&two));
+    let moved = two.metric("outage_radar_detector_series ", "");
+    assert!(
+        moved > 0.0 && on_one.len() < before.len() && on_one.is_disjoint(&on_two),
+        "after the split: one exports {on_one:?} (all {before:?} before), two {on_two:?} ({moved} series)"
+    );
 
     // Stop one: the other takes over its partitions, with their state.
     two.stop("TERM");

@@ -322,6 +322,11 @@ impl Detector {
         self.series.len()
     }
 
+    /// Names of the services this detector has seen.
+    pub fn services(&self) -> impl Iterator<Item = &str> {
+        self.services.iter().map(|s| s.name.as_str())
+    }
+
     /// Bytes held by baselines and series bookkeeping (approximate).
     pub fn memory_bytes(&self) -> usize {
         self.series

@@ -111,6 +111,38 @@ pub enum Event {
     Resolved(Incident),
 }
 
+impl Event {
+    /// For an incident event, what happened and to which incident.
+    pub fn incident(&self) -> Option<(IncidentEvent, &Incident)> {
+        match self {
+            Event::Window(_) => None,
+            Event::Opened(i) => Some((IncidentEvent::Opened, i)),
+            Event::Updated(i) => Some((IncidentEvent::Updated, i)),
+            Event::Resolved(i) => Some((IncidentEvent::Resolved, i)),
+        }
+    }
+}
+
+/// What happened to an incident: the `event` of the incidents topic, the
+/// alert pushed and the status page's feed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IncidentEvent {
+    Opened,
+    /// A global incident spread to another region (or its peaks grew).
+    Updated,
+    Resolved,
+}
+
+impl IncidentEvent {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IncidentEvent::Opened => "opened",
+            IncidentEvent::Updated => "updated",
+            IncidentEvent::Resolved => "resolved",
+        }
+    }
+}
+
 /// What became of one report.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Observed {

@@ -26,5 +26,6 @@ pub use decode::{decode, DecodeError, DecodeOptions, RejectReason};
 pub use detector::{
     Detector, DetectorConfig, Event, Incident, Observed, Scope, SeriesState, WindowScore,
 };
+pub use event::IncidentEvent;
 pub use region::{Country, Region};
 pub use report::{Problem, Report};

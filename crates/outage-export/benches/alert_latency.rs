@@ -10,9 +10,10 @@
 use std::time::{Duration, Instant};
 
 use outage_detect::detector::SpreadEntry;
+use outage_detect::IncidentEvent;
 use outage_detect::{Country, Incident, Scope};
 use outage_export::alert::{build_alert, start};
-use outage_export::{AlertMetrics, AlertmanagerConfig, IncidentEvent};
+use outage_export::{AlertMetrics, AlertmanagerConfig};
 use outage_testkit::Alertmanager;
 use prometheus::Registry;
 

@@ -23,8 +23,8 @@ use serde_json::{json, Value};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
-use crate::incident::IncidentEvent;
 use crate::metrics::LastWindow;
+use outage_detect::IncidentEvent;
 
 /// `[alertmanager]`: where and how alerts are pushed.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -349,23 +349,51 @@ pub fn build_alert(
         body["generatorURL"] = json!(config.generator_url);
     }
     PendingAlert {
-        key: format!("{alertname}/{}/{scope_value}", inc.service),
+        key: alert_key(inc),
         body,
         resolved: event == IncidentEvent::Resolved,
     }
 }
 
+/// The identity of an incident's alert (its label set, as a key): the
+/// same for every event of the incident, and for a later incident of the
+/// same series.
+pub fn alert_key(inc: &Incident) -> String {
+    match inc.scope {
+        Scope::Region(c) => format!("RegionOutage/{}/{}", inc.service, c.as_str()),
+        Scope::Global => format!("GlobalOutage/{}/global", inc.service),
+    }
+}
+
+/// What the consumer thread hands the keeper.
+enum KeeperMsg {
+    /// Send it now, and keep re-sending it while it fires.
+    Alert(PendingAlert),
+    /// Stop re-sending the alert with this key, without resolving it: its
+    /// partition moved, and its new owner sends it from now on (before
+    /// Alertmanager's `endsAt` for it passes, so it never flaps).
+    Withdraw(String),
+}
+
 /// The consumer thread's side of the push path.
 #[derive(Clone)]
 pub struct AlertQueue {
-    tx: mpsc::Sender<PendingAlert>,
+    tx: mpsc::Sender<KeeperMsg>,
     dropped: IntCounter,
 }
 
 impl AlertQueue {
     /// Hands an alert to the push task; never blocks.
     pub fn push(&self, alert: PendingAlert) {
-        if self.tx.try_send(alert).is_err() {
+        if self.tx.try_send(KeeperMsg::Alert(alert)).is_err() {
+            self.dropped.inc();
+        }
+    }
+
+    /// Stops re-sending the alert with `key` (see [`alert_key`]) without
+    /// resolving it; never blocks.
+    pub fn withdraw(&self, key: String) {
+        if self.tx.try_send(KeeperMsg::Withdraw(key)).is_err() {
             self.dropped.inc();
         }
     }
@@ -507,7 +535,7 @@ pub fn start(
 async fn keeper(
     interval: Duration,
     metrics: AlertMetrics,
-    mut rx: mpsc::Receiver<PendingAlert>,
+    mut rx: mpsc::Receiver<KeeperMsg>,
     workers: Vec<mpsc::Sender<Vec<(String, Value)>>>,
 ) {
     let mut firing: BTreeMap<String, Value> = BTreeMap::new();
@@ -521,7 +549,15 @@ async fn keeper(
                 let Some(first) = alert else { break };
                 let now = wall_ms();
                 let mut next = Some(first);
-                while let Some(a) = next {
+                while let Some(msg) = next {
+                    next = rx.try_recv().ok();
+                    let a = match msg {
+                        KeeperMsg::Alert(a) => a,
+                        KeeperMsg::Withdraw(key) => {
+                            firing.remove(&key);
+                            continue;
+                        }
+                    };
                     let mut body = a.body;
                     if a.resolved {
                         firing.remove(&a.key);
@@ -531,7 +567,6 @@ async fn keeper(
                         body["endsAt"] = json!(rfc3339(now + ends_in));
                     }
                     batch.push((a.key, body));
-                    next = rx.try_recv().ok();
                 }
             }
             _ = resend.tick() => {

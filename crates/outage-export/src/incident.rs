@@ -2,27 +2,8 @@
 //! incidents topic, and the status page share this one shape.
 
 use outage_detect::time::format_rfc3339_ms as rfc3339;
-use outage_detect::{Incident, Problem, Scope};
+use outage_detect::{Incident, IncidentEvent, Problem, Scope};
 use serde_json::json;
-
-/// What happened to an incident.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum IncidentEvent {
-    Opened,
-    /// A global incident spread to another region (or its peaks grew).
-    Updated,
-    Resolved,
-}
-
-impl IncidentEvent {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            IncidentEvent::Opened => "opened",
-            IncidentEvent::Updated => "updated",
-            IncidentEvent::Resolved => "resolved",
-        }
-    }
-}
 
 fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0

@@ -8,7 +8,7 @@
 //! quiet for `series_ttl` of event time are removed so a region that stops
 //! reporting does not linger in /metrics forever.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -77,7 +77,9 @@ struct SeriesEntry {
 #[derive(Default)]
 struct ServiceEntry {
     in_outage: i64,
-    global_incidents: i64,
+    /// Ids of the open global incidents: a set, so that an incident
+    /// carried over again (its partition restored here twice) counts once.
+    global_incidents: BTreeSet<String>,
     series: usize,
 }
 
@@ -237,7 +239,7 @@ impl SeriesMetrics {
                         .set(service.in_outage);
                     self.global_incident
                         .with_label_values(&[&w.service])
-                        .set(service.global_incidents);
+                        .set(service.global_incidents.len() as i64);
                 }
                 service.series += 1;
                 self.exported.inc();
@@ -282,10 +284,27 @@ impl SeriesMetrics {
         }
         let mut t = self.table();
         let service = t.services.entry(incident.service.clone()).or_default();
-        service.global_incidents = (service.global_incidents + if open { 1 } else { -1 }).max(0);
+        if open {
+            service.global_incidents.insert(incident.id.clone());
+        } else {
+            service.global_incidents.remove(&incident.id);
+        }
         self.global_incident
             .with_label_values(&[&incident.service])
-            .set(service.global_incidents);
+            .set(service.global_incidents.len() as i64);
+    }
+
+    /// Removes every series of `service` and its per-service gauges (its
+    /// partition moved to another instance, which exports them now).
+    pub fn withdraw_service(&self, service: &str) {
+        let mut guard = self.table();
+        let t = &mut *guard;
+        let before = t.entries.len();
+        t.entries.retain(|(s, _), _| s != service);
+        self.exported.sub((before - t.entries.len()) as i64);
+        t.services.remove(service);
+        let _ = self.regions_in_outage.remove_label_values(&[service]);
+        let _ = self.global_incident.remove_label_values(&[service]);
     }
 
     /// The last exported window of a series.
@@ -343,7 +362,7 @@ impl SeriesMetrics {
                     s.in_outage -= 1;
                 }
                 s.series -= 1;
-                if s.series == 0 && s.global_incidents == 0 {
+                if s.series == 0 && s.global_incidents.is_empty() {
                     services.remove(service);
                     let _ = self.regions_in_outage.remove_label_values(&[service]);
                     let _ = self.global_incident.remove_label_values(&[service]);

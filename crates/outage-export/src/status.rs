@@ -12,8 +12,9 @@ use outage_detect::time::format_rfc3339_ms as rfc3339;
 use outage_detect::{Incident, Scope, WindowScore};
 use serde_json::{json, Value};
 
-use crate::incident::{incident_json, IncidentEvent};
+use crate::incident::incident_json;
 use crate::metrics::SeriesMetrics;
+use outage_detect::IncidentEvent;
 
 /// Windows of history kept per service.
 const HISTORY: usize = 180;
@@ -77,6 +78,18 @@ impl StatusBoard {
         if b.events.len() > EVENTS {
             b.events.pop_front();
         }
+    }
+
+    /// Forgets the open incident `id` without resolving it (its partition
+    /// moved to another instance, which shows it from now on).
+    pub fn withdraw(&self, id: &str) {
+        self.board().open.remove(id);
+    }
+
+    /// Forgets a service's history of reports vs expected (its partition
+    /// moved to another instance).
+    pub fn withdraw_service(&self, service: &str) {
+        self.board().history.remove(service);
     }
 
     /// Every incident seen (open ones in their latest version, then the

@@ -5,9 +5,10 @@ use std::net::TcpListener;
 use std::time::Duration;
 
 use outage_detect::detector::SpreadEntry;
+use outage_detect::IncidentEvent;
 use outage_detect::{Country, Incident, Scope};
 use outage_export::alert::{build_alert, start};
-use outage_export::{AlertMetrics, AlertmanagerConfig, IncidentEvent};
+use outage_export::{AlertMetrics, AlertmanagerConfig};
 use outage_testkit::{wait_until, Alertmanager, WebhookReceiver};
 use prometheus::Registry;
 use serde_json::Value;
@@ -350,4 +351,77 @@ fn pushes_reach_an_alertmanager_behind_tls_client_certificates_and_basic_auth() 
             "{what}: delivered"
         );
     }
+}
+
+#[test]
+fn a_withdrawn_alert_is_not_resent_and_its_new_owner_keeps_it_firing_once() {
+    // Two instances push to one Alertmanager. The incident's partition
+    // moves from `one` to `two`: `one` withdraws the alert (stops
+    // re-sending it, does not resolve it), `two` carries it over. One
+    // alert fires throughout, and it resolves once.
+    let am = Alertmanager::start(AM_CONFIG);
+    let config = AlertmanagerConfig {
+        urls: vec![am.url()],
+        resend_interval: Duration::from_secs(2),
+        ..AlertmanagerConfig::default()
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (one_metrics, two_metrics) = (
+        AlertMetrics::register(&Registry::new()).unwrap(),
+        AlertMetrics::register(&Registry::new()).unwrap(),
+    );
+    let (one, two) = {
+        let _g = rt.enter();
+        (
+            start(&config, one_metrics.clone()).unwrap().unwrap(),
+            start(&config, two_metrics.clone()).unwrap().unwrap(),
+        )
+    };
+    let inc = incident("alexa", "GB");
+    let gb = |am: &Alertmanager| -> Vec<Value> {
+        am_alerts(am)
+            .into_iter()
+            .filter(|a| a["labels"]["region"] == "GB")
+            .collect()
+    };
+    let ends = |am: &Alertmanager| gb(am)[0]["endsAt"].as_str().unwrap().to_string();
+    one.push(build_alert(&config, IncidentEvent::Opened, &inc, None));
+    assert!(wait_until(Duration::from_secs(8), || gb(&am).len() == 1));
+
+    one.withdraw(outage_export::alert::alert_key(&inc));
+    assert!(wait_until(Duration::from_secs(2), || one_metrics
+        .firing
+        .get()
+        == 0));
+    // Past one resend interval (a re-send already in flight has landed),
+    // `one` no longer moves endsAt, and the alert is still active.
+    std::thread::sleep(Duration::from_millis(2_500));
+    let settled = ends(&am);
+    std::thread::sleep(Duration::from_secs(3));
+    let alerts = gb(&am);
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    assert_eq!(alerts[0]["status"]["state"], "active", "{alerts:?}");
+    assert_eq!(ends(&am), settled, "a withdrawn alert was re-sent");
+
+    // The new owner carries it over: same labels, still one alert, and
+    // its re-sends move endsAt again.
+    two.push(build_alert(&config, IncidentEvent::Opened, &inc, None));
+    assert!(wait_until(Duration::from_secs(5), || ends(&am) > settled));
+    assert_eq!(gb(&am).len(), 1);
+    let mut resolved = inc.clone();
+    resolved.resolved_at_ms = Some(1_537_957_000_000);
+    two.push(build_alert(
+        &config,
+        IncidentEvent::Resolved,
+        &resolved,
+        None,
+    ));
+    assert!(
+        wait_until(Duration::from_secs(5), || gb(&am)
+            .iter()
+            .all(|a| a["status"]["state"] != "active")),
+        "{:?}",
+        gb(&am)
+    );
+    assert_eq!((one_metrics.firing.get(), two_metrics.firing.get()), (0, 0));
 }
