@@ -271,9 +271,13 @@ impl ReportSink for DetectorSink {
         Ok(())
     }
 
-    fn idle(&mut self, now_ms: i64) {
+    fn idle(&mut self, now_ms: i64, caught_up: &dyn Fn(i32) -> bool) {
         for (&partition, p) in &mut self.partitions {
-            p.detector.tick(now_ms);
+            // Behind the broker (or cut off from it), the reports still to
+            // come would find their windows closed: wait for them.
+            if caught_up(partition) {
+                p.detector.tick(now_ms);
+            }
             DetectorSink::publish(&self.export, partition, p);
             DetectorSink::sync_counters(&self.export, partition, p, now_ms);
         }

@@ -24,8 +24,9 @@ pub struct DetectorConfig {
     /// Default `30s`.
     #[serde(with = "humantime_serde")]
     pub allowed_lateness: Duration,
-    /// After this long without reports, windows close by the wall clock.
-    /// Default `30s`.
+    /// After this long without reports, windows close by the wall clock
+    /// (in `run`, only for a partition known to be caught up with the
+    /// broker). Default `30s`.
     #[serde(with = "humantime_serde")]
     pub idle_timeout: Duration,
     /// Half-life of the baseline level: how fast a new normal is accepted.

@@ -147,6 +147,13 @@ struct Pipeline<S> {
     epochs: BTreeMap<i32, u32>,
     /// The last (partition, epoch) looked up while consuming.
     last_epoch: (i32, u32),
+    /// In-memory snapshots taken at revoke, by partition: (offset, state).
+    /// When the partition is assigned back (a rebalance, or the group
+    /// session lost while the broker was unreachable) and nobody consumed
+    /// past that offset since, it continues from here: no state lost,
+    /// nothing counted twice, even when the revoke's commit or snapshot
+    /// could not reach the broker.
+    kept: BTreeMap<i32, (i64, SinkState)>,
 }
 
 /// The epoch of `partition`, remembering the last lookup in `last`
@@ -552,14 +559,57 @@ impl<S: ReportSink> Pipeline<S> {
         }
     }
 
-    /// Restores assigned partitions from their snapshots; returns the
-    /// offsets to start from (partitions without a usable snapshot start
-    /// from their committed offset with empty state).
-    fn restore(&mut self, partitions: &[i32]) -> Vec<(i32, i64)> {
-        let Some(st) = &mut self.state else {
-            return Vec::new();
-        };
+    /// Keeps an in-memory snapshot of each of `partitions` (being revoked)
+    /// whose every message below its position is settled; see `kept`.
+    fn keep(&mut self, partitions: &[i32]) {
+        for &partition in partitions {
+            let unrestored = self
+                .state
+                .as_ref()
+                .is_some_and(|st| st.writer.unrestored.contains(&partition));
+            let Some(offset) = self.tracker.position(partition) else {
+                continue;
+            };
+            if unrestored || self.tracker.pending_below(partition, offset) {
+                continue;
+            }
+            if let Some(state) = self.sink.snapshot(partition) {
+                self.kept.insert(partition, (offset, state));
+            }
+        }
+    }
+
+    /// Restores assigned partitions from what was kept in memory at their
+    /// last revoke or from their snapshots, whichever is newer; returns
+    /// the offsets to start from (partitions with neither start from their
+    /// committed offset with empty state). `committed`: the group's
+    /// committed offsets (a kept state behind them is stale: another
+    /// instance consumed further meanwhile).
+    fn restore(&mut self, partitions: &[i32], committed: &BTreeMap<i32, i64>) -> Vec<(i32, i64)> {
+        let mut kept = std::mem::take(&mut self.kept);
         let mut seeks = Vec::new();
+        let mut from_topic = Vec::new();
+        for &partition in partitions {
+            let usable = kept
+                .remove(&partition)
+                .filter(|(offset, _)| committed.get(&partition).is_some_and(|&c| c <= *offset));
+            match usable {
+                Some((offset, state)) => from_topic.push((partition, Some((offset, state)))),
+                None => from_topic.push((partition, None)),
+            }
+        }
+        let Some(st) = &mut self.state else {
+            for (partition, kept) in from_topic {
+                if let Some((offset, state)) = kept {
+                    self.restore_kept(partition, offset, &state, &mut seeks);
+                }
+            }
+            return seeks;
+        };
+        let mut kept: BTreeMap<i32, (i64, SinkState)> = from_topic
+            .into_iter()
+            .filter_map(|(p, k)| Some((p, k?)))
+            .collect();
         // One scan per state partition for the whole assignment.
         let wanted: Vec<(String, i32)> = partitions
             .iter()
@@ -569,7 +619,32 @@ impl<S: ReportSink> Pipeline<S> {
         for &partition in partitions {
             let key = state_key(&st.group, &self.topic, partition);
             st.writer.unrestored.remove(&partition);
-            let outcome = match loaded.remove(&key).unwrap_or(Ok(LoadOutcome::Missing)) {
+            let mut outcome = loaded.remove(&key).unwrap_or(Ok(LoadOutcome::Missing));
+            if let Some((offset, state)) = kept.remove(&partition) {
+                let newer =
+                    matches!(&outcome, Ok(LoadOutcome::Found(l)) if l.manifest.offset > offset);
+                if !newer {
+                    if let Ok(LoadOutcome::Found(l)) = &outcome {
+                        st.writer
+                            .chunks_written
+                            .insert(partition, l.manifest.chunks);
+                    }
+                    Self::restore_kept_into(
+                        &mut self.sink,
+                        &self.metrics,
+                        partition,
+                        offset,
+                        &state,
+                        &mut seeks,
+                    );
+                    if seeks.last().is_some_and(|&(p, _)| p == partition) {
+                        st.writer.last_offset.insert(partition, offset);
+                        continue;
+                    }
+                    outcome = Ok(LoadOutcome::Missing);
+                }
+            }
+            let outcome = match outcome {
                 Ok(o) => o,
                 Err(e) => {
                     self.metrics.restore(RestoreOutcome::Error);
@@ -617,6 +692,50 @@ impl<S: ReportSink> Pipeline<S> {
             }
         }
         seeks
+    }
+
+    fn restore_kept(
+        &mut self,
+        partition: i32,
+        offset: i64,
+        state: &SinkState,
+        seeks: &mut Vec<(i32, i64)>,
+    ) {
+        Self::restore_kept_into(
+            &mut self.sink,
+            &self.metrics,
+            partition,
+            offset,
+            state,
+            seeks,
+        );
+    }
+
+    /// Gives the sink the state kept at the partition's last revoke; on
+    /// success the partition starts at `offset` (pushed to `seeks`).
+    fn restore_kept_into(
+        sink: &mut S,
+        metrics: &IngestMetrics,
+        partition: i32,
+        offset: i64,
+        state: &SinkState,
+        seeks: &mut Vec<(i32, i64)>,
+    ) {
+        match sink.restore(partition, &state.payload) {
+            Ok(()) => {
+                metrics.restore(RestoreOutcome::Kept);
+                info!(
+                    partition,
+                    offset,
+                    items = state.items,
+                    "partition continues from the state kept at its last revoke"
+                );
+                seeks.push((partition, offset));
+            }
+            Err(e) => {
+                warn!(partition, error = %e, "the state kept at revoke was refused");
+            }
+        }
     }
 
     fn set_paused(&mut self, consumer: &BaseConsumer<IngestContext<S>>, paused: bool) {
@@ -679,12 +798,69 @@ struct IngestContext<S> {
     topic: String,
     /// Partitions currently ours (statistics also list former ones).
     assigned: Mutex<std::collections::BTreeSet<i32>>,
+    /// When the last statistics came, and which of our partitions they
+    /// showed caught up (no lag, leader broker up). Windows close by the
+    /// wall clock only for those: during a broker outage or a pause the
+    /// partition may be behind, and closing its windows would turn the
+    /// reports still to come into late ones.
+    caught_up: Mutex<(Option<Instant>, std::collections::BTreeSet<i32>)>,
+    /// `statistics.interval.ms`; `None` when statistics are off (then
+    /// nothing is known, and idle partitions tick as before).
+    stats_interval: Option<Duration>,
+}
+
+impl<S> IngestContext<S> {
+    /// The group's committed offsets of `partitions` (those it has); empty
+    /// when the broker cannot say in time.
+    fn committed(&self, consumer: &BaseConsumer<Self>, partitions: &[i32]) -> BTreeMap<i32, i64>
+    where
+        Self: ConsumerContext,
+    {
+        let mut tpl = TopicPartitionList::with_capacity(partitions.len());
+        for &p in partitions {
+            tpl.add_partition(&self.topic, p);
+        }
+        match consumer.committed_offsets(tpl, Duration::from_secs(10)) {
+            Ok(tpl) => tpl
+                .elements()
+                .iter()
+                .map(|e| {
+                    let offset = match e.offset() {
+                        Offset::Offset(o) => o,
+                        _ => -1,
+                    };
+                    (e.partition(), offset)
+                })
+                .collect(),
+            Err(e) => {
+                warn!(error = %e, "cannot read the committed offsets; state kept at revoke is not used");
+                BTreeMap::new()
+            }
+        }
+    }
+
+    /// Whether `partition` may close windows by the wall clock now: the
+    /// last statistics (no older than three intervals) showed it caught up.
+    fn may_tick(&self, partition: i32) -> bool {
+        let Some(interval) = self.stats_interval else {
+            return true;
+        };
+        let (at, set) = &*lock(&self.caught_up);
+        at.is_some_and(|t| t.elapsed() <= 3 * interval) && set.contains(&partition)
+    }
 }
 
 impl<S: ReportSink> ClientContext for IngestContext<S> {
     /// librdkafka statistics (every `statistics.interval.ms`): consumer lag
     /// per assigned partition.
     fn stats(&self, statistics: rdkafka::Statistics) {
+        let up: std::collections::BTreeSet<i32> = statistics
+            .brokers
+            .values()
+            .filter(|b| b.state == "UP")
+            .map(|b| b.nodeid)
+            .collect();
+        let mut caught_up = std::collections::BTreeSet::new();
         for topic in statistics.topics.values() {
             for (&partition, p) in &topic.partitions {
                 // -1 is librdkafka's internal "unassigned" partition. The lag
@@ -717,8 +893,12 @@ impl<S: ReportSink> ClientContext for IngestContext<S> {
                         .with_label_values(&[&partition.to_string()])
                         .set(lag);
                 }
+                if lag == 0 && up.contains(&p.leader) {
+                    caught_up.insert(partition);
+                }
             }
         }
+        *lock(&self.caught_up) = (Some(Instant::now()), caught_up);
     }
 }
 
@@ -734,7 +914,8 @@ impl<S: ReportSink> ConsumerContext for IngestContext<S> {
         let rebalance = match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
                 let partitions: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
-                let seeks = lock(&self.pipeline).restore(&partitions);
+                let committed = self.committed(consumer, &partitions);
+                let seeks = lock(&self.pipeline).restore(&partitions, &committed);
                 for (partition, offset) in seeks {
                     if let Err(e) =
                         tpl.set_partition_offset(&self.topic, partition, Offset::Offset(offset))
@@ -783,6 +964,7 @@ impl<S: ReportSink> ConsumerContext for IngestContext<S> {
             if left > 0 {
                 warn!(left, "dead letters unacknowledged at revoke; their partitions will be re-read from the last safe offset");
             }
+            p.keep(&partitions);
             p.flush_state(consumer, &partitions, self.shutdown_timeout);
             p.sink.partitions_revoked(&partitions);
             commit_sync(consumer, &self.metrics);
@@ -890,6 +1072,7 @@ impl<S: ReportSink + 'static> Ingester<S> {
             worker: DecodeWorker::start(decode),
             epochs: BTreeMap::new(),
             last_epoch: (-1, 0),
+            kept: BTreeMap::new(),
         };
         let context = IngestContext {
             pipeline: Mutex::new(pipeline),
@@ -897,14 +1080,24 @@ impl<S: ReportSink + 'static> Ingester<S> {
             shutdown_timeout: config.shutdown_timeout,
             topic: config.topic.clone(),
             assigned: Mutex::new(std::collections::BTreeSet::new()),
+            caught_up: Mutex::new((None, std::collections::BTreeSet::new())),
+            stats_interval: None,
         };
-        let consumer: BaseConsumer<IngestContext<S>> = config
-            .consumer_config()?
+        let client_config = config.consumer_config()?;
+        let context = IngestContext {
+            stats_interval: client_config
+                .get("statistics.interval.ms")
+                .and_then(|v| v.parse::<u64>().ok())
+                .filter(|&ms| ms > 0)
+                .map(Duration::from_millis),
+            ..context
+        };
+        let consumer: BaseConsumer<IngestContext<S>> = client_config
             .create_with_context(context)
             .map_err(|source| IngestError::Client {
-                client: "consumer",
-                source,
-            })?;
+            client: "consumer",
+            source,
+        })?;
         info!(config = %config.describe(), "kafka clients created");
         Ok(Ingester {
             consumer,
@@ -992,10 +1185,11 @@ impl<S: ReportSink + 'static> Ingester<S> {
                     }
                 }
                 None => {
-                    let mut p = lock(&self.consumer.context().pipeline);
+                    let context = self.consumer.context();
+                    let mut p = lock(&context.pipeline);
                     p.maintain(&self.consumer);
                     let now = p.clock_ms;
-                    p.sink.idle(now);
+                    p.sink.idle(now, &|partition| context.may_tick(partition));
                 }
                 Some(Err(e)) => {
                     self.consumer

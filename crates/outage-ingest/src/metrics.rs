@@ -123,7 +123,7 @@ impl IngestMetrics {
             .expect("static metric definition is valid"),
             state_restores: vec(
                 "outage_radar_state_restores_total",
-                "Partition assignments by how their state was loaded (restored, missing, corrupt, incompatible, error).",
+                "Partition assignments by how their state was loaded (restored, kept, missing, corrupt, incompatible, error).",
                 "outcome",
             ),
         };
@@ -224,6 +224,9 @@ label_values!(
     RestoreOutcome {
         /// The snapshot was applied.
         Restored => "restored",
+        /// The state kept in memory at the partition's last revoke was
+        /// newer than any snapshot and applied (see `Pipeline::kept`).
+        Kept => "kept",
         /// No snapshot (a new partition, or snapshots were off).
         Missing => "missing",
         /// The snapshot could not be decoded.

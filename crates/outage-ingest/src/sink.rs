@@ -33,7 +33,10 @@ pub trait ReportSink: Send {
     fn partitions_revoked(&mut self, _partitions: &[i32]) {}
 
     /// Called when a poll returned nothing, with the wall clock.
-    fn idle(&mut self, _now_ms: i64) {}
+    /// `caught_up(partition)`: whether the partition is known to be
+    /// consumed to the broker's end (its leader reachable, no lag); only
+    /// those may close windows by the wall clock.
+    fn idle(&mut self, _now_ms: i64, _caught_up: &dyn Fn(i32) -> bool) {}
 
     /// The partition's state for a snapshot, taken between two messages
     /// (with state snapshots on, see `StateConfig`). `None`: nothing to

@@ -228,6 +228,22 @@ impl Tansu {
         *self = fresh;
     }
 
+    /// Kills the broker, keeps it down for `down_for` (clients see
+    /// connections refused), then starts it again on the same port and
+    /// storage. Only meaningful for [`Tansu::start_durable`].
+    pub fn outage(&mut self, down_for: std::time::Duration) {
+        assert_eq!(
+            self.storage,
+            Storage::Sqlite,
+            "a memory broker loses everything"
+        );
+        self.service.kill();
+        std::thread::sleep(down_for);
+        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().expect("temp dir"));
+        let fresh = Tansu::launch_with(self.storage, dir, self.port, self.auth.take(), None);
+        *self = fresh;
+    }
+
     /// Creates a SCRAM-SHA-512 user (`tansu user create`). Only before
     /// [`Tansu::require_authentication`]: tansu 0.6 lets no unauthenticated
     /// client in once it requires authentication, not even to add users.
