@@ -111,7 +111,7 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<()> {
             Ok(r) if r.ts_ms < live_start => {
                 warm.observe(&r);
                 history += 1;
-                if history % 4096 == 0 {
+                if history.is_multiple_of(4096) {
                     warm.drain_events().for_each(drop);
                 }
             }
@@ -245,7 +245,7 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<()> {
                 for (event, i) in events {
                     println!("{}", event_line(event, &i));
                 }
-                if ticks % 20 == 0 {
+                if ticks.is_multiple_of(20) {
                     println!(
                         "[{}] produced {produced} consumed {consumed}",
                         h.board.clock_ms().map(rfc3339).unwrap_or_default()

@@ -203,7 +203,7 @@ pub fn run_pipeline(
                         break;
                     }
                     ticks += 1;
-                    if ticks % 10 != 0 {
+                    if !ticks.is_multiple_of(10) {
                         continue;
                     }
                     info!(

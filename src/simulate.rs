@@ -136,7 +136,7 @@ impl KafkaLines {
                 std::thread::sleep(wait);
             }
         }
-        if self.sent % 1024 == 0 {
+        if self.sent.is_multiple_of(1024) {
             self.producer.poll(std::time::Duration::ZERO);
         }
         Ok(())

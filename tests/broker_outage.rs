@@ -74,7 +74,11 @@ fn through_an_outage(consumer_properties: &str) -> Outage {
             let mut i = 0u64;
             while producing.load(Ordering::Relaxed) {
                 let ts = wall_ms();
-                let service = if i % 2 == 0 { "alexa" } else { "netflix" };
+                let service = if i.is_multiple_of(2) {
+                    "alexa"
+                } else {
+                    "netflix"
+                };
                 let value = format!(
                     r#"{{"service":"{service}","region":"GB","ts":{ts},"reporter":"r{i}"}}"#
                 );
