@@ -38,6 +38,8 @@ pub struct DetectorSink {
     /// Starting state for partitions without one (warm start).
     warm: Option<Detector>,
     partitions: BTreeMap<i32, PartitionState>,
+    /// Assigned partitions waiting for their state: not ready meanwhile.
+    waiting_for_state: usize,
     /// Revoked partitions, with what was exported from them (services and
     /// open incidents), until the next assignment says whether they left:
     /// a rebalance revokes every partition and assigns most of them back.
@@ -59,6 +61,7 @@ impl DetectorSink {
             config,
             warm,
             partitions: BTreeMap::new(),
+            waiting_for_state: 0,
             leaving: BTreeMap::new(),
             counted,
             export,
@@ -219,7 +222,12 @@ impl ReportSink for DetectorSink {
             }
         }
         self.refresh_series_gauge();
-        self.readiness.set(true);
+        self.readiness.set(self.waiting_for_state == 0);
+    }
+
+    fn state_waiting(&mut self, partitions: usize) {
+        self.waiting_for_state = partitions;
+        self.readiness.set(partitions == 0);
     }
 
     fn partitions_revoked(&mut self, partitions: &[i32]) {

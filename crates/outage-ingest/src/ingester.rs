@@ -153,6 +153,9 @@ struct Pipeline<S> {
     /// nothing counted twice, even when the revoke's commit or snapshot
     /// could not reach the broker.
     kept: BTreeMap<i32, (i64, SinkState)>,
+    /// Partitions whose state could not be read at assignment yet (see
+    /// `snapshots::Waiting`).
+    waiting: BTreeMap<i32, snapshots::Waiting>,
 }
 
 /// The epoch of `partition`, remembering the last lookup in `last`
@@ -356,6 +359,9 @@ impl<S: ReportSink> Pipeline<S> {
             self.tracker.finish_pending(partition, offset);
         }
         if self.state.is_some() {
+            if !self.waiting.is_empty() {
+                self.retry_waiting(consumer);
+            }
             self.maintain_state(consumer);
         } else {
             self.store_offsets(consumer);
@@ -379,9 +385,19 @@ impl<S: ReportSink> Pipeline<S> {
     }
 
     fn set_paused(&mut self, consumer: &BaseConsumer<IngestContext<S>>, paused: bool) {
-        let Ok(assignment) = consumer.assignment() else {
+        let Ok(mut assignment) = consumer.assignment() else {
             return;
         };
+        if !paused && !self.waiting.is_empty() {
+            // Partitions waiting for their state stay paused.
+            let mut keep = TopicPartitionList::new();
+            for e in assignment.elements() {
+                if !self.waiting.contains_key(&e.partition()) {
+                    keep.add_partition(e.topic(), e.partition());
+                }
+            }
+            assignment = keep;
+        }
         let result = if paused {
             consumer.pause(&assignment)
         } else {
@@ -472,6 +488,7 @@ impl<S: ReportSink + 'static> Ingester<S> {
             epochs: BTreeMap::new(),
             last_epoch: (-1, 0),
             kept: BTreeMap::new(),
+            waiting: BTreeMap::new(),
         };
         let context = IngestContext {
             pipeline: Mutex::new(pipeline),

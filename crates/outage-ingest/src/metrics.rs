@@ -20,6 +20,9 @@ pub struct IngestMetrics {
     pub kafka_errors: IntCounterVec,
     pub rebalances: IntCounterVec,
     pub assigned_partitions: IntGauge,
+    /// Assigned partitions waiting for their state (the state topic could
+    /// not be read yet): paused, and the instance not ready.
+    pub waiting_for_state: IntGauge,
     /// Messages behind the partition's end, from librdkafka statistics.
     pub consumer_lag: IntGaugeVec,
     pub state_snapshots: IntCounterVec,
@@ -40,6 +43,7 @@ impl IngestMetrics {
         registry.register(Box::new(m.kafka_errors.clone()))?;
         registry.register(Box::new(m.rebalances.clone()))?;
         registry.register(Box::new(m.assigned_partitions.clone()))?;
+        registry.register(Box::new(m.waiting_for_state.clone()))?;
         registry.register(Box::new(m.consumer_lag.clone()))?;
         registry.register(Box::new(m.state_snapshots.clone()))?;
         registry.register(Box::new(m.state_snapshot_bytes.clone()))?;
@@ -93,6 +97,11 @@ impl IngestMetrics {
             assigned_partitions: IntGauge::with_opts(Opts::new(
                 "outage_radar_assigned_partitions",
                 "Partitions of the reports topic currently assigned to this instance.",
+            ))
+            .expect("static metric definition is valid"),
+            waiting_for_state: IntGauge::with_opts(Opts::new(
+                "outage_radar_partitions_waiting_for_state",
+                "Assigned partitions whose state could not be read yet: paused, read retried, instance not ready.",
             ))
             .expect("static metric definition is valid"),
             consumer_lag: IntGaugeVec::new(

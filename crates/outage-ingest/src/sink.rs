@@ -32,6 +32,11 @@ pub trait ReportSink: Send {
     /// right after this returns.
     fn partitions_revoked(&mut self, _partitions: &[i32]) {}
 
+    /// How many assigned partitions wait for their state (the state topic
+    /// could not be read yet): they are not fed, and a service that
+    /// alerts is not ready while any does.
+    fn state_waiting(&mut self, _partitions: usize) {}
+
     /// Called when a poll returned nothing, with the wall clock.
     /// `caught_up(partition)`: whether the partition is known to be
     /// consumed to the broker's end (its leader reachable, no lag); only

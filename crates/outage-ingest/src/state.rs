@@ -276,8 +276,18 @@ impl StateReader {
         self.partitions
     }
 
-    /// Reads one state partition to its end; returns records by key.
-    fn scan(&self, state_partition: i32) -> Result<HashMap<String, KeyRecords>, KafkaError> {
+    /// The configured time a read of the state may take (`load_timeout`).
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// Reads one state partition to its end within `timeout`; returns
+    /// records by key.
+    fn scan(
+        &self,
+        state_partition: i32,
+        timeout: Duration,
+    ) -> Result<HashMap<String, KeyRecords>, KafkaError> {
         let (low, high) = self.consumer.fetch_watermarks(
             &self.topic,
             state_partition,
@@ -290,7 +300,7 @@ impl StateReader {
         let mut tpl = TopicPartitionList::new();
         tpl.add_partition_offset(&self.topic, state_partition, Offset::Beginning)?;
         self.consumer.assign(&tpl)?;
-        let deadline = Instant::now() + self.timeout;
+        let deadline = Instant::now() + timeout;
         let mut next = low;
         while next < high {
             if Instant::now() > deadline {
@@ -379,6 +389,15 @@ impl StateReader {
         &self,
         wanted: &[(String, i32)],
     ) -> HashMap<String, Result<LoadOutcome, KafkaError>> {
+        self.load_many_within(wanted, self.timeout)
+    }
+
+    /// [`StateReader::load_many`] with its own time limit (a retry).
+    pub fn load_many_within(
+        &self,
+        wanted: &[(String, i32)],
+        timeout: Duration,
+    ) -> HashMap<String, Result<LoadOutcome, KafkaError>> {
         let mut by_state: BTreeMap<i32, Vec<&str>> = BTreeMap::new();
         for (key, p) in wanted {
             by_state
@@ -388,7 +407,7 @@ impl StateReader {
         }
         let mut out = HashMap::new();
         for (state_partition, keys) in by_state {
-            match self.scan(state_partition) {
+            match self.scan(state_partition, timeout) {
                 Ok(records) => {
                     for key in keys {
                         let o = records.get(key).map_or(LoadOutcome::Missing, Self::outcome);
@@ -409,7 +428,7 @@ impl StateReader {
     pub fn load_all(&self) -> Result<BTreeMap<String, LoadOutcome>, KafkaError> {
         let mut all = BTreeMap::new();
         for p in 0..self.partitions {
-            for (key, records) in self.scan(p)? {
+            for (key, records) in self.scan(p, self.timeout)? {
                 all.insert(key, Self::outcome(&records));
             }
         }

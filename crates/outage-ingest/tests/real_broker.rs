@@ -615,7 +615,7 @@ fn a_steady_trickle_of_reports_is_committed_as_it_goes() {
 /// exactly once. Before, the first snapshot of the empty state replaced
 /// it, and the reports before it were lost from the count.
 #[test]
-fn a_state_topic_unreadable_at_assignment_keeps_the_good_snapshot() {
+fn a_state_topic_too_slow_at_assignment_is_waited_for_and_its_snapshot_used() {
     let broker = Tansu::start();
     let (topic, dlq, group) = setup(&broker);
     let state_topic = format!("{topic}.state");
@@ -629,30 +629,43 @@ fn a_state_topic_unreadable_at_assignment_keeps_the_good_snapshot() {
     };
     // Runs until `n` reports were counted and a few snapshot intervals
     // passed; returns the sink's total (restored count plus new reports).
-    let run = |load_timeout: Duration, n: u64| -> u64 {
+    let run = |load_timeout: Duration, n: u64, waits: bool| -> u64 {
         let counted = prometheus::IntCounter::new("counted", "counted").unwrap();
+        let metrics = IngestMetrics::unregistered();
         let ingester = with_snapshots(
             &config,
             &state_topic,
             load_timeout,
             outage_ingest::CountingSink::with_counter(counted.clone()),
-            IngestMetrics::unregistered(),
+            metrics.clone(),
         );
         let (shutdown, handle) = start(ingester);
+        let mut waited = false;
         assert!(
-            outage_testkit::wait_until(Duration::from_secs(60), || counted.get() >= n),
+            outage_testkit::wait_until(Duration::from_secs(60), || {
+                waited |= metrics.waiting_for_state.get() > 0;
+                // Nothing is counted while the partition waits.
+                assert!(
+                    metrics.waiting_for_state.get() == 0 || counted.get() == 0,
+                    "counted while waiting for its state"
+                );
+                counted.get() >= n
+            }),
             "{} of {n} reports counted",
             counted.get()
         );
+        assert_eq!(waited, waits, "waited for the state");
+        assert_eq!(metrics.waiting_for_state.get(), 0);
         std::thread::sleep(Duration::from_secs(1));
         shutdown.trigger();
         handle.join().unwrap().unwrap().1.total
     };
     produce(0, 100);
-    assert_eq!(run(Duration::from_secs(10), 100), 100);
+    assert_eq!(run(Duration::from_secs(10), 100, false), 100);
     produce(100, 50);
-    // The snapshot cannot be read: empty state, the 50 new reports.
-    assert_eq!(run(Duration::from_millis(1), 50), 50);
-    // Readable again: the good snapshot (100) plus the 50 read again.
-    assert_eq!(run(Duration::from_secs(10), 50), 150);
+    // The snapshot cannot be read in time at assignment (a slow state
+    // topic): the partition waits, paused and not ready, and the read is
+    // retried with more time; then the good snapshot (100) is restored and
+    // the 50 new reports counted on top, each once.
+    assert_eq!(run(Duration::from_millis(1), 50, true), 150);
 }

@@ -202,6 +202,7 @@ impl<S: ReportSink> ConsumerContext for IngestContext<S> {
             commit_sync(consumer, &self.metrics);
             for partition in &partitions {
                 lock(&self.assigned).remove(partition);
+                p.waiting.remove(partition);
                 if let Some(st) = &mut p.state {
                     st.writer.forget(*partition);
                 }
@@ -219,7 +220,7 @@ impl<S: ReportSink> ConsumerContext for IngestContext<S> {
         }
     }
 
-    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
             Rebalance::Assign(tpl) => {
                 let partitions: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
@@ -229,7 +230,29 @@ impl<S: ReportSink> ConsumerContext for IngestContext<S> {
                     .assigned_partitions
                     .add(partitions.len() as i64);
                 info!(?partitions, "partitions assigned");
-                lock(&self.pipeline).sink.partitions_assigned(&partitions);
+                let mut p = lock(&self.pipeline);
+                // Those whose state could not be read wait, paused, and
+                // reach the sink once it is (see `Pipeline::retry_waiting`).
+                let mut waiting = TopicPartitionList::new();
+                for &partition in &partitions {
+                    if p.waiting.contains_key(&partition) {
+                        waiting.add_partition(&self.topic, partition);
+                    }
+                }
+                if waiting.count() > 0 {
+                    if let Err(e) = consumer.pause(&waiting) {
+                        warn!(error = %e, "cannot pause the partitions waiting for their state");
+                    }
+                }
+                let ready: Vec<i32> = partitions
+                    .iter()
+                    .copied()
+                    .filter(|q| !p.waiting.contains_key(q))
+                    .collect();
+                p.sink.partitions_assigned(&ready);
+                let n = p.waiting.len();
+                self.metrics.waiting_for_state.set(n as i64);
+                p.sink.state_waiting(n);
             }
             Rebalance::Revoke(_) => {}
             Rebalance::Error(e) => {

@@ -14,6 +14,28 @@ use rdkafka::{Offset, TopicPartitionList};
 use tracing::{debug, info, warn};
 
 use super::{IngestContext, Pipeline, StatePart};
+
+/// A partition whose state could not be read at assignment: paused (not
+/// consumed, so nothing is counted on an empty state), not ready, and its
+/// read retried.
+pub(super) struct Waiting {
+    pub(super) since: Instant,
+    pub(super) attempts: u32,
+    pub(super) next_at: Instant,
+}
+
+/// Shortest time a retried read is given (a `load_timeout` set very low
+/// must not make every retry fail).
+const MIN_RETRY_READ: Duration = Duration::from_secs(1);
+/// Longest a retried read may block the consumer thread.
+const MAX_RETRY_READ: Duration = Duration::from_secs(30);
+/// How long a partition waits for its state before it starts empty.
+const GIVE_UP_AFTER: Duration = Duration::from_secs(300);
+
+/// Pause before retry `attempt` (1 s, doubling, at most 30 s).
+fn retry_backoff(attempt: u32) -> Duration {
+    Duration::from_secs(1u64 << attempt.saturating_sub(1).min(5)).min(Duration::from_secs(30))
+}
 use crate::metrics::{IngestMetrics, KafkaOp, RestoreOutcome, SnapshotResult};
 use crate::sink::ReportSink;
 use crate::state::{state_key, LoadOutcome, SinkState};
@@ -292,17 +314,50 @@ impl<S: ReportSink> Pipeline<S> {
                 Ok(o) => o,
                 Err(e) => {
                     self.metrics.restore(RestoreOutcome::Error);
-                    st.writer.unrestored.insert(partition);
-                    warn!(partition, error = %e, "cannot read the state topic; starting the partition empty from its committed offset, without snapshots until its next assignment (its last snapshot is kept)");
+                    warn!(partition, error = %e, "cannot read the state topic; the partition waits for its state (not consumed, not ready) and the read is retried");
+                    let now = Instant::now();
+                    self.waiting.insert(
+                        partition,
+                        Waiting {
+                            since: now,
+                            attempts: 1,
+                            next_at: now + retry_backoff(1),
+                        },
+                    );
                     continue;
                 }
             };
+            Self::apply_loaded(
+                &mut self.sink,
+                &self.metrics,
+                st,
+                partition,
+                outcome,
+                &mut seeks,
+            );
+        }
+        seeks
+    }
+
+    /// Applies what the state topic held for `partition`: a snapshot is
+    /// restored (and its offset pushed to `seeks`); without one the
+    /// partition starts empty from its committed offset.
+    fn apply_loaded(
+        sink: &mut S,
+        metrics: &IngestMetrics,
+        st: &mut StatePart,
+        partition: i32,
+        outcome: LoadOutcome,
+        seeks: &mut Vec<(i32, i64)>,
+    ) {
+        {
+            let (sink, metrics) = (&mut *sink, metrics);
             match outcome {
                 LoadOutcome::Found(loaded) => {
                     let m = &loaded.manifest;
-                    match self.sink.restore(partition, &loaded.payload) {
+                    match sink.restore(partition, &loaded.payload) {
                         Ok(()) => {
-                            self.metrics.restore(RestoreOutcome::Restored);
+                            metrics.restore(RestoreOutcome::Restored);
                             info!(
                                 partition,
                                 offset = m.offset,
@@ -316,26 +371,126 @@ impl<S: ReportSink> Pipeline<S> {
                             seeks.push((partition, m.offset));
                         }
                         Err(e) => {
-                            self.metrics.restore(RestoreOutcome::Incompatible);
+                            metrics.restore(RestoreOutcome::Incompatible);
                             st.writer.chunks_written.insert(partition, m.chunks);
                             warn!(partition, error = %e, "snapshot refused; starting the partition empty from its committed offset");
                         }
                     }
                 }
                 LoadOutcome::Missing => {
-                    self.metrics.restore(RestoreOutcome::Missing);
+                    metrics.restore(RestoreOutcome::Missing);
                     info!(
                         partition,
                         "no snapshot; starting the partition empty from its committed offset"
                     );
                 }
                 LoadOutcome::Corrupt(e) => {
-                    self.metrics.restore(RestoreOutcome::Corrupt);
+                    metrics.restore(RestoreOutcome::Corrupt);
                     warn!(partition, error = %e, "corrupt snapshot skipped; starting the partition empty from its committed offset");
                 }
             }
         }
-        seeks
+    }
+
+    /// Retries the state reads of the partitions waiting for their state
+    /// (see `Pipeline::waiting`) whose time has come, each with twice the
+    /// time of the try before (from `load_timeout`, at least
+    /// [`MIN_RETRY_READ`], at most [`MAX_RETRY_READ`]). A partition whose state is read is restored,
+    /// starts at its snapshot's offset and is handed to the sink; one still
+    /// unreadable after [`GIVE_UP_AFTER`] starts empty from its committed
+    /// offset, as before retries, and is not snapshotted until its next
+    /// assignment (its good snapshot is kept).
+    pub(super) fn retry_waiting(&mut self, consumer: &BaseConsumer<IngestContext<S>>) {
+        let Some(st) = &mut self.state else {
+            self.waiting.clear();
+            return;
+        };
+        let now = Instant::now();
+        let due: Vec<i32> = self
+            .waiting
+            .iter()
+            .filter(|(_, w)| w.next_at <= now)
+            .map(|(&p, _)| p)
+            .collect();
+        if due.is_empty() {
+            return;
+        }
+        let attempts = due
+            .iter()
+            .map(|p| self.waiting[p].attempts)
+            .max()
+            .unwrap_or(1);
+        let timeout = (st.reader.timeout() * 2u32.saturating_pow(attempts.min(16)))
+            .clamp(MIN_RETRY_READ, MAX_RETRY_READ.max(st.reader.timeout()));
+        let wanted: Vec<(String, i32)> = due
+            .iter()
+            .map(|&p| (state_key(&st.group, &self.topic, p), p))
+            .collect();
+        let mut loaded = st.reader.load_many_within(&wanted, timeout);
+        let mut ready = Vec::new();
+        for (key, partition) in wanted {
+            let mut seeks = Vec::new();
+            match loaded.remove(&key).unwrap_or(Ok(LoadOutcome::Missing)) {
+                Ok(outcome) => {
+                    let waited = self.waiting[&partition].since.elapsed();
+                    info!(
+                        partition,
+                        ?waited,
+                        attempts = self.waiting[&partition].attempts + 1,
+                        "state topic read on retry"
+                    );
+                    Self::apply_loaded(
+                        &mut self.sink,
+                        &self.metrics,
+                        st,
+                        partition,
+                        outcome,
+                        &mut seeks,
+                    );
+                }
+                Err(e) => {
+                    self.metrics.restore(RestoreOutcome::Error);
+                    let w = self.waiting.get_mut(&partition).expect("due");
+                    if w.since.elapsed() < GIVE_UP_AFTER {
+                        w.attempts += 1;
+                        w.next_at = Instant::now() + retry_backoff(w.attempts);
+                        warn!(partition, attempts = w.attempts, error = %e, "state topic still unreadable; retrying");
+                        continue;
+                    }
+                    st.writer.unrestored.insert(partition);
+                    warn!(partition, error = %e, waited = ?w.since.elapsed(), "state topic unreadable; giving up: the partition starts empty from its committed offset, without snapshots until its next assignment (its last snapshot is kept)");
+                }
+            }
+            for (p, offset) in seeks {
+                if let Err(e) = consumer.seek(
+                    &self.topic,
+                    p,
+                    Offset::Offset(offset),
+                    Duration::from_secs(10),
+                ) {
+                    warn!(partition = p, offset, error = %e, "cannot start at the snapshot offset");
+                }
+            }
+            self.waiting.remove(&partition);
+            ready.push(partition);
+        }
+        if ready.is_empty() {
+            return;
+        }
+        let mut tpl = TopicPartitionList::with_capacity(ready.len());
+        for &p in &ready {
+            tpl.add_partition(&self.topic, p);
+        }
+        if !self.paused {
+            if let Err(e) = consumer.resume(&tpl) {
+                warn!(error = %e, "cannot resume partitions whose state was read");
+            }
+        }
+        self.sink.partitions_assigned(&ready);
+        self.metrics
+            .waiting_for_state
+            .set(self.waiting.len() as i64);
+        self.sink.state_waiting(self.waiting.len());
     }
 
     pub(super) fn restore_kept(
