@@ -282,9 +282,13 @@ impl ReportSink for DetectorSink {
     fn idle(&mut self, now_ms: i64, caught_up: &dyn Fn(i32) -> bool) {
         for (&partition, p) in &mut self.partitions {
             // Behind the broker (or cut off from it), the reports still to
-            // come would find their windows closed: wait for them.
+            // come would find their windows closed: wait for them. The idle
+            // time counts only while caught up, so after an outage the
+            // backlog producers still hold has `idle_timeout` to arrive.
             if caught_up(partition) {
                 p.detector.tick(now_ms);
+            } else {
+                p.detector.touch();
             }
             DetectorSink::publish(&self.export, partition, p);
             DetectorSink::sync_counters(&self.export, partition, p, now_ms);

@@ -98,23 +98,9 @@ fn through_an_outage(consumer_properties: &str) -> Outage {
         })
     };
 
-    let addr = || {
-        let text = std::fs::read_to_string(&log).unwrap_or_default();
-        text.split("addr=")
-            .nth(1)
-            .and_then(|rest| rest.split_whitespace().next())
-            .map(str::to_string)
-    };
     let value = |name: &str| -> f64 {
-        let Some(a) = addr() else { return -1.0 };
-        ureq::get(&format!("http://{a}/metrics"))
-            .call()
-            .ok()
-            .and_then(|r| r.into_string().ok())
-            .unwrap_or_default()
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        common::logged_addr(&log)
+            .and_then(|a| common::sample(&common::scrape(&a), name))
             .unwrap_or(-1.0)
     };
     assert!(

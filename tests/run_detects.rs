@@ -288,27 +288,9 @@ fn a_report_dated_minutes_ahead_makes_no_other_report_late() {
     .unwrap();
     let log = dir.path().join("run.log");
     let mut child = common::spawn_run(&config, &log);
-    let addr = || {
-        let text = std::fs::read_to_string(&log).unwrap_or_default();
-        text.split("addr=")
-            .nth(1)
-            .and_then(|rest| rest.split_whitespace().next())
-            .map(str::to_string)
-    };
-    let scrape = |addr: &str| {
-        ureq::get(&format!("http://{addr}/metrics"))
-            .call()
-            .ok()
-            .and_then(|r| r.into_string().ok())
-            .unwrap_or_default()
-    };
-    let value = |metrics: &str, name: &str| {
-        metrics
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.parse::<f64>().ok())
-    };
+    let addr = || common::logged_addr(&log);
+    let scrape = common::scrape;
+    let value = common::sample;
     let consumed = format!("outage_radar_messages_consumed_total {total}");
     let mut metrics = String::new();
     wait_until(Duration::from_secs(60), || {

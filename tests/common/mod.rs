@@ -81,3 +81,30 @@ pub fn spawn_run(config: &Path, log: &Path) -> std::process::Child {
         .spawn()
         .unwrap()
 }
+
+/// The `/metrics` address a `run` logged (`addr=…`), once it did.
+pub fn logged_addr(log: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    text.split("addr=")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .map(str::to_string)
+}
+
+/// The text of `/metrics` at `addr` (empty when it does not answer).
+pub fn scrape(addr: &str) -> String {
+    ureq::get(&format!("http://{addr}/metrics"))
+        .call()
+        .ok()
+        .and_then(|r| r.into_string().ok())
+        .unwrap_or_default()
+}
+
+/// The value of the first sample whose line starts with `name`.
+pub fn sample(metrics: &str, name: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .find(|l| l.starts_with(name))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse::<f64>().ok())
+}

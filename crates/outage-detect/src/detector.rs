@@ -563,6 +563,13 @@ impl Detector {
         }
     }
 
+    /// Counts as activity for [`Detector::tick`]: the idle time starts
+    /// again (the caller could not tell whether reports are on their way,
+    /// e.g. while its broker is unreachable).
+    pub fn touch(&mut self) {
+        self.activity_since_tick = true;
+    }
+
     /// Wall-clock progress: when no report arrived for `idle_timeout`, the
     /// watermark follows `now_ms` so windows still close.
     pub fn tick(&mut self, now_ms: i64) {
