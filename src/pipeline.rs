@@ -233,6 +233,7 @@ impl ReportSink for DetectorSink {
     fn partitions_revoked(&mut self, partitions: &[i32]) {
         self.readiness.set(false);
         for p in partitions {
+            self.export.forget_deliveries(*p);
             if let Some(state) = self.partitions.remove(p) {
                 let _ = self
                     .export
@@ -253,6 +254,12 @@ impl ReportSink for DetectorSink {
     }
 
     fn snapshot(&mut self, partition: i32) -> Option<SinkState> {
+        // A snapshot says everything before its offset is done, incident
+        // events included: while one is undelivered, wait (commits wait
+        // with it, so a crash replays and sends it again).
+        if !self.export.settled(partition) {
+            return None;
+        }
         let p = self.partitions.get(&partition)?;
         Some(SinkState {
             payload: p.detector.to_snapshot(),

@@ -572,3 +572,46 @@ fn a_corrupt_snapshot_is_reported_and_skipped_never_half_applied() {
     );
     run.stop("TERM");
 }
+
+#[test]
+fn an_incident_event_not_yet_delivered_is_sent_after_kill_9() {
+    // The incidents topic does not exist yet (tansu creates no topic on
+    // produce): every incident event waits in the producer. Snapshots of
+    // its partition must wait with it, so that after a kill -9 the restart
+    // replays from before the incident and sends its events again.
+    let dir = tempfile::tempdir().unwrap();
+    let all = reports(dir.path());
+    let broker = Tansu::start();
+    let topics = Topics::create(&broker);
+    produce(&broker, &topics.reports, &all);
+    let want = reference(dir.path(), &broker, &topics);
+    let scores = format!("{}.late.scores", topics.reports);
+    broker.create_topic(&scores, 1, false);
+    let late = (scores, format!("{}.late.incidents", topics.reports));
+    let group = unique_name("late");
+
+    let mut run1 = Radar::start(dir.path(), "run1", &broker, &topics, &group, &late);
+    run1.wait_caught_up();
+    run1.wait_snapshot();
+    assert!(run1.log().contains("incident opened"), "{}", run1.log());
+    run1.stop("KILL");
+
+    broker.create_topic(&late.1, 1, false);
+    let mut run2 = Radar::start(dir.path(), "run2", &broker, &topics, &group, &late);
+    run2.wait_caught_up();
+    run2.stop("TERM");
+    let got = incidents(&broker, &late.1);
+    let opened = |events: &BTreeSet<String>| -> BTreeSet<String> {
+        events
+            .iter()
+            .filter(|e| e.contains("\"event\":\"opened\""))
+            .cloned()
+            .collect()
+    };
+    let missing: Vec<_> = opened(&want.1).difference(&got).cloned().collect();
+    assert!(
+        missing.is_empty(),
+        "incident openings lost with the process: {missing:?}\n{}",
+        run2.log()
+    );
+}

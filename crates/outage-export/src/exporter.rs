@@ -131,7 +131,23 @@ impl Exporter {
             q.push(build_alert(&self.alert_config, what, i, last));
         }
         if let Some(t) = &self.incidents {
-            t.send_incident(what, i);
+            t.send_incident(Some(partition), what, i);
+        }
+    }
+
+    /// Whether every incident event of `partition` was delivered: its
+    /// state may be snapshotted only then, so that the events are
+    /// at-least-once across a crash (a restart replays from the snapshot
+    /// before the undelivered event and sends it again).
+    pub fn settled(&self, partition: i32) -> bool {
+        self.incidents.as_ref().is_none_or(|t| t.settled(partition))
+    }
+
+    /// `partition` was revoked: its undelivered events are its next
+    /// owner's to send again (it replays from the last snapshot).
+    pub fn forget_deliveries(&self, partition: i32) {
+        if let Some(t) = &self.incidents {
+            t.forget(partition);
         }
     }
 

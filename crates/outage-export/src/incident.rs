@@ -119,23 +119,49 @@ impl OutputTopicMetrics {
     }
 }
 
+/// Messages of one source partition not yet acknowledged, and whether one
+/// of them failed for good.
+#[derive(Clone, Copy, Debug, Default)]
+struct Pending {
+    in_flight: u64,
+    failed: bool,
+}
+
+type PendingByPartition = std::sync::Arc<std::sync::Mutex<std::collections::BTreeMap<i32, Pending>>>;
+
+fn lock_pending(
+    p: &PendingByPartition,
+) -> std::sync::MutexGuard<'_, std::collections::BTreeMap<i32, Pending>> {
+    p.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 struct DeliveryCounter {
     metrics: OutputTopicMetrics,
     output: &'static str,
+    pending: PendingByPartition,
 }
 
 impl rdkafka::ClientContext for DeliveryCounter {}
 
 impl rdkafka::producer::ProducerContext for DeliveryCounter {
-    type DeliveryOpaque = ();
+    /// The source partition + 1 of a tracked message, 0 for an untracked one.
+    type DeliveryOpaque = usize;
 
-    fn delivery(&self, result: &rdkafka::producer::DeliveryResult<'_>, _: ()) {
+    fn delivery(&self, result: &rdkafka::producer::DeliveryResult<'_>, tag: usize) {
         let m = &self.metrics.messages;
+        let ok = result.is_ok();
         match result {
             Ok(_) => m.with_label_values(&[self.output, "delivered"]).inc(),
             Err((e, _)) => {
                 m.with_label_values(&[self.output, "failed"]).inc();
                 tracing::warn!(output = self.output, error = %e, "output message not delivered");
+            }
+        }
+        if tag > 0 {
+            let mut pending = lock_pending(&self.pending);
+            if let Some(p) = pending.get_mut(&((tag - 1) as i32)) {
+                p.in_flight = p.in_flight.saturating_sub(1);
+                p.failed |= !ok;
             }
         }
     }
@@ -148,6 +174,9 @@ pub struct JsonTopicProducer {
     topic: String,
     output: &'static str,
     metrics: OutputTopicMetrics,
+    /// What each source partition has in flight (see
+    /// [`JsonTopicProducer::settled`]).
+    pending: PendingByPartition,
 }
 
 impl JsonTopicProducer {
@@ -158,22 +187,36 @@ impl JsonTopicProducer {
         output: &'static str,
         metrics: OutputTopicMetrics,
     ) -> rdkafka::error::KafkaResult<JsonTopicProducer> {
+        let pending = PendingByPartition::default();
         let producer = client.create_with_context(DeliveryCounter {
             metrics: metrics.clone(),
             output,
+            pending: pending.clone(),
         })?;
         Ok(JsonTopicProducer {
             producer,
             topic: topic.to_string(),
             output,
             metrics,
+            pending,
         })
     }
 
     /// Queues one message; a full queue drops and counts.
     pub fn send(&self, key: &str, value: &serde_json::Value) {
+        self.send_from(None, key, value);
+    }
+
+    /// Queues one message derived from source partition `partition` (if
+    /// given): until it is acknowledged that partition is not
+    /// [`settled`](JsonTopicProducer::settled).
+    pub fn send_from(&self, partition: Option<i32>, key: &str, value: &serde_json::Value) {
         let payload = value.to_string();
-        let record = rdkafka::producer::BaseRecord::to(&self.topic)
+        let tag = partition.map_or(0, |p| p as usize + 1);
+        if let Some(p) = partition {
+            lock_pending(&self.pending).entry(p).or_default().in_flight += 1;
+        }
+        let record = rdkafka::producer::BaseRecord::with_opaque_to(&self.topic, tag)
             .key(key.as_bytes())
             .payload(payload.as_bytes());
         if let Err((e, _)) = self.producer.send(record) {
@@ -181,13 +224,36 @@ impl JsonTopicProducer {
                 .messages
                 .with_label_values(&[self.output, "dropped"])
                 .inc();
+            if let Some(p) = partition {
+                let mut pending = lock_pending(&self.pending);
+                let entry = pending.entry(p).or_default();
+                entry.in_flight = entry.in_flight.saturating_sub(1);
+                entry.failed = true;
+            }
             tracing::warn!(output = self.output, error = %e, "output message dropped: producer queue refused it");
         }
     }
 
-    /// An incident event, keyed by service.
-    pub fn send_incident(&self, event: IncidentEvent, inc: &Incident) {
-        self.send(&inc.service, &incident_event_json(event, inc));
+    /// An incident event of source partition `partition`, keyed by service.
+    pub fn send_incident(&self, partition: Option<i32>, event: IncidentEvent, inc: &Incident) {
+        self.send_from(partition, &inc.service, &incident_event_json(event, inc));
+    }
+
+    /// Whether every message of source `partition` was delivered: only
+    /// then may its state be snapshotted (the snapshot's offset says its
+    /// events are out). After a failed delivery it stays unsettled until
+    /// [`JsonTopicProducer::forget`]: the partition's next owner replays
+    /// from the last snapshot and sends the event again.
+    pub fn settled(&self, partition: i32) -> bool {
+        lock_pending(&self.pending)
+            .get(&partition)
+            .is_none_or(|p| p.in_flight == 0 && !p.failed)
+    }
+
+    /// Stops tracking source `partition` (it was revoked: whoever gets it
+    /// next replays from its last snapshot).
+    pub fn forget(&self, partition: i32) {
+        lock_pending(&self.pending).remove(&partition);
     }
 
     /// Waits for queued messages (on shutdown).
