@@ -127,7 +127,8 @@ struct Pending {
     failed: bool,
 }
 
-type PendingByPartition = std::sync::Arc<std::sync::Mutex<std::collections::BTreeMap<i32, Pending>>>;
+type PendingByPartition =
+    std::sync::Arc<std::sync::Mutex<std::collections::BTreeMap<i32, Pending>>>;
 
 fn lock_pending(
     p: &PendingByPartition,
