@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, VecDeque};
 
 use outage_detect::detector::DetectorCounters;
 use outage_detect::{Detector, DetectorConfig, Event, Incident, Report};
+use outage_export::metrics::PartitionStart;
 use outage_export::{Exporter, Readiness};
 use outage_ingest::{Position, ReportSink, SinkState};
 use prometheus::IntCounter;
@@ -74,18 +75,14 @@ impl DetectorSink {
             Some(d) => {
                 let mut d = d.clone();
                 d.dormant();
-                (d, "warm")
+                (d, PartitionStart::Warm)
             }
-            None => (Detector::new(self.config.clone()), "empty"),
+            None => (Detector::new(self.config.clone()), PartitionStart::Empty),
         };
-        self.export
-            .pipeline()
-            .fresh_starts
-            .with_label_values(&[how])
-            .inc();
+        self.export.pipeline().partition_start(how);
         info!(
             partition,
-            state = how,
+            state = how.as_str(),
             series = detector.series_count(),
             "partition starts detection"
         );

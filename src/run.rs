@@ -12,8 +12,8 @@ use std::time::Duration;
 use anyhow::Context;
 use outage_detect::{Detector, RejectReason};
 use outage_export::{
-    AlertMetrics, Exporter, JsonTopicProducer, OutputTopicMetrics, PipelineMetrics, Readiness,
-    SeriesMetrics, StatusBoard,
+    AlertMetrics, Exporter, JsonTopicProducer, Output, OutputTopicMetrics, PipelineMetrics,
+    Readiness, SeriesMetrics, StatusBoard,
 };
 use outage_ingest::{IngestMetrics, Ingester, Shutdown};
 use prometheus::{IntCounter, Registry};
@@ -100,17 +100,17 @@ pub fn run_pipeline(
         let _guard = runtime.enter();
         outage_export::alert::start(&config.alertmanager, alert_metrics)?
     };
-    let output = |topic: &str, name: &'static str| -> anyhow::Result<Option<JsonTopicProducer>> {
+    let output = |topic: &str, name: Output| -> anyhow::Result<Option<JsonTopicProducer>> {
         if topic.is_empty() {
             return Ok(None);
         }
         let client = config.kafka.producer_config()?;
         let producer = JsonTopicProducer::new(&client, topic, name, output_metrics.clone())
-            .with_context(|| format!("cannot create the {name} producer"))?;
+            .with_context(|| format!("cannot create the {} producer", name.as_str()))?;
         Ok(Some(producer))
     };
-    let incidents = output(&config.incidents.topic, "incidents")?;
-    let scores = output(&config.scores.topic, "scores")?;
+    let incidents = output(&config.incidents.topic, Output::Incidents)?;
+    let scores = output(&config.scores.topic, Output::Scores)?;
 
     let mut warm = warm;
     if let Some(d) = &mut warm {

@@ -123,25 +123,16 @@ impl Event {
     }
 }
 
-/// What happened to an incident: the `event` of the incidents topic, the
-/// alert pushed and the status page's feed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum IncidentEvent {
-    Opened,
-    /// A global incident spread to another region (or its peaks grew).
-    Updated,
-    Resolved,
-}
-
-impl IncidentEvent {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            IncidentEvent::Opened => "opened",
-            IncidentEvent::Updated => "updated",
-            IncidentEvent::Resolved => "resolved",
-        }
+crate::label_values!(
+    /// What happened to an incident: the `event` of the incidents topic,
+    /// the alert pushed and the status page's feed.
+    IncidentEvent {
+        Opened => "opened",
+        /// A global incident spread to another region (or its peaks grew).
+        Updated => "updated",
+        Resolved => "resolved",
     }
-}
+);
 
 /// What became of one report.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -29,3 +29,29 @@ pub use detector::{
 pub use event::IncidentEvent;
 pub use region::{Country, Region};
 pub use report::{Problem, Report};
+
+/// A label whose values are a fixed set (a metric label, a reason): the
+/// enum, its `ALL` and the label value of each (`as_str`). Used by the
+/// edges' metrics; the domain's own such sets (`RejectReason`, `Problem`)
+/// predate it.
+#[macro_export]
+macro_rules! label_values {
+    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident => $value:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        pub enum $name {
+            $($(#[$vmeta])* $variant),+
+        }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            /// The label value.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $value),+
+                }
+            }
+        }
+    };
+}

@@ -235,6 +235,14 @@ impl AlertMetrics {
     }
 }
 
+outage_detect::label_values!(
+    /// The `result` of `outage_radar_alert_pushes_total`.
+    PushResult {
+        Success => "success",
+        Error => "error",
+    }
+);
+
 /// One alert, without its `endsAt` (set at each send).
 #[derive(Clone, Debug, PartialEq)]
 pub struct PendingAlert {
@@ -506,8 +514,8 @@ pub fn start(
     for url in &config.urls {
         let (wtx, wrx) = mpsc::channel::<Vec<(String, Value)>>(64);
         let name = display_url(url);
-        for result in ["success", "error"] {
-            metrics.pushes.with_label_values(&[&name, result]);
+        for result in PushResult::ALL {
+            metrics.pushes.with_label_values(&[&name, result.as_str()]);
         }
         let endpoint = format!("{}/api/v2/alerts", url.trim_end_matches('/'));
         tokio::spawn(worker(
@@ -602,8 +610,12 @@ async fn worker(
     metrics: AlertMetrics,
     mut rx: mpsc::Receiver<Vec<(String, Value)>>,
 ) {
-    let ok = metrics.pushes.with_label_values(&[&name, "success"]);
-    let failed = metrics.pushes.with_label_values(&[&name, "error"]);
+    let ok = metrics
+        .pushes
+        .with_label_values(&[&name, PushResult::Success.as_str()]);
+    let failed = metrics
+        .pushes
+        .with_label_values(&[&name, PushResult::Error.as_str()]);
     let mut last_failure_log: Option<tokio::time::Instant> = None;
     while let Some(first) = rx.recv().await {
         let mut merged: BTreeMap<String, Value> = first.into_iter().collect();

@@ -6,7 +6,7 @@
 //! scores topics, the log — is decided here and nowhere else.
 
 use outage_detect::time::format_rfc3339_ms as rfc3339;
-use outage_detect::{Event, Incident, IncidentEvent, Scope};
+use outage_detect::{Event, Incident, IncidentEvent};
 use tracing::{info, warn};
 
 use crate::alert::{alert_key, build_alert, AlertQueue, AlertmanagerConfig};
@@ -112,14 +112,7 @@ impl Exporter {
                 "incident resolved"
             ),
         }
-        let scope = match i.scope {
-            Scope::Region(_) => "region",
-            Scope::Global => "global",
-        };
-        self.pipeline
-            .incidents
-            .with_label_values(&[scope, what.as_str()])
-            .inc();
+        self.pipeline.incident(i.scope, what);
         self.board.incident(what, i);
         match what {
             IncidentEvent::Opened => self.series.global_incident(i, true),
@@ -203,7 +196,7 @@ impl Exporter {
 mod tests {
     use super::*;
     use crate::metrics::MetricsConfig;
-    use outage_detect::{Country, SeriesState, WindowScore};
+    use outage_detect::{Country, Scope, SeriesState, WindowScore};
     use prometheus::Registry;
 
     const T: i64 = 1_537_956_000_000;

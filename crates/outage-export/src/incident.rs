@@ -94,6 +94,26 @@ pub fn window_json(w: &outage_detect::WindowScore) -> serde_json::Value {
     })
 }
 
+outage_detect::label_values!(
+    /// The `output` of `outage_radar_output_messages_total`: which topic.
+    Output {
+        Incidents => "incidents",
+        Scores => "scores",
+    }
+);
+
+outage_detect::label_values!(
+    /// The `result` of `outage_radar_output_messages_total`.
+    Delivery {
+        /// Acknowledged by the broker.
+        Delivered => "delivered",
+        /// Refused or timed out after librdkafka's retries.
+        Failed => "failed",
+        /// Never queued: the producer queue was full.
+        Dropped => "dropped",
+    }
+);
+
 /// Delivery results of the output topics (incidents, scores).
 #[derive(Clone)]
 pub struct OutputTopicMetrics {
@@ -109,13 +129,20 @@ impl OutputTopicMetrics {
             ),
             &["output", "result"],
         )?;
-        for output in ["incidents", "scores"] {
-            for r in ["delivered", "failed", "dropped"] {
-                messages.with_label_values(&[output, r]);
+        for output in Output::ALL {
+            for r in Delivery::ALL {
+                messages.with_label_values(&[output.as_str(), r.as_str()]);
             }
         }
         registry.register(Box::new(messages.clone()))?;
         Ok(OutputTopicMetrics { messages })
+    }
+
+    /// Counts one message of `output` with `result`.
+    pub fn message(&self, output: Output, result: Delivery) {
+        self.messages
+            .with_label_values(&[output.as_str(), result.as_str()])
+            .inc();
     }
 }
 
@@ -138,7 +165,7 @@ fn lock_pending(
 
 struct DeliveryCounter {
     metrics: OutputTopicMetrics,
-    output: &'static str,
+    output: Output,
     pending: PendingByPartition,
 }
 
@@ -149,13 +176,12 @@ impl rdkafka::producer::ProducerContext for DeliveryCounter {
     type DeliveryOpaque = usize;
 
     fn delivery(&self, result: &rdkafka::producer::DeliveryResult<'_>, tag: usize) {
-        let m = &self.metrics.messages;
         let ok = result.is_ok();
         match result {
-            Ok(_) => m.with_label_values(&[self.output, "delivered"]).inc(),
+            Ok(_) => self.metrics.message(self.output, Delivery::Delivered),
             Err((e, _)) => {
-                m.with_label_values(&[self.output, "failed"]).inc();
-                tracing::warn!(output = self.output, error = %e, "output message not delivered");
+                self.metrics.message(self.output, Delivery::Failed);
+                tracing::warn!(output = self.output.as_str(), error = %e, "output message not delivered");
             }
         }
         if tag > 0 {
@@ -173,7 +199,7 @@ impl rdkafka::producer::ProducerContext for DeliveryCounter {
 pub struct JsonTopicProducer {
     producer: rdkafka::producer::ThreadedProducer<DeliveryCounter>,
     topic: String,
-    output: &'static str,
+    output: Output,
     metrics: OutputTopicMetrics,
     /// What each source partition has in flight (see
     /// [`JsonTopicProducer::settled`]).
@@ -181,11 +207,11 @@ pub struct JsonTopicProducer {
 }
 
 impl JsonTopicProducer {
-    /// `output` names it in metrics and logs (`incidents`, `scores`).
+    /// `output` names it in metrics and logs.
     pub fn new(
         client: &rdkafka::ClientConfig,
         topic: &str,
-        output: &'static str,
+        output: Output,
         metrics: OutputTopicMetrics,
     ) -> rdkafka::error::KafkaResult<JsonTopicProducer> {
         let pending = PendingByPartition::default();
@@ -221,17 +247,14 @@ impl JsonTopicProducer {
             .key(key.as_bytes())
             .payload(payload.as_bytes());
         if let Err((e, _)) = self.producer.send(record) {
-            self.metrics
-                .messages
-                .with_label_values(&[self.output, "dropped"])
-                .inc();
+            self.metrics.message(self.output, Delivery::Dropped);
             if let Some(p) = partition {
                 let mut pending = lock_pending(&self.pending);
                 let entry = pending.entry(p).or_default();
                 entry.in_flight = entry.in_flight.saturating_sub(1);
                 entry.failed = true;
             }
-            tracing::warn!(output = self.output, error = %e, "output message dropped: producer queue refused it");
+            tracing::warn!(output = self.output.as_str(), error = %e, "output message dropped: producer queue refused it");
         }
     }
 
@@ -261,7 +284,7 @@ impl JsonTopicProducer {
     pub fn flush(&self, timeout: std::time::Duration) {
         use rdkafka::producer::Producer;
         if let Err(e) = self.producer.flush(timeout) {
-            tracing::warn!(output = self.output, error = %e, "output messages still queued at shutdown");
+            tracing::warn!(output = self.output.as_str(), error = %e, "output messages still queued at shutdown");
         }
     }
 }

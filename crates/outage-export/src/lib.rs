@@ -21,8 +21,8 @@ pub use alert::{AlertMetrics, AlertQueue, AlertmanagerConfig};
 pub use exporter::Exporter;
 pub use http::{HttpConfig, Readiness};
 pub use incident::{
-    incident_json, window_json, IncidentsConfig, JsonTopicProducer, OutputTopicMetrics,
-    ScoresConfig,
+    incident_json, window_json, Delivery, IncidentsConfig, JsonTopicProducer, Output,
+    OutputTopicMetrics, ScoresConfig,
 };
 pub use metrics::{MetricsConfig, PipelineMetrics, SeriesMetrics};
 pub use status::StatusBoard;

@@ -12,7 +12,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use outage_detect::{Incident, Scope, SeriesState, WindowScore};
+use outage_detect::{Incident, IncidentEvent, Scope, SeriesState, WindowScore};
 use prometheus::{
     GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
     Registry,
@@ -89,6 +89,25 @@ struct Table {
     services: HashMap<String, ServiceEntry>,
     next_sweep_ms: i64,
 }
+
+outage_detect::label_values!(
+    /// The `scope` of `outage_radar_incidents_total`.
+    IncidentScope {
+        Region => "region",
+        Global => "global",
+    }
+);
+
+outage_detect::label_values!(
+    /// The `state` of `outage_radar_partition_starts_total`: how a partition
+    /// without a restored snapshot starts.
+    PartitionStart {
+        /// From the `run --snapshot` warm start.
+        Warm => "warm",
+        /// With nothing learned.
+        Empty => "empty",
+    }
+);
 
 /// The per-series families, written straight into the exposition text by
 /// [`SeriesMetrics::encode`]: with 100,000 series a `prometheus` vector
@@ -489,15 +508,32 @@ impl PipelineMetrics {
         registry.register(Box::new(m.scoring_latency.clone()))?;
         registry.register(Box::new(m.incidents.clone()))?;
         registry.register(Box::new(m.fresh_starts.clone()))?;
-        for scope in ["region", "global"] {
-            for event in ["opened", "updated", "resolved"] {
-                m.incidents.with_label_values(&[scope, event]);
+        for scope in IncidentScope::ALL {
+            for event in IncidentEvent::ALL {
+                m.incidents
+                    .with_label_values(&[scope.as_str(), event.as_str()]);
             }
         }
-        for state in ["warm", "empty"] {
-            m.fresh_starts.with_label_values(&[state]);
+        for state in PartitionStart::ALL {
+            m.fresh_starts.with_label_values(&[state.as_str()]);
         }
         Ok(m)
+    }
+
+    /// Counts one incident event.
+    pub fn incident(&self, scope: Scope, event: IncidentEvent) {
+        let scope = match scope {
+            Scope::Region(_) => IncidentScope::Region,
+            Scope::Global => IncidentScope::Global,
+        };
+        self.incidents
+            .with_label_values(&[scope.as_str(), event.as_str()])
+            .inc();
+    }
+
+    /// Counts a partition that starts without a restored snapshot.
+    pub fn partition_start(&self, how: PartitionStart) {
+        self.fresh_starts.with_label_values(&[how.as_str()]).inc();
     }
 }
 

@@ -179,28 +179,7 @@ impl IngestMetrics {
     }
 }
 
-/// A label whose values are a fixed set: the enum, its `ALL` and the
-/// label value of each.
-macro_rules! label_values {
-    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident => $value:literal),+ $(,)? }) => {
-        $(#[$meta])*
-        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-        pub enum $name {
-            $($(#[$vmeta])* $variant),+
-        }
-
-        impl $name {
-            pub const ALL: &'static [$name] = &[$($name::$variant),+];
-
-            /// The label value.
-            pub fn as_str(self) -> &'static str {
-                match self {
-                    $($name::$variant => $value),+
-                }
-            }
-        }
-    };
-}
+use outage_detect::label_values;
 
 label_values!(
     /// The `op` of `outage_radar_kafka_errors_total`.
