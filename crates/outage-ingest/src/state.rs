@@ -50,7 +50,9 @@ pub struct StateConfig {
     /// Largest chunk of one snapshot record, bytes (keep it under the
     /// topic's `max.message.bytes`). Default 524288.
     pub chunk_bytes: usize,
-    /// Longest wait for a partition's snapshot to load. Default `60s`.
+    /// Longest wait for a partition's snapshot to load at assignment; when
+    /// it does not, the partition waits and the read is retried (see the
+    /// README). Default `60s`.
     #[serde(with = "humantime_serde")]
     pub load_timeout: Duration,
 }
