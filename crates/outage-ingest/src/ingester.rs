@@ -490,6 +490,7 @@ impl<S: ReportSink + 'static> Ingester<S> {
             kept: BTreeMap::new(),
             waiting: BTreeMap::new(),
         };
+        let client_config = config.consumer_config()?;
         let context = IngestContext {
             pipeline: Mutex::new(pipeline),
             metrics,
@@ -497,16 +498,11 @@ impl<S: ReportSink + 'static> Ingester<S> {
             topic: config.topic.clone(),
             assigned: Mutex::new(std::collections::BTreeSet::new()),
             caught_up: Mutex::new((None, std::collections::BTreeSet::new())),
-            stats_interval: None,
-        };
-        let client_config = config.consumer_config()?;
-        let context = IngestContext {
             stats_interval: client_config
                 .get("statistics.interval.ms")
                 .and_then(|v| v.parse::<u64>().ok())
                 .filter(|&ms| ms > 0)
                 .map(Duration::from_millis),
-            ..context
         };
         let consumer: BaseConsumer<IngestContext<S>> = client_config
             .create_with_context(context)

@@ -146,7 +146,17 @@ impl<S: ReportSink> ConsumerContext for IngestContext<S> {
         let rebalance = match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
                 let partitions: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
-                let committed = self.committed(consumer, &partitions);
+                // The committed offsets say whether a state kept at revoke
+                // is still current; a broker round trip only when one is.
+                let kept = lock(&self.pipeline)
+                    .kept
+                    .keys()
+                    .any(|p| partitions.contains(p));
+                let committed = if kept {
+                    self.committed(consumer, &partitions)
+                } else {
+                    BTreeMap::new()
+                };
                 let seeks = lock(&self.pipeline).restore(&partitions, &committed);
                 for (partition, offset) in seeks {
                     if let Err(e) =

@@ -252,30 +252,27 @@ impl<S: ReportSink> Pipeline<S> {
         partitions: &[i32],
         committed: &BTreeMap<i32, i64>,
     ) -> Vec<(i32, i64)> {
-        let mut kept = std::mem::take(&mut self.kept);
+        // Kept states of partitions not assigned back are dropped here.
+        let mut kept: BTreeMap<i32, (i64, SinkState)> = std::mem::take(&mut self.kept)
+            .into_iter()
+            .filter(|(p, (offset, _))| {
+                partitions.contains(p) && committed.get(p).is_some_and(|&c| c <= *offset)
+            })
+            .collect();
         let mut seeks = Vec::new();
-        let mut from_topic = Vec::new();
-        for &partition in partitions {
-            let usable = kept
-                .remove(&partition)
-                .filter(|(offset, _)| committed.get(&partition).is_some_and(|&c| c <= *offset));
-            match usable {
-                Some((offset, state)) => from_topic.push((partition, Some((offset, state)))),
-                None => from_topic.push((partition, None)),
-            }
-        }
         let Some(st) = &mut self.state else {
-            for (partition, kept) in from_topic {
-                if let Some((offset, state)) = kept {
-                    self.restore_kept(partition, offset, &state, &mut seeks);
-                }
+            for (partition, (offset, state)) in kept {
+                Self::restore_kept(
+                    &mut self.sink,
+                    &self.metrics,
+                    partition,
+                    offset,
+                    &state,
+                    &mut seeks,
+                );
             }
             return seeks;
         };
-        let mut kept: BTreeMap<i32, (i64, SinkState)> = from_topic
-            .into_iter()
-            .filter_map(|(p, k)| Some((p, k?)))
-            .collect();
         // One scan per state partition for the whole assignment.
         let wanted: Vec<(String, i32)> = partitions
             .iter()
@@ -295,7 +292,7 @@ impl<S: ReportSink> Pipeline<S> {
                             .chunks_written
                             .insert(partition, l.manifest.chunks);
                     }
-                    Self::restore_kept_into(
+                    Self::restore_kept(
                         &mut self.sink,
                         &self.metrics,
                         partition,
@@ -493,26 +490,9 @@ impl<S: ReportSink> Pipeline<S> {
         self.sink.state_waiting(self.waiting.len());
     }
 
-    pub(super) fn restore_kept(
-        &mut self,
-        partition: i32,
-        offset: i64,
-        state: &SinkState,
-        seeks: &mut Vec<(i32, i64)>,
-    ) {
-        Self::restore_kept_into(
-            &mut self.sink,
-            &self.metrics,
-            partition,
-            offset,
-            state,
-            seeks,
-        );
-    }
-
     /// Gives the sink the state kept at the partition's last revoke; on
     /// success the partition starts at `offset` (pushed to `seeks`).
-    pub(super) fn restore_kept_into(
+    pub(super) fn restore_kept(
         sink: &mut S,
         metrics: &IngestMetrics,
         partition: i32,
