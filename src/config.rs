@@ -173,6 +173,7 @@ impl Config {
             humantime::format_duration(d.max_clock_skew)
         );
         self.metrics.validate().map_err(anyhow::Error::msg)?;
+        self.http.validate().map_err(anyhow::Error::msg)?;
         self.state.validate().map_err(anyhow::Error::msg)?;
         let st = &self.state.topic;
         anyhow::ensure!(

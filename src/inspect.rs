@@ -34,7 +34,15 @@ pub fn check_config(path: Option<&Path>) -> anyhow::Result<()> {
         "log: level={} format={:?}",
         config.log.level, config.log.format
     );
-    println!("http: listen={}", config.http.listen);
+    let h = &config.http;
+    println!(
+        "http: listen={} header_timeout={} max_connection_age={} max_connections={} refresh={}",
+        h.listen,
+        humantime::format_duration(h.header_timeout),
+        humantime::format_duration(h.max_connection_age),
+        h.max_connections,
+        humantime::format_duration(h.refresh)
+    );
     println!(
         "metrics: series_ttl={} max_series={}",
         humantime::format_duration(config.metrics.series_ttl),

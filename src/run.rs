@@ -12,8 +12,8 @@ use std::time::Duration;
 use anyhow::Context;
 use outage_detect::{Detector, RejectReason};
 use outage_export::{
-    AlertMetrics, Exporter, JsonTopicProducer, Output, OutputTopicMetrics, PipelineMetrics,
-    Readiness, SeriesMetrics, StatusBoard,
+    AlertMetrics, Exporter, HttpMetrics, JsonTopicProducer, Output, OutputTopicMetrics,
+    PipelineMetrics, Readiness, SeriesMetrics, StatusBoard,
 };
 use outage_ingest::{IngestMetrics, Ingester, Shutdown};
 use prometheus::{IntCounter, Registry};
@@ -84,6 +84,7 @@ pub fn run_pipeline(
     let alert_metrics = AlertMetrics::register(&registry).context("cannot register metrics")?;
     let output_metrics =
         OutputTopicMetrics::register(&registry).context("cannot register metrics")?;
+    let http_metrics = HttpMetrics::register(&registry).context("cannot register metrics")?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -168,11 +169,22 @@ pub fn run_pipeline(
             ingest: metrics.clone(),
             addr,
         };
-        let router =
-            outage_export::http::router(registry.clone(), series_view, board, readiness.clone());
-        let server = tokio::spawn(outage_export::http::serve(listener, router, async {
-            let _ = http_stopped.await;
-        }));
+        let router = outage_export::http::router(
+            registry.clone(),
+            series_view,
+            board,
+            readiness.clone(),
+            config.http.refresh,
+        );
+        let server = tokio::spawn(outage_export::http::serve(
+            listener,
+            router,
+            config.http.clone(),
+            http_metrics,
+            async {
+                let _ = http_stopped.await;
+            },
+        ));
         info!(%addr, "serving /metrics, /-/healthy, /-/ready and the status page /");
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         let mut ticks = 0u64;

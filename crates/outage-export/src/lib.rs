@@ -19,7 +19,7 @@ pub mod status;
 
 pub use alert::{AlertMetrics, AlertQueue, AlertmanagerConfig};
 pub use exporter::Exporter;
-pub use http::{HttpConfig, Readiness};
+pub use http::{HttpConfig, HttpMetrics, Readiness};
 pub use incident::{
     incident_json, window_json, Delivery, IncidentsConfig, JsonTopicProducer, Output,
     OutputTopicMetrics, ScoresConfig,

@@ -396,13 +396,20 @@ impl SeriesMetrics {
         self.exported.sub(removed);
     }
 
-    /// Appends the per-series families in the Prometheus text format.
+    /// Appends the per-series families in the Prometheus text format. The
+    /// table is locked only while its rows are copied (the consumer writes
+    /// it on every scored window), not while they are formatted.
     pub fn encode(&self, out: &mut Vec<u8>) {
         use std::io::Write;
-        let t = self.table();
+        let rows: Vec<(String, Scope, LastWindow, u64)> = self
+            .table()
+            .entries
+            .iter()
+            .map(|((service, scope), e)| (service.clone(), *scope, e.last, e.reports_total))
+            .collect();
         for (i, (name, kind, help)) in FAMILIES.iter().enumerate() {
             let _ = write!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n");
-            for ((service, scope), e) in &t.entries {
+            for (service, scope, last, reports_total) in &rows {
                 out.extend_from_slice(name.as_bytes());
                 out.extend_from_slice(b"{region=\"");
                 out.extend_from_slice(scope.label().as_bytes());
@@ -410,11 +417,11 @@ impl SeriesMetrics {
                 escape_into(out, service);
                 out.extend_from_slice(b"\"} ");
                 match i {
-                    0 => int_into(out, e.reports_total),
-                    1 => int_into(out, u64::from(e.last.observed)),
-                    2 => float_into(out, e.last.expected),
-                    3 => float_into(out, e.last.surprise),
-                    _ => int_into(out, u64::from(state_value(e.last.state))),
+                    0 => int_into(out, *reports_total),
+                    1 => int_into(out, u64::from(last.observed)),
+                    2 => float_into(out, last.expected),
+                    3 => float_into(out, last.surprise),
+                    _ => int_into(out, u64::from(state_value(last.state))),
                 }
                 out.push(b'\n');
             }

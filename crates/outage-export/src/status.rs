@@ -119,8 +119,10 @@ impl StatusBoard {
 
     /// The `GET /api/status` document.
     pub fn to_json(&self, series: &SeriesMetrics) -> Value {
-        let b = self.board();
+        // The series table first, then the board: neither lock is held
+        // while the other is waited for by this call.
         let rows = series.snapshot();
+        let b = self.board();
         let mut services: BTreeMap<&str, Vec<Value>> = BTreeMap::new();
         for (service, scope, w) in &rows {
             services.entry(service.as_str()).or_default().push(json!({
