@@ -31,10 +31,10 @@ use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, Prod
 use rdkafka::{ClientConfig, ClientContext, Message, Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 
-/// `format` of every manifest.
-pub const STATE_FORMAT: &str = "outage-radar.state";
-/// Manifest layout version (1: gzip, 2: LZ4 block); readers refuse others.
-pub const STATE_VERSION: u32 = 2;
+mod format;
+pub use format::{
+    decode_snapshot, encode_snapshot, LoadOutcome, Loaded, Manifest, STATE_FORMAT, STATE_VERSION,
+};
 
 /// `[state]`: where and how often partition state is kept.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -87,25 +87,6 @@ impl StateConfig {
     }
 }
 
-/// The snapshot's description, stored as the manifest record.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Manifest {
-    pub format: String,
-    pub version: u32,
-    pub generation: u64,
-    /// Next offset of the source partition to process after restoring.
-    pub offset: i64,
-    pub chunks: u32,
-    /// Compressed payload size.
-    pub bytes: u64,
-    /// Uncompressed payload size.
-    pub raw_bytes: u64,
-    pub crc32: u32,
-    /// What the sink counts in it (series, for the detector).
-    pub items: u64,
-    pub created_at_ms: i64,
-}
-
 /// A state the sink gave for snapshotting.
 pub struct SinkState {
     pub payload: Vec<u8>,
@@ -119,110 +100,6 @@ pub fn state_key(group: &str, topic: &str, partition: i32) -> String {
 
 fn chunk_key(key: &str, index: u32) -> String {
     format!("{key}/chunk/{index}")
-}
-
-/// A snapshot read back.
-#[derive(Debug)]
-pub struct Loaded {
-    pub manifest: Manifest,
-    pub payload: Vec<u8>,
-}
-
-/// What the state topic holds for one key.
-#[derive(Debug)]
-pub enum LoadOutcome {
-    Found(Loaded),
-    Missing,
-    /// Present but unusable: the reason.
-    Corrupt(String),
-}
-
-/// Compresses a payload and splits it into chunk records' values.
-pub fn encode_snapshot(
-    payload: &[u8],
-    generation: u64,
-    offset: i64,
-    items: u64,
-    created_at_ms: i64,
-    chunk_bytes: usize,
-) -> (Manifest, Vec<Vec<u8>>) {
-    let compressed = lz4_flex::compress(payload);
-    let parts: Vec<&[u8]> = if compressed.is_empty() {
-        vec![&[][..]]
-    } else {
-        compressed.chunks(chunk_bytes).collect()
-    };
-    let count = parts.len() as u32;
-    let chunks = parts
-        .iter()
-        .enumerate()
-        .map(|(i, part)| {
-            let mut v = Vec::with_capacity(16 + part.len());
-            v.extend_from_slice(&generation.to_le_bytes());
-            v.extend_from_slice(&(i as u32).to_le_bytes());
-            v.extend_from_slice(&count.to_le_bytes());
-            v.extend_from_slice(part);
-            v
-        })
-        .collect();
-    let manifest = Manifest {
-        format: STATE_FORMAT.into(),
-        version: STATE_VERSION,
-        generation,
-        offset,
-        chunks: count,
-        bytes: compressed.len() as u64,
-        raw_bytes: payload.len() as u64,
-        crc32: crc32fast::hash(&compressed),
-        items,
-        created_at_ms,
-    };
-    (manifest, chunks)
-}
-
-/// Reassembles a snapshot from its manifest and chunks (by index), or says
-/// why it cannot.
-pub fn decode_snapshot(manifest: &Manifest, chunks: &BTreeMap<u32, Vec<u8>>) -> LoadOutcome {
-    if manifest.format != STATE_FORMAT || manifest.version != STATE_VERSION {
-        return LoadOutcome::Corrupt(format!(
-            "incompatible snapshot: {} v{} (this build reads {STATE_FORMAT} v{STATE_VERSION})",
-            manifest.format, manifest.version
-        ));
-    }
-    let mut compressed = Vec::with_capacity(manifest.bytes as usize);
-    for i in 0..manifest.chunks {
-        match chunks.get(&i) {
-            Some(c) => compressed.extend_from_slice(c),
-            None => {
-                return LoadOutcome::Corrupt(format!(
-                    "chunk {i} of {} of generation {} is missing",
-                    manifest.chunks, manifest.generation
-                ))
-            }
-        }
-    }
-    if compressed.len() as u64 != manifest.bytes || crc32fast::hash(&compressed) != manifest.crc32 {
-        return LoadOutcome::Corrupt(format!(
-            "checksum mismatch (generation {}, {} bytes)",
-            manifest.generation,
-            compressed.len()
-        ));
-    }
-    let payload = match lz4_flex::decompress(&compressed, manifest.raw_bytes as usize) {
-        Ok(p) if p.len() as u64 == manifest.raw_bytes => p,
-        Ok(p) => {
-            return LoadOutcome::Corrupt(format!(
-                "decompressed to {} bytes, not {}",
-                p.len(),
-                manifest.raw_bytes
-            ))
-        }
-        Err(e) => return LoadOutcome::Corrupt(format!("cannot decompress: {e}")),
-    };
-    LoadOutcome::Found(Loaded {
-        manifest: manifest.clone(),
-        payload,
-    })
 }
 
 /// Reads snapshots back from the state topic (its own client, no group).
@@ -663,73 +540,5 @@ impl StateWriter {
         self.unrestored.remove(&partition);
         self.last_offset.remove(&partition);
         self.chunks_written.remove(&partition);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn roundtrip(payload: &[u8], chunk_bytes: usize) -> LoadOutcome {
-        let (m, chunks) = encode_snapshot(payload, 7, 42, 3, 1000, chunk_bytes);
-        let by_index: BTreeMap<u32, Vec<u8>> = chunks
-            .iter()
-            .map(|c| {
-                (
-                    u32::from_le_bytes(c[8..12].try_into().unwrap()),
-                    c[16..].to_vec(),
-                )
-            })
-            .collect();
-        decode_snapshot(&m, &by_index)
-    }
-
-    #[test]
-    fn snapshots_roundtrip_across_chunks() {
-        let payload: Vec<u8> = (0..200_000u32)
-            .flat_map(|i| i.wrapping_mul(2654435761).to_le_bytes())
-            .collect();
-        for chunk in [1024, 64 * 1024, 16 * 1024 * 1024] {
-            match roundtrip(&payload, chunk) {
-                LoadOutcome::Found(l) => {
-                    assert_eq!(l.payload, payload);
-                    assert_eq!(l.manifest.offset, 42);
-                    assert_eq!(l.manifest.items, 3);
-                }
-                other => panic!("{other:?}"),
-            }
-        }
-        assert!(matches!(roundtrip(b"", 1024), LoadOutcome::Found(l) if l.payload.is_empty()));
-    }
-
-    #[test]
-    fn corrupt_missing_or_incompatible_snapshots_are_refused() {
-        let payload = vec![7u8; 100_000];
-        let (m, chunks) = encode_snapshot(&payload, 1, 5, 0, 0, 1024);
-        let mut by_index: BTreeMap<u32, Vec<u8>> = chunks
-            .iter()
-            .enumerate()
-            .map(|(i, c)| (i as u32, c[16..].to_vec()))
-            .collect();
-        assert!(matches!(
-            decode_snapshot(&m, &by_index),
-            LoadOutcome::Found(_)
-        ));
-        let mut flipped = by_index.clone();
-        flipped.get_mut(&0).unwrap()[20] ^= 1;
-        assert!(
-            matches!(decode_snapshot(&m, &flipped), LoadOutcome::Corrupt(e) if e.contains("checksum"))
-        );
-        if m.chunks > 1 {
-            by_index.remove(&(m.chunks - 1));
-            assert!(
-                matches!(decode_snapshot(&m, &by_index), LoadOutcome::Corrupt(e) if e.contains("missing"))
-            );
-        }
-        let mut newer = m.clone();
-        newer.version = STATE_VERSION + 1;
-        assert!(
-            matches!(decode_snapshot(&newer, &BTreeMap::new()), LoadOutcome::Corrupt(e) if e.contains("incompatible"))
-        );
     }
 }
