@@ -59,6 +59,10 @@ pub struct DecodeConfig {
     pub max_reporter_bytes: usize,
     /// Longest `source`, bytes. Default 128.
     pub max_source_bytes: usize,
+    /// When not empty, the only services accepted: reports of any other
+    /// are dead-lettered as `unknown_service` (a flood of made-up names
+    /// then costs nothing but dead letters). Default empty: every slug.
+    pub services: Vec<String>,
 }
 
 impl Default for DecodeConfig {
@@ -69,6 +73,7 @@ impl Default for DecodeConfig {
             max_clock_skew: Duration::from_millis(d.max_clock_skew_ms as u64),
             max_reporter_bytes: d.max_reporter_bytes,
             max_source_bytes: d.max_source_bytes,
+            services: Vec::new(),
         }
     }
 }
@@ -80,6 +85,8 @@ impl DecodeConfig {
             max_clock_skew_ms: self.max_clock_skew.as_millis().min(i64::MAX as u128) as i64,
             max_reporter_bytes: self.max_reporter_bytes,
             max_source_bytes: self.max_source_bytes,
+            services: (!self.services.is_empty())
+                .then(|| std::sync::Arc::new(self.services.iter().cloned().collect())),
         }
     }
 }
@@ -172,6 +179,15 @@ impl Config {
             "decode.max_clock_skew: {} is more than a day",
             humantime::format_duration(d.max_clock_skew)
         );
+        if let Some(bad) = d
+            .services
+            .iter()
+            .find(|s| !outage_detect::decode::is_service_slug(s))
+        {
+            anyhow::bail!(
+                "decode.services: {bad:?} is not a service slug [a-z0-9][a-z0-9._-]{{0,63}}"
+            );
+        }
         self.metrics.validate().map_err(anyhow::Error::msg)?;
         self.http.validate().map_err(anyhow::Error::msg)?;
         self.state.validate().map_err(anyhow::Error::msg)?;

@@ -24,11 +24,16 @@ pub fn check_config(path: Option<&Path>) -> anyhow::Result<()> {
     println!("kafka client: {}", kafka_client_features());
     let d = &config.decode;
     println!(
-        "decode: max_message_bytes={} max_clock_skew={} max_reporter_bytes={} max_source_bytes={}",
+        "decode: max_message_bytes={} max_clock_skew={} max_reporter_bytes={} max_source_bytes={} services={}",
         d.max_message_bytes,
         humantime::format_duration(d.max_clock_skew),
         d.max_reporter_bytes,
-        d.max_source_bytes
+        d.max_source_bytes,
+        if d.services.is_empty() {
+            "any".to_string()
+        } else {
+            d.services.len().to_string()
+        }
     );
     println!(
         "log: level={} format={:?}",

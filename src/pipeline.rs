@@ -131,6 +131,10 @@ impl DetectorSink {
             .inc_by(c.windows_closed - p.exported.windows_closed);
         m.windows_skipped
             .inc_by(c.windows_skipped - p.exported.windows_skipped);
+        m.unchecked_reports
+            .inc_by(c.unchecked - p.exported.unchecked);
+        m.services_evicted
+            .inc_by(c.services_evicted - p.exported.services_evicted);
         p.exported = c.clone();
         if let Some(wm) = p.detector.watermark_ms() {
             m.watermark_delay

@@ -31,6 +31,9 @@ struct Held {
     reports: std::collections::VecDeque<(u64, Report<'static>)>,
 }
 
+/// Plots written besides those of services with an incident: the busiest.
+const MAX_PLOTS: usize = 50;
+
 fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
 }
@@ -283,7 +286,27 @@ pub fn replay(
         .map(|p| p.ts_ms)
         .max()
         .unwrap_or(0);
-    for (service, series) in &plots {
+    // Every service with an incident, and the busiest others: a flood of
+    // made-up names must not become a flood of files.
+    let mut busiest: Vec<(f64, &String)> = plots
+        .iter()
+        .map(|(service, series)| {
+            let total = series
+                .get("global")
+                .map_or(0.0, |g| g.points().iter().map(|p| p.observed).sum());
+            (total, service)
+        })
+        .collect();
+    busiest.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(b.1)));
+    let with_incident: std::collections::BTreeSet<&str> =
+        ordered.iter().map(|(_, i)| i.service.as_str()).collect();
+    let plotted: std::collections::BTreeSet<&String> = busiest
+        .iter()
+        .take(MAX_PLOTS)
+        .map(|(_, s)| *s)
+        .chain(plots.keys().filter(|s| with_incident.contains(s.as_str())))
+        .collect();
+    for (service, series) in plots.iter().filter(|(s, _)| plotted.contains(s)) {
         let spans: Vec<crate::plot::Shade<'_>> = ordered
             .iter()
             .filter(|(_, i)| &i.service == service)
@@ -307,6 +330,9 @@ pub fn replay(
         "duplicates": counters.duplicates,
         "late": counters.late,
         "overflow": counters.overflow,
+        "not_deduplicated": counters.unchecked,
+        "services": detector.service_count(),
+        "services_evicted": counters.services_evicted,
         "windows_closed": counters.windows_closed,
         "windows_skipped_as_gaps": counters.windows_skipped,
         "score_rows": windows,

@@ -70,6 +70,15 @@ pub struct DetectorConfig {
     /// Most series this partition keeps; reports beyond are counted as
     /// overflow. Default 1000000.
     pub max_series: usize,
+    /// Most services this partition keeps (each costs memory and work at
+    /// every window close); reports of further services are counted as
+    /// overflow until idle ones are evicted. Default 10000.
+    pub max_services: usize,
+    /// A service without a report for this long (event time) is evicted
+    /// with its series and what they learned, unless an incident of it is
+    /// open; its memory is reused. Default `1d`.
+    #[serde(with = "humantime_serde")]
+    pub service_ttl: Duration,
 }
 
 impl Default for DetectorConfig {
@@ -91,6 +100,8 @@ impl Default for DetectorConfig {
             global_span: Duration::from_secs(3600),
             max_gap: Duration::from_secs(900),
             max_series: 1_000_000,
+            max_services: 10_000,
+            service_ttl: Duration::from_secs(86_400),
         }
     }
 }
@@ -120,8 +131,13 @@ impl DetectorConfig {
         if self.surprise_cap.is_nan() || self.surprise_cap < 10.0 {
             return Err("detect.surprise_cap: must be at least 10".into());
         }
-        if self.global_min_regions == 0 || self.max_series == 0 {
-            return Err("detect.global_min_regions / max_series: must be at least 1".into());
+        if self.global_min_regions == 0 || self.max_series == 0 || self.max_services == 0 {
+            return Err(
+                "detect.global_min_regions / max_series / max_services: must be at least 1".into(),
+            );
+        }
+        if self.service_ttl < self.window * 10 {
+            return Err("detect.service_ttl: at least 10 windows".into());
         }
         Ok(())
     }

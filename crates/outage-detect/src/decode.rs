@@ -38,11 +38,13 @@ pub enum RejectReason {
     BadTimestamp,
     /// `ts` is further in the future than the allowed clock skew.
     FutureTimestamp,
+    /// `service` is not on the configured allow-list (`decode.services`).
+    UnknownService,
 }
 
 impl RejectReason {
     /// Every reason, for pre-registering metric label values.
-    pub const ALL: [RejectReason; 9] = [
+    pub const ALL: [RejectReason; 10] = [
         RejectReason::Oversize,
         RejectReason::NotUtf8,
         RejectReason::NotJson,
@@ -52,6 +54,7 @@ impl RejectReason {
         RejectReason::BadRegion,
         RejectReason::BadTimestamp,
         RejectReason::FutureTimestamp,
+        RejectReason::UnknownService,
     ];
 
     /// Stable snake_case name used in headers, metrics and summaries.
@@ -66,6 +69,7 @@ impl RejectReason {
             RejectReason::BadRegion => "bad_region",
             RejectReason::BadTimestamp => "bad_timestamp",
             RejectReason::FutureTimestamp => "future_timestamp",
+            RejectReason::UnknownService => "unknown_service",
         }
     }
 
@@ -110,6 +114,9 @@ pub struct DecodeOptions {
     pub max_reporter_bytes: usize,
     /// Longest accepted `source`, bytes.
     pub max_source_bytes: usize,
+    /// The only services accepted, when set (others: `unknown_service`):
+    /// against floods of made-up names.
+    pub services: Option<std::sync::Arc<std::collections::HashSet<String>>>,
 }
 
 impl Default for DecodeOptions {
@@ -119,6 +126,7 @@ impl Default for DecodeOptions {
             max_clock_skew_ms: 5 * 60 * 1000,
             max_reporter_bytes: 256,
             max_source_bytes: 128,
+            services: None,
         }
     }
 }
@@ -375,6 +383,16 @@ pub fn decode<'a>(
         return Err(DecodeError::new(
             BadService,
             format!("service {:?} is not a slug", truncated(&service)),
+        ));
+    }
+    if opts
+        .services
+        .as_ref()
+        .is_some_and(|allowed| !allowed.contains(service.as_ref()))
+    {
+        return Err(DecodeError::new(
+            UnknownService,
+            format!("service {service:?} is not in decode.services"),
         ));
     }
     let region_text = wire
@@ -672,6 +690,18 @@ mod tests {
         assert_eq!(
             reject(br#"{"service":7,"region":"GB"}"#),
             RejectReason::BadField
+        );
+        let only_alexa = DecodeOptions {
+            services: Some(std::sync::Arc::new(["alexa".to_string()].into())),
+            ..DecodeOptions::default()
+        };
+        let line = |s: &str| format!(r#"{{"service":"{s}","region":"GB","ts":{NOW}}}"#);
+        assert!(decode(line("alexa").as_bytes(), None, NOW, &only_alexa).is_ok());
+        assert_eq!(
+            decode(line("junk-1").as_bytes(), None, NOW, &only_alexa)
+                .unwrap_err()
+                .reason,
+            RejectReason::UnknownService
         );
         assert_eq!(
             reject(br#"{"service":"a","service":"b","region":"GB"}"#),

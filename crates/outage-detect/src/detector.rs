@@ -14,6 +14,7 @@ use std::hash::{BuildHasherDefault, Hash, Hasher};
 
 use rustc_hash::FxHasher;
 use serde::{Deserialize, Serialize};
+use siphasher::sip::SipHasher13;
 
 use crate::baseline::{slot_of, Baseline, LearnRates};
 pub use crate::config::DetectorConfig;
@@ -158,6 +159,30 @@ impl Series {
     }
 }
 
+impl Series {
+    fn new(service: u32, scope: Scope) -> Series {
+        Series {
+            service,
+            scope,
+            baseline: Baseline::new(),
+            sums: ScaleSums::default(),
+            state: SeriesState::Normal,
+            run: 0,
+            since_ms: 0,
+            onset_ms: NO_ONSET,
+            incident: None,
+            pending_problems: [0; 8],
+            pending_peak: (0.0, 0.0),
+            last_excess: 0.0,
+            best_scale: 0,
+            low_run: 0,
+            recur: Recurrence::default(),
+            run_size: 0.0,
+            held: Held::default(),
+        }
+    }
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize)]
 struct Service {
     name: String,
@@ -172,6 +197,28 @@ struct Service {
     /// Reports arrived since the detector was made [`Detector::dormant`]:
     /// only live services report their windows.
     live: bool,
+    /// Event time of its newest report (eviction after `service_ttl`).
+    last_report_ms: i64,
+}
+
+impl Service {
+    fn free() -> Service {
+        Service {
+            name: String::new(),
+            regions: Vec::new(),
+            global: u32::MAX,
+            series: Vec::new(),
+            incident: None,
+            low_run: 0,
+            live: false,
+            last_report_ms: i64::MIN,
+        }
+    }
+
+    /// An evicted service's slot, kept for reuse (names are never empty).
+    fn is_free(&self) -> bool {
+        self.name.is_empty()
+    }
 }
 
 #[derive(Clone, Copy, Debug, Default, Serialize, Deserialize)]
@@ -241,13 +288,29 @@ struct CloseParams {
     recur_decay: f32,
 }
 
+/// Most distinct reporters one window de-duplicates (a few MB); reports of
+/// further reporters in that window are counted without the check, so a
+/// flood of made-up reporter ids cannot grow memory without bound.
+pub const MAX_REPORTERS_PER_WINDOW: usize = 1 << 20;
+
 /// The detector state of one partition.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Detector {
     config: DetectorConfig,
+    /// Indexed by service id; evicted services leave a free slot.
     services: Vec<Service>,
-    service_ids: HashMap<String, u32, FxBuild>,
+    /// Service ids by name, hashed with a key of this process (names come
+    /// from reporters: no one can aim collisions at it). Rebuilt on restore.
+    #[serde(skip)]
+    service_ids: HashMap<String, u32, std::hash::RandomState>,
+    /// Free slots of `services` and `series`, reused before growing.
+    free_services: Vec<u32>,
+    free_series: Vec<u32>,
     series: Vec<Series>,
+    /// SipHash-1-3 key of the (service, reporter) hashes that de-duplicate
+    /// reports: secret and random, kept in the snapshot so that a restored
+    /// detector recognises the reporters it saw.
+    reporter_key: (u64, u64),
     open: VecDeque<OpenWindow>,
     /// The last closed window's reporters (start, hashes): a reporter
     /// counts once per service over any two consecutive windows.
@@ -275,6 +338,16 @@ pub struct Detector {
     regional: RegionalFactors,
 }
 
+/// A key no reporter can guess: from the OS's randomness via std.
+fn random_key() -> (u64, u64) {
+    use std::hash::BuildHasher;
+    let state = std::hash::RandomState::new();
+    (
+        state.hash_one(0x6b65_795f_6130u64),
+        state.hash_one(0x6b65_795f_6131u64),
+    )
+}
+
 fn stable_id(parts: &[&str]) -> String {
     // FNV-1a: fixed across platforms and releases, unlike std's hashers.
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
@@ -293,7 +366,10 @@ impl Detector {
             config,
             services: Vec::new(),
             service_ids: HashMap::default(),
+            free_services: Vec::new(),
+            free_series: Vec::new(),
             series: Vec::new(),
+            reporter_key: random_key(),
             open: VecDeque::new(),
             recent_seen: (i64::MIN, HashSet::default()),
             next_close_ms: None,
@@ -319,12 +395,20 @@ impl Detector {
 
     /// Live series (regions and global) of this partition.
     pub fn series_count(&self) -> usize {
-        self.series.len()
+        self.series.len() - self.free_series.len()
     }
 
-    /// Names of the services this detector has seen.
+    /// Services this partition keeps.
+    pub fn service_count(&self) -> usize {
+        self.services.len() - self.free_services.len()
+    }
+
+    /// Names of the services this detector keeps.
     pub fn services(&self) -> impl Iterator<Item = &str> {
-        self.services.iter().map(|s| s.name.as_str())
+        self.services
+            .iter()
+            .filter(|s| !s.is_free())
+            .map(|s| s.name.as_str())
     }
 
     /// Bytes held by baselines and series bookkeeping (approximate).
@@ -395,12 +479,20 @@ impl Detector {
             self.last_service = id;
             return Some(id);
         }
-        if self.series.len() >= self.config.max_series {
+        if self.series_count() >= self.config.max_series
+            || self.service_count() >= self.config.max_services
+        {
             return None;
         }
-        let id = self.services.len() as u32;
+        let id = match self.free_services.pop() {
+            Some(id) => id,
+            None => {
+                self.services.push(Service::free());
+                (self.services.len() - 1) as u32
+            }
+        };
         let global = self.new_series(id, Scope::Global);
-        self.services.push(Service {
+        self.services[id as usize] = Service {
             name: name.to_string(),
             regions: vec![u32::MAX; Country::COUNT],
             global,
@@ -408,32 +500,179 @@ impl Detector {
             incident: None,
             low_run: 0,
             live: true,
-        });
+            last_report_ms: i64::MIN,
+        };
         self.service_ids.insert(name.to_string(), id);
         Some(id)
     }
 
     fn new_series(&mut self, service: u32, scope: Scope) -> u32 {
-        self.series.push(Series {
-            service,
-            scope,
-            baseline: Baseline::new(),
-            sums: ScaleSums::default(),
-            state: SeriesState::Normal,
-            run: 0,
-            since_ms: 0,
-            onset_ms: NO_ONSET,
-            incident: None,
-            pending_problems: [0; 8],
-            pending_peak: (0.0, 0.0),
-            last_excess: 0.0,
-            best_scale: 0,
-            low_run: 0,
-            recur: Recurrence::default(),
-            run_size: 0.0,
-            held: Held::default(),
-        });
-        (self.series.len() - 1) as u32
+        let fresh = Series::new(service, scope);
+        match self.free_series.pop() {
+            Some(id) => {
+                self.series[id as usize] = fresh;
+                id
+            }
+            None => {
+                self.series.push(fresh);
+                (self.series.len() - 1) as u32
+            }
+        }
+    }
+
+    /// Evicts every service without a report since `before_ms` and without
+    /// an open incident: its series go (what they learned with them), its
+    /// slots are reused. Only services no open window counted are taken,
+    /// so window slots never point at a reused series.
+    fn evict_idle(&mut self, before_ms: i64) {
+        for sid in 0..self.services.len() {
+            let svc = &self.services[sid];
+            if svc.is_free()
+                || svc.last_report_ms >= before_ms
+                || svc.incident.is_some()
+                || svc
+                    .series
+                    .iter()
+                    .any(|&i| self.series[i as usize].incident.is_some())
+                || self.open.iter().any(|w| w.get(svc.global).count > 0)
+            {
+                continue;
+            }
+            let svc = std::mem::replace(&mut self.services[sid], Service::free());
+            self.service_ids.remove(&svc.name);
+            for i in svc.series {
+                // A small placeholder, so the learned state's memory goes.
+                self.series[i as usize] = Series::new(u32::MAX, Scope::Global);
+                self.free_series.push(i);
+            }
+            self.free_services.push(sid as u32);
+            self.counters.services_evicted += 1;
+        }
+        self.last_service = 0;
+    }
+
+    /// Checks that a restored state holds together (every index in range,
+    /// every series owned by the service that lists it, windows' slots
+    /// pointing at their own entries): a snapshot is checked by its CRC
+    /// against corruption, this is against a crafted or buggy one, which
+    /// must be refused rather than panic later.
+    pub(crate) fn check_structure(&self) -> Result<(), String> {
+        self.config.validate()?;
+        let n_series = self.series.len();
+        let mut owner = vec![u32::MAX; n_series];
+        for (sid, svc) in self.services.iter().enumerate() {
+            if svc.is_free() {
+                if !svc.series.is_empty() {
+                    return Err(format!("free service slot {sid} lists series"));
+                }
+                continue;
+            }
+            if svc.regions.len() != Country::COUNT || svc.series.first() != Some(&svc.global) {
+                return Err(format!("service {sid}: malformed series lists"));
+            }
+            for &i in &svc.series {
+                let series = self
+                    .series
+                    .get(i as usize)
+                    .ok_or_else(|| format!("service {sid}: series {i} out of range"))?;
+                if owner[i as usize] != u32::MAX || series.service != sid as u32 {
+                    return Err(format!("series {i} is not service {sid}'s alone"));
+                }
+                owner[i as usize] = sid as u32;
+                let expected = match series.scope {
+                    Scope::Global => svc.global,
+                    Scope::Region(c) => svc.regions[c.index()],
+                };
+                if expected != i {
+                    return Err(format!("series {i}: scope does not match service {sid}"));
+                }
+            }
+            if svc
+                .regions
+                .iter()
+                .any(|&r| r != u32::MAX && owner.get(r as usize) != Some(&(sid as u32)))
+            {
+                return Err(format!("service {sid}: a region points at another series"));
+            }
+        }
+        for s in &self.series {
+            if usize::from(s.held.len) > HELD || usize::from(s.best_scale) >= crate::scan::SCALES {
+                return Err("a series' held windows or scale is out of range".into());
+            }
+        }
+        // Each free slot once, and only slots no one uses.
+        let mut free_services = vec![false; self.services.len()];
+        for &i in &self.free_services {
+            match self.services.get(i as usize) {
+                Some(svc) if svc.is_free() && !free_services[i as usize] => {
+                    free_services[i as usize] = true
+                }
+                _ => return Err("the free services list is inconsistent".into()),
+            }
+        }
+        for &i in &self.free_series {
+            match owner.get_mut(i as usize) {
+                Some(o) if *o == u32::MAX => *o = u32::MAX - 1,
+                _ => return Err("the free series list is inconsistent".into()),
+            }
+        }
+        // Counters a stream could reach (they are added to, never checked).
+        let c = &self.counters;
+        if [
+            c.counted,
+            c.duplicates,
+            c.late,
+            c.overflow,
+            c.windows_closed,
+            c.windows_skipped,
+            c.unchecked,
+            c.services_evicted,
+        ]
+        .iter()
+        .any(|&n| n > 1 << 60)
+        {
+            return Err("counters out of range".into());
+        }
+        // Times a report could carry (or not set yet): the window loops
+        // step through them.
+        let sane = |t: i64| (0..=1_i64 << 50).contains(&t);
+        if self.next_close_ms.is_some_and(|t| !sane(t))
+            || (self.stream_ms != i64::MIN && !sane(self.stream_ms))
+            || self.open.iter().any(|w| !sane(w.start_ms))
+            || self
+                .open
+                .iter()
+                .zip(self.open.iter().skip(1))
+                .any(|(a, b)| a.start_ms >= b.start_ms)
+        {
+            return Err("times out of range or windows out of order".into());
+        }
+        for w in &self.open {
+            for (pos, (series, _)) in w.accs.iter().enumerate() {
+                if w.slot.get(*series as usize) != Some(&(pos as u32)) {
+                    return Err(format!("window {}: slots do not match counts", w.start_ms));
+                }
+            }
+            if w.slot
+                .iter()
+                .any(|&p| p != u32::MAX && p as usize >= w.accs.len())
+                || w.slot.len() > n_series
+            {
+                return Err(format!("window {}: slot out of range", w.start_ms));
+            }
+        }
+        Ok(())
+    }
+
+    /// Rebuilds what the snapshot leaves out (the name index).
+    pub(crate) fn rebuild_index(&mut self) {
+        self.service_ids = self
+            .services
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| !s.is_free())
+            .map(|(i, s)| (s.name.clone(), i as u32))
+            .collect();
     }
 
     /// Counts one report of a stream whose timestamps are trusted (tests,
@@ -460,9 +699,11 @@ impl Detector {
         };
         let country = report.region.country_code();
         let ci = country.index();
-        self.services[sid as usize].live = true;
+        let svc = &mut self.services[sid as usize];
+        svc.live = true;
+        svc.last_report_ms = svc.last_report_ms.max(report.ts_ms);
         let mut region_series = self.services[sid as usize].regions[ci];
-        if region_series == u32::MAX && self.series.len() < self.config.max_series {
+        if region_series == u32::MAX && self.series_count() < self.config.max_series {
             region_series = self.new_series(sid, Scope::Region(country));
             let svc = &mut self.services[sid as usize];
             svc.regions[ci] = region_series;
@@ -491,15 +732,19 @@ impl Detector {
             return Observed::Late;
         }
         let key = report.reporter.as_ref().map(|reporter| {
-            let mut h = FxHasher::default();
+            let mut h = SipHasher13::new_with_keys(self.reporter_key.0, self.reporter_key.1);
             sid.hash(&mut h);
             reporter.hash(&mut h);
             h.finish()
         });
         let seen_before = key.is_some_and(|k| self.seen_in(start - self.config.width_ms(), k));
         let w = self.window_mut(start);
+        let mut unchecked = false;
         if let Some(k) = key {
-            if !w.seen.insert(k) || seen_before {
+            if w.seen.len() >= MAX_REPORTERS_PER_WINDOW && !w.seen.contains(&k) {
+                unchecked = !seen_before;
+            }
+            if !unchecked && (!w.seen.insert(k) || seen_before) {
                 self.counters.duplicates += 1;
                 return Observed::Duplicate;
             }
@@ -513,6 +758,7 @@ impl Detector {
             Observed::Counted
         };
         self.counters.counted += 1;
+        self.counters.unchecked += u64::from(unchecked);
         self.advance_stream(stream_ms);
         result
     }
@@ -547,7 +793,10 @@ impl Detector {
         let pos = self.open.iter().rposition(|w| w.start_ms <= start);
         // Size a new window like the last one, so the reporter set does not
         // rehash its way up on every window.
-        let (series, reporters) = (self.series.len(), self.last_window_reporters);
+        let (series, reporters) = (
+            self.series.len(),
+            self.last_window_reporters.min(MAX_REPORTERS_PER_WINDOW),
+        );
         match pos {
             Some(i) if self.open[i].start_ms == start => &mut self.open[i],
             Some(i) => {
@@ -667,7 +916,20 @@ impl Detector {
             }
         }
         for sid in 0..self.services.len() {
-            self.close_service(sid, w, &params);
+            if !self.services[sid].is_free() {
+                self.close_service(sid, w, &params);
+            }
+        }
+        // Once an hour of windows, and at every close while the cap is
+        // reached.
+        if self
+            .counters
+            .windows_closed
+            .is_multiple_of(u64::from(params.windows_per_day / 24).max(1))
+            || self.service_count() >= self.config.max_services
+        {
+            let ttl = self.config.service_ttl.as_millis() as i64;
+            self.evict_idle(w.start_ms + width - ttl);
         }
     }
 
@@ -1758,5 +2020,74 @@ mod tests {
             stable_id(&["alexa", "region", "GB", "1"]),
             stable_id(&["alexa", "region", "GB1", ""])
         );
+    }
+
+    #[test]
+    fn idle_services_are_evicted_and_their_slots_reused() {
+        let mut d = Detector::new(DetectorConfig {
+            max_services: 3,
+            service_ttl: Duration::from_secs(600),
+            ..DetectorConfig::default()
+        });
+        for s in ["a", "b", "c"] {
+            assert_eq!(d.observe(&report(s, "GB", T0, None)), Observed::Counted);
+        }
+        // At the cap a fourth service is overflow, not a new series.
+        assert_eq!(d.observe(&report("d", "GB", T0, None)), Observed::Overflow);
+        assert_eq!((d.service_count(), d.series_count()), (3, 6));
+        let slots = d.series.len();
+        // Only `a` reports for 12 minutes: once a window closes ten minutes
+        // after their last report, `b` and `c` go.
+        for m in 1..=12 {
+            d.observe(&report("a", "GB", T0 + m * MIN, None));
+        }
+        assert_eq!(d.counters().services_evicted, 2);
+        assert_eq!(d.services().collect::<Vec<_>>(), ["a"]);
+        // Room again: `d` and `e` take the freed slots, nothing grows.
+        let t = T0 + 13 * MIN;
+        assert_eq!(d.observe(&report("d", "DE", t, None)), Observed::Counted);
+        assert_eq!(d.observe(&report("e", "FR", t, None)), Observed::Counted);
+        assert_eq!(d.series.len(), slots);
+        assert_eq!(d.service_count(), 3);
+        // A snapshot keeps all of it, the name index included.
+        let mut back = Detector::from_snapshot(&d.to_snapshot()).unwrap();
+        assert_eq!(back.observe(&report("e", "FR", t, None)), Observed::Counted);
+        assert_eq!(
+            back.observe(&report("f", "FR", t, None)),
+            Observed::Overflow
+        );
+        let mut names: Vec<_> = back.services().collect();
+        names.sort();
+        assert_eq!(names, ["a", "d", "e"]);
+    }
+
+    #[test]
+    fn a_restored_detector_recognises_the_reporters_it_saw() {
+        let mut d = Detector::new(DetectorConfig::default());
+        let r = report("alexa", "GB", T0, Some("u1".into()));
+        assert_eq!(d.observe(&r), Observed::Counted);
+        let mut back = Detector::from_snapshot(&d.to_snapshot()).unwrap();
+        assert_eq!(back.observe(&r), Observed::Duplicate);
+        // Another detector has another key: the same reporter hashes apart.
+        let other = Detector::new(DetectorConfig::default());
+        assert_ne!(d.reporter_key, other.reporter_key);
+    }
+
+    #[test]
+    fn the_reporter_set_of_a_window_is_bounded() {
+        let mut d = Detector::new(DetectorConfig::default());
+        let n = MAX_REPORTERS_PER_WINDOW + 1000;
+        for i in 0..n {
+            let r = report("alexa", "GB", T0 + (i % 1000) as i64, Some(format!("u{i}")));
+            assert_eq!(d.observe(&r), Observed::Counted);
+        }
+        assert_eq!(d.counters().unchecked, 1000);
+        assert!(d
+            .open
+            .iter()
+            .all(|w| w.seen.len() <= MAX_REPORTERS_PER_WINDOW));
+        // Reporters it holds are still checked.
+        let again = report("alexa", "GB", T0, Some("u5".into()));
+        assert_eq!(d.observe(&again), Observed::Duplicate);
     }
 }

@@ -155,4 +155,9 @@ pub struct DetectorCounters {
     pub overflow: u64,
     pub windows_closed: u64,
     pub windows_skipped: u64,
+    /// Reports counted without the reporter check because their window
+    /// already held `MAX_REPORTERS_PER_WINDOW` reporters.
+    pub unchecked: u64,
+    /// Services evicted after `service_ttl` without a report.
+    pub services_evicted: u64,
 }

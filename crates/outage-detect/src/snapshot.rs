@@ -10,7 +10,7 @@ use serde::Deserialize;
 use crate::detector::Detector;
 
 /// Version of the snapshot layout; bumped on any incompatible change.
-pub const SNAPSHOT_VERSION: u32 = 8;
+pub const SNAPSHOT_VERSION: u32 = 9;
 const SNAPSHOT_FORMAT: &str = "outage-radar.detector";
 /// First bytes of a binary snapshot (version 2 on).
 const SNAPSHOT_MAGIC: &[u8; 8] = b"ORDETECT";
@@ -52,8 +52,11 @@ impl Detector {
             if version != SNAPSHOT_VERSION {
                 return Err(SnapshotError::Version { found: version });
             }
-            return postcard::from_bytes(&rest[4..])
-                .map_err(|e| SnapshotError::Malformed(e.to_string()));
+            let mut d: Detector = postcard::from_bytes(&rest[4..])
+                .map_err(|e| SnapshotError::Malformed(e.to_string()))?;
+            d.check_structure().map_err(SnapshotError::Malformed)?;
+            d.rebuild_index();
+            return Ok(d);
         }
         #[derive(Deserialize)]
         struct Header {

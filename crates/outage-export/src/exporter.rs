@@ -76,8 +76,11 @@ impl Exporter {
     pub fn publish(&self, partition: i32, event: &Event) {
         let Some((what, i)) = event.incident() else {
             if let Event::Window(w) = event {
-                self.series.window(w, w.window_start_ms + self.window_ms);
+                let clock = w.window_start_ms + self.window_ms;
+                self.series.window(w, clock);
                 self.board.window(w);
+                // A service's chart goes when its series leave /metrics.
+                self.board.forget_before(clock - self.series.ttl_ms());
                 if let Some(t) = &self.scores {
                     t.send(&w.service, &window_json(w));
                 }

@@ -221,7 +221,7 @@ impl SeriesMetrics {
             ))?,
             dropped: IntCounter::with_opts(opts(
                 "outage_radar_exported_series_dropped_total",
-                "Scored windows not exported because metrics.max_series was reached.",
+                "Scored windows not exported, or normal series removed for a series in outage, because metrics.max_series was reached.",
             ))?,
             ttl_ms: config.series_ttl.as_millis() as i64,
             max_series: config.max_series,
@@ -248,8 +248,23 @@ impl SeriesMetrics {
             Some(e) => e,
             None => {
                 if t.entries.len() >= self.max_series {
+                    // Full: a series in (or entering) an outage takes the
+                    // place of the normal series scored longest ago, so
+                    // junk series cannot keep an outage off /metrics.
+                    let victim = (w.state != SeriesState::Normal)
+                        .then(|| {
+                            t.entries
+                                .iter()
+                                .filter(|(_, e)| e.last.state == SeriesState::Normal)
+                                .min_by_key(|(_, e)| e.seen_ms)
+                                .map(|(k, _)| k.clone())
+                        })
+                        .flatten();
                     self.dropped.inc();
-                    return;
+                    match victim {
+                        Some(k) => self.remove_locked(t, &k),
+                        None => return,
+                    }
                 }
                 let service = t.services.entry(w.service.clone()).or_default();
                 if service.series == 0 {
@@ -347,6 +362,11 @@ impl SeriesMetrics {
         v
     }
 
+    /// `series_ttl` in milliseconds.
+    pub fn ttl_ms(&self) -> i64 {
+        self.ttl_ms
+    }
+
     /// Exported series count.
     pub fn len(&self) -> usize {
         self.table().entries.len()
@@ -369,31 +389,39 @@ impl SeriesMetrics {
         }
         t.next_sweep_ms = clock_ms + (self.ttl_ms / 10).max(1);
         let cutoff = clock_ms - self.ttl_ms;
-        let services = &mut t.services;
-        let mut removed = 0;
-        t.entries.retain(|(service, scope), e| {
-            if e.seen_ms >= cutoff {
-                return true;
+        let gone: Vec<(String, Scope)> = t
+            .entries
+            .iter()
+            .filter(|(_, e)| e.seen_ms < cutoff)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in gone {
+            self.remove_locked(t, &key);
+        }
+    }
+
+    /// Removes one series and keeps its service's gauges right.
+    fn remove_locked(&self, t: &mut Table, key: &(String, Scope)) {
+        let Some(e) = t.entries.remove(key) else {
+            return;
+        };
+        self.exported.dec();
+        let (service, scope) = key;
+        if let Some(s) = t.services.get_mut(service) {
+            if matches!(scope, Scope::Region(_)) && e.last.state == SeriesState::Outage {
+                s.in_outage -= 1;
             }
-            removed += 1;
-            if let Some(s) = services.get_mut(service) {
-                if matches!(scope, Scope::Region(_)) && e.last.state == SeriesState::Outage {
-                    s.in_outage -= 1;
-                }
-                s.series -= 1;
-                if s.series == 0 && s.global_incidents.is_empty() {
-                    services.remove(service);
-                    let _ = self.regions_in_outage.remove_label_values(&[service]);
-                    let _ = self.global_incident.remove_label_values(&[service]);
-                } else {
-                    self.regions_in_outage
-                        .with_label_values(&[service])
-                        .set(s.in_outage);
-                }
+            s.series -= 1;
+            if s.series == 0 && s.global_incidents.is_empty() {
+                t.services.remove(service);
+                let _ = self.regions_in_outage.remove_label_values(&[service]);
+                let _ = self.global_incident.remove_label_values(&[service]);
+            } else {
+                self.regions_in_outage
+                    .with_label_values(&[service])
+                    .set(s.in_outage);
             }
-            false
-        });
-        self.exported.sub(removed);
+        }
     }
 
     /// Appends the per-series families in the Prometheus text format. The
@@ -437,6 +465,11 @@ pub struct PipelineMetrics {
     pub overflow_reports: IntCounter,
     pub windows_closed: IntCounter,
     pub windows_skipped: IntCounter,
+    /// Reports counted without the reporter check (their window's reporter
+    /// set was full).
+    pub unchecked_reports: IntCounter,
+    /// Services evicted after `detect.service_ttl` without a report.
+    pub services_evicted: IntCounter,
     pub detector_series: IntGauge,
     pub watermark_delay: GaugeVec,
     pub scoring_latency: Histogram,
@@ -460,7 +493,7 @@ impl PipelineMetrics {
             ))?,
             overflow_reports: IntCounter::with_opts(opts(
                 "outage_radar_series_overflow_reports_total",
-                "Reports not counted because detect.max_series was reached.",
+                "Reports not counted in their series because detect.max_series or detect.max_services was reached.",
             ))?,
             windows_closed: IntCounter::with_opts(opts(
                 "outage_radar_windows_closed_total",
@@ -469,6 +502,14 @@ impl PipelineMetrics {
             windows_skipped: IntCounter::with_opts(opts(
                 "outage_radar_windows_skipped_total",
                 "Windows skipped over a data gap longer than detect.max_gap (not scored, not learned).",
+            ))?,
+            unchecked_reports: IntCounter::with_opts(opts(
+                "outage_radar_reports_not_deduplicated_total",
+                "Reports counted without the reporter check: their window already held the most reporters one window de-duplicates.",
+            ))?,
+            services_evicted: IntCounter::with_opts(opts(
+                "outage_radar_services_evicted_total",
+                "Services evicted after detect.service_ttl without a report (their series and what they learned).",
             ))?,
             detector_series: IntGauge::with_opts(opts(
                 "outage_radar_detector_series",
@@ -510,6 +551,8 @@ impl PipelineMetrics {
         registry.register(Box::new(m.overflow_reports.clone()))?;
         registry.register(Box::new(m.windows_closed.clone()))?;
         registry.register(Box::new(m.windows_skipped.clone()))?;
+        registry.register(Box::new(m.unchecked_reports.clone()))?;
+        registry.register(Box::new(m.services_evicted.clone()))?;
         registry.register(Box::new(m.detector_series.clone()))?;
         registry.register(Box::new(m.watermark_delay.clone()))?;
         registry.register(Box::new(m.scoring_latency.clone()))?;
@@ -647,5 +690,59 @@ mod tests {
             "{t}"
         );
         assert!(t.contains("outage_radar_exported_series 1"), "{t}");
+    }
+
+    #[test]
+    fn a_series_in_outage_takes_the_place_of_a_normal_one_when_full() {
+        let r = Registry::new();
+        let cfg = MetricsConfig {
+            series_ttl: Duration::from_secs(3600),
+            max_series: 2,
+        };
+        let m = SeriesMetrics::register(&r, &cfg).unwrap();
+        let min = 60_000;
+        // Junk fills the table first.
+        m.window(&score("junk-1", "GB", 0, 1, SeriesState::Normal), min);
+        m.window(&score("junk-2", "GB", min, 1, SeriesState::Normal), 2 * min);
+        // A normal newcomer is dropped; one entering an outage is exported
+        // in place of the normal series scored longest ago.
+        m.window(
+            &score("alexa", "DE", 2 * min, 9, SeriesState::Normal),
+            3 * min,
+        );
+        assert_eq!(
+            m.last("alexa", Scope::Region(Country::parse("DE").unwrap())),
+            None
+        );
+        m.window(
+            &score("alexa", "DE", 3 * min, 90, SeriesState::Pending),
+            4 * min,
+        );
+        m.window(
+            &score("alexa", "GB", 3 * min, 90, SeriesState::Outage),
+            4 * min,
+        );
+        let t = text(&r, &m);
+        assert!(
+            t.contains(r#"outage_radar_series_state{region="DE",service="alexa"} 1"#),
+            "{t}"
+        );
+        assert!(
+            t.contains(r#"outage_radar_series_state{region="GB",service="alexa"} 2"#),
+            "{t}"
+        );
+        assert!(!t.contains("junk-"), "{t}");
+        assert!(t.contains("outage_radar_exported_series 2"), "{t}");
+        assert!(
+            t.contains(r#"outage_radar_regions_in_outage{service="alexa"} 1"#),
+            "{t}"
+        );
+        // Full of series in trouble: a further one is dropped, none removed.
+        m.window(
+            &score("other", "FR", 4 * min, 90, SeriesState::Outage),
+            5 * min,
+        );
+        assert_eq!(m.len(), 2);
+        assert!(text(&r, &m).contains("outage_radar_exported_series_dropped_total 4"));
     }
 }

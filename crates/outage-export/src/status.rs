@@ -34,6 +34,8 @@ struct Board {
     pushed: usize,
     /// Event time of the newest scored window.
     clock_ms: Option<i64>,
+    /// Histories are pruned again from this time on.
+    next_prune_ms: i64,
 }
 
 /// Shared, cheap to clone.
@@ -84,6 +86,24 @@ impl StatusBoard {
     /// moved to another instance, which shows it from now on).
     pub fn withdraw(&self, id: &str) {
         self.board().open.remove(id);
+    }
+
+    /// Forgets the history of every service whose newest window started
+    /// before `before_ms` (a service that stopped, or a flood of made-up
+    /// names); prunes at most every few minutes of event time.
+    pub fn forget_before(&self, before_ms: i64) {
+        let mut b = self.board();
+        if before_ms < b.next_prune_ms {
+            return;
+        }
+        b.next_prune_ms = before_ms + 300_000;
+        b.history
+            .retain(|_, h| h.back().is_some_and(|&(start, _, _)| start >= before_ms));
+    }
+
+    /// How many services have a history (memory bound checks).
+    pub fn history_len(&self) -> usize {
+        self.board().history.len()
     }
 
     /// Forgets a service's history of reports vs expected (its partition
@@ -165,5 +185,42 @@ impl StatusBoard {
             "active_incidents": b.open.values().map(incident_json).collect::<Vec<_>>(),
             "recent_incidents": b.recent.iter().map(incident_json).collect::<Vec<_>>(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use outage_detect::SeriesState;
+
+    fn global(service: &str, start: i64) -> WindowScore {
+        WindowScore {
+            window_start_ms: start,
+            service: service.into(),
+            scope: Scope::Global,
+            observed: 3,
+            expected: 2.0,
+            surprise: 0.1,
+            span: 1,
+            ratio: 1.5,
+            anomalous: false,
+            state: SeriesState::Normal,
+        }
+    }
+
+    #[test]
+    fn histories_of_services_that_stopped_are_forgotten() {
+        let board = StatusBoard::default();
+        let hour = 3_600_000;
+        for i in 0..1000 {
+            board.window(&global(&format!("junk-{i}"), 10 * hour));
+        }
+        board.window(&global("alexa", 12 * hour));
+        board.forget_before(11 * hour);
+        assert_eq!(board.history_len(), 1);
+        // Pruning is rate-limited, never wrong: a newer window keeps it.
+        board.window(&global("alexa", 13 * hour));
+        board.forget_before(12 * hour + 1);
+        assert_eq!(board.history_len(), 1);
     }
 }
