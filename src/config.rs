@@ -11,7 +11,7 @@ use std::time::Duration;
 use anyhow::Context;
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
-use outage_detect::{DecodeOptions, DetectorConfig};
+use outage_detect::{ConfigError, DecodeOptions, DetectorConfig};
 use outage_export::{AlertmanagerConfig, HttpConfig, IncidentsConfig, MetricsConfig, ScoresConfig};
 use outage_ingest::{KafkaConfig, StateConfig};
 use serde::{Deserialize, Serialize};
@@ -79,6 +79,36 @@ impl Default for DecodeConfig {
 }
 
 impl DecodeConfig {
+    /// Rules serde cannot express.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if !(256..=16 * 1024 * 1024).contains(&self.max_message_bytes) {
+            return Err(ConfigError::new(
+                "decode.max_message_bytes",
+                format!("{} is outside 256..=16777216", self.max_message_bytes),
+            ));
+        }
+        if self.max_clock_skew > Duration::from_secs(24 * 3600) {
+            return Err(ConfigError::new(
+                "decode.max_clock_skew",
+                format!(
+                    "{} is more than a day",
+                    humantime::format_duration(self.max_clock_skew)
+                ),
+            ));
+        }
+        if let Some(bad) = self
+            .services
+            .iter()
+            .find(|s| !outage_detect::decode::is_service_slug(s))
+        {
+            return Err(ConfigError::new(
+                "decode.services",
+                format!("{bad:?} is not a service slug [a-z0-9][a-z0-9._-]{{0,63}}"),
+            ));
+        }
+        Ok(())
+    }
+
     pub fn options(&self) -> DecodeOptions {
         DecodeOptions {
             max_message_bytes: self.max_message_bytes,
@@ -167,30 +197,11 @@ impl Config {
     /// Cross-field rules.
     pub fn validate(&self) -> anyhow::Result<()> {
         self.kafka.validate()?;
-        self.detect.validate().map_err(anyhow::Error::msg)?;
-        let d = &self.decode;
-        anyhow::ensure!(
-            (256..=16 * 1024 * 1024).contains(&d.max_message_bytes),
-            "decode.max_message_bytes: {} is outside 256..=16777216",
-            d.max_message_bytes
-        );
-        anyhow::ensure!(
-            d.max_clock_skew <= Duration::from_secs(24 * 3600),
-            "decode.max_clock_skew: {} is more than a day",
-            humantime::format_duration(d.max_clock_skew)
-        );
-        if let Some(bad) = d
-            .services
-            .iter()
-            .find(|s| !outage_detect::decode::is_service_slug(s))
-        {
-            anyhow::bail!(
-                "decode.services: {bad:?} is not a service slug [a-z0-9][a-z0-9._-]{{0,63}}"
-            );
-        }
-        self.metrics.validate().map_err(anyhow::Error::msg)?;
-        self.http.validate().map_err(anyhow::Error::msg)?;
-        self.state.validate().map_err(anyhow::Error::msg)?;
+        self.detect.validate()?;
+        self.decode.validate()?;
+        self.metrics.validate()?;
+        self.http.validate()?;
+        self.state.validate()?;
         let st = &self.state.topic;
         anyhow::ensure!(
             st.is_empty()

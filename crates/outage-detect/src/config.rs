@@ -106,38 +106,63 @@ impl Default for DetectorConfig {
     }
 }
 
+/// A setting that cannot work: the configuration key at fault, as
+/// `section.key`, and why. The one shape of every validation error of the
+/// workspace's crates (the binary wraps it with the file it came from).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {problem}")]
+pub struct ConfigError {
+    pub field: String,
+    pub problem: String,
+}
+
+impl ConfigError {
+    pub fn new(field: impl Into<String>, problem: impl Into<String>) -> ConfigError {
+        ConfigError {
+            field: field.into(),
+            problem: problem.into(),
+        }
+    }
+}
+
 impl DetectorConfig {
-    /// Cross-field rules, as `field: problem`.
-    pub fn validate(&self) -> Result<(), String> {
+    /// Cross-field rules that serde cannot express.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let err =
+            |field: &str, problem: &str| Err(ConfigError::new(format!("detect.{field}"), problem));
         let ms = |d: Duration| d.as_millis();
         if ms(self.window) < 1000 || ms(self.window) > 3_600_000 || 3_600_000 % ms(self.window) != 0
         {
-            return Err("detect.window: must divide one hour and be at least 1s".into());
+            return err("window", "must divide one hour and be at least 1s");
         }
         if self.window_offset >= self.window {
-            return Err("detect.window_offset: must be less than detect.window".into());
+            return err("window_offset", "must be less than detect.window");
         }
         if self.allowed_lateness > self.window * 10 {
-            return Err("detect.allowed_lateness: at most 10 windows".into());
+            return err("allowed_lateness", "at most 10 windows");
         }
         if self.resolve_windows == 0 {
-            return Err("detect.resolve_windows: must be at least 1".into());
+            return err("resolve_windows", "must be at least 1");
         }
         // Written so that NaN, which TOML can spell, fails too.
         let budget = self.false_alarms_per_month;
         if budget.is_nan() || budget <= 0.0 || budget > 1000.0 {
-            return Err("detect.false_alarms_per_month: must be above 0 and at most 1000".into());
+            return err("false_alarms_per_month", "must be above 0 and at most 1000");
         }
         if self.surprise_cap.is_nan() || self.surprise_cap < 10.0 {
-            return Err("detect.surprise_cap: must be at least 10".into());
+            return err("surprise_cap", "must be at least 10");
         }
-        if self.global_min_regions == 0 || self.max_series == 0 || self.max_services == 0 {
-            return Err(
-                "detect.global_min_regions / max_series / max_services: must be at least 1".into(),
-            );
+        for (field, value) in [
+            ("global_min_regions", self.global_min_regions as usize),
+            ("max_series", self.max_series),
+            ("max_services", self.max_services),
+        ] {
+            if value == 0 {
+                return err(field, "must be at least 1");
+            }
         }
         if self.service_ttl < self.window * 10 {
-            return Err("detect.service_ttl: at least 10 windows".into());
+            return err("service_ttl", "at least 10 windows");
         }
         Ok(())
     }

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use siphasher::sip::SipHasher13;
 
 use crate::baseline::{slot_of, Baseline, LearnRates};
-pub use crate::config::DetectorConfig;
+pub use crate::config::{ConfigError, DetectorConfig};
 pub use crate::event::{
     DetectorCounters, Event, Incident, Observed, Scope, SeriesState, SpreadEntry, WindowScore,
 };
@@ -557,7 +557,7 @@ impl Detector {
     /// against corruption, this is against a crafted or buggy one, which
     /// must be refused rather than panic later.
     pub(crate) fn check_structure(&self) -> Result<(), String> {
-        self.config.validate()?;
+        self.config.validate().map_err(|e| e.to_string())?;
         let n_series = self.series.len();
         let mut owner = vec![u32::MAX; n_series];
         for (sid, svc) in self.services.iter().enumerate() {
@@ -1654,7 +1654,7 @@ mod tests {
                 ..DetectorConfig::default()
             };
             let e = config.validate().unwrap_err();
-            assert!(e.contains("false_alarms_per_month"), "{e}");
+            assert_eq!(e.field, "detect.false_alarms_per_month", "{e}");
         }
         assert!(DetectorConfig::default().validate().is_ok());
     }
@@ -1687,7 +1687,10 @@ mod tests {
             window_offset: Duration::from_secs(300),
             ..config
         };
-        assert!(too_far.validate().unwrap_err().contains("window_offset"));
+        assert_eq!(
+            too_far.validate().unwrap_err().field,
+            "detect.window_offset"
+        );
     }
 
     #[test]

@@ -24,7 +24,8 @@ pub mod time;
 
 pub use decode::{decode, DecodeError, DecodeOptions, RejectReason};
 pub use detector::{
-    Detector, DetectorConfig, Event, Incident, Observed, Scope, SeriesState, WindowScore,
+    ConfigError, Detector, DetectorConfig, Event, Incident, Observed, Scope, SeriesState,
+    WindowScore,
 };
 pub use event::IncidentEvent;
 pub use region::{Country, Region};

@@ -16,6 +16,7 @@ use std::time::Duration;
 use outage_detect::time::wall_ms;
 
 use outage_detect::time::format_rfc3339_ms as rfc3339;
+use outage_detect::ConfigError;
 use outage_detect::{Incident, Scope};
 use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 use serde::{Deserialize, Serialize};
@@ -103,23 +104,13 @@ impl Default for AlertmanagerConfig {
     }
 }
 
-/// A config problem, naming the field.
-#[derive(Debug, thiserror::Error)]
-#[error("alertmanager.{field}: {problem}")]
-pub struct AlertConfigError {
-    pub field: &'static str,
-    pub problem: String,
-}
-
-fn cfg_err(field: &'static str, problem: impl Into<String>) -> AlertConfigError {
-    AlertConfigError {
-        field,
-        problem: problem.into(),
-    }
+/// A problem of `[alertmanager]`, naming the key.
+fn cfg_err(field: &str, problem: impl Into<String>) -> ConfigError {
+    ConfigError::new(format!("alertmanager.{field}"), problem)
 }
 
 impl AlertmanagerConfig {
-    pub fn validate(&self) -> Result<(), AlertConfigError> {
+    pub fn validate(&self) -> Result<(), ConfigError> {
         for url in &self.urls {
             let parsed = reqwest::Url::parse(url)
                 .map_err(|e| cfg_err("urls", format!("{url:?} is not a URL: {e}")))?;
@@ -427,7 +418,7 @@ impl Auth {
 
 /// Builds the HTTP client with the configured TLS, and the auth to apply;
 /// secrets are read from the environment here and nowhere else.
-fn client(config: &AlertmanagerConfig) -> Result<(reqwest::Client, Auth), AlertConfigError> {
+fn client(config: &AlertmanagerConfig) -> Result<(reqwest::Client, Auth), ConfigError> {
     let secret = |field: &'static str, var: &str| {
         std::env::var(var)
             .map_err(|_| cfg_err(field, format!("environment variable {var} is not set")))
@@ -503,7 +494,7 @@ pub fn display_url(url: &str) -> String {
 pub fn start(
     config: &AlertmanagerConfig,
     metrics: AlertMetrics,
-) -> Result<Option<AlertQueue>, AlertConfigError> {
+) -> Result<Option<AlertQueue>, ConfigError> {
     config.validate()?;
     if config.urls.is_empty() {
         return Ok(None);
@@ -757,13 +748,19 @@ mod tests {
             urls: vec!["ftp://x".into()],
             ..AlertmanagerConfig::default()
         };
-        assert_eq!(cfg.validate().unwrap_err().field, "urls");
+        assert_eq!(cfg.validate().unwrap_err().field, "alertmanager.urls");
         cfg.urls = vec!["http://127.0.0.1:9093".into()];
         cfg.basic_auth_password_env = Some("X".into());
-        assert_eq!(cfg.validate().unwrap_err().field, "basic_auth_password_env");
+        assert_eq!(
+            cfg.validate().unwrap_err().field,
+            "alertmanager.basic_auth_password_env"
+        );
         cfg.basic_auth_password_env = None;
         cfg.tls_cert_file = Some("client.pem".into());
-        assert_eq!(cfg.validate().unwrap_err().field, "tls_key_file");
+        assert_eq!(
+            cfg.validate().unwrap_err().field,
+            "alertmanager.tls_key_file"
+        );
     }
 
     #[test]

@@ -26,6 +26,8 @@ use tokio::task::JoinSet;
 use tower::ServiceExt;
 use tracing::{debug, warn};
 
+use outage_detect::ConfigError;
+
 use crate::metrics::SeriesMetrics;
 use crate::status::StatusBoard;
 
@@ -69,24 +71,33 @@ impl Default for HttpConfig {
 }
 
 impl HttpConfig {
-    /// Errors name the `[http]` key at fault.
-    pub fn validate(&self) -> Result<(), String> {
+    /// Cross-field rules that serde cannot express.
+    pub fn validate(&self) -> Result<(), ConfigError> {
         if self.header_timeout.is_zero() {
-            return Err("http.header_timeout must be positive".into());
+            return Err(ConfigError::new("http.header_timeout", "must be positive"));
         }
         if self.max_connection_age < self.header_timeout {
-            return Err(format!(
-                "http.max_connection_age ({:?}) must be at least http.header_timeout ({:?})",
-                self.max_connection_age, self.header_timeout
+            return Err(ConfigError::new(
+                "http.max_connection_age",
+                format!(
+                    "{:?} must be at least http.header_timeout ({:?})",
+                    self.max_connection_age, self.header_timeout
+                ),
             ));
         }
         if self.max_connections == 0 {
-            return Err("http.max_connections must be at least 1".into());
+            return Err(ConfigError::new(
+                "http.max_connections",
+                "must be at least 1",
+            ));
         }
         if self.refresh > Duration::from_secs(60) {
-            return Err(format!(
-                "http.refresh ({:?}) is over a minute: /metrics would lag the detectors",
-                self.refresh
+            return Err(ConfigError::new(
+                "http.refresh",
+                format!(
+                    "{:?} is over a minute: /metrics would lag the detectors",
+                    self.refresh
+                ),
             ));
         }
         Ok(())

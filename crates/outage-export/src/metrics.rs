@@ -12,6 +12,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use outage_detect::ConfigError;
 use outage_detect::{Incident, IncidentEvent, Scope, SeriesState, WindowScore};
 use prometheus::{
     GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
@@ -43,12 +44,12 @@ impl Default for MetricsConfig {
 }
 
 impl MetricsConfig {
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), ConfigError> {
         if self.series_ttl.is_zero() {
-            return Err("metrics.series_ttl: must be positive".into());
+            return Err(ConfigError::new("metrics.series_ttl", "must be positive"));
         }
         if self.max_series == 0 {
-            return Err("metrics.max_series: must be at least 1".into());
+            return Err(ConfigError::new("metrics.max_series", "must be at least 1"));
         }
         Ok(())
     }

@@ -91,19 +91,11 @@ impl Default for KafkaConfig {
     }
 }
 
-/// A `[kafka]` setting that cannot work, naming the field.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("kafka.{field}: {problem}")]
-pub struct ConfigError {
-    pub field: String,
-    pub problem: String,
-}
+pub use outage_detect::ConfigError;
 
+/// A `[kafka]` setting that cannot work.
 fn err(field: impl Into<String>, problem: impl Into<String>) -> ConfigError {
-    ConfigError {
-        field: field.into(),
-        problem: problem.into(),
-    }
+    ConfigError::new(format!("kafka.{}", field.into()), problem)
 }
 
 /// Kafka's rule for topic names.
@@ -410,12 +402,12 @@ mod tests {
             dlq_topic: "reports".into(),
             ..KafkaConfig::default()
         };
-        assert_eq!(c.validate().unwrap_err().field, "dlq_topic");
+        assert_eq!(c.validate().unwrap_err().field, "kafka.dlq_topic");
         let c = KafkaConfig {
             topic: "bad topic".into(),
             ..KafkaConfig::default()
         };
-        assert_eq!(c.validate().unwrap_err().field, "topic");
+        assert_eq!(c.validate().unwrap_err().field, "kafka.topic");
     }
 
     #[test]

@@ -532,7 +532,9 @@ impl<S: ReportSink + 'static> Ingester<S> {
         if !state.enabled() {
             return Ok(self);
         }
-        state.validate().map_err(IngestError::State)?;
+        state
+            .validate()
+            .map_err(|e| IngestError::State(e.to_string()))?;
         let reader = StateReader::new(&config.common_config()?, &state.topic, state.load_timeout)
             .map_err(|source| IngestError::StateTopic {
             topic: state.topic.clone(),

@@ -25,6 +25,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use outage_detect::ConfigError;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
@@ -73,15 +74,18 @@ impl StateConfig {
         !self.topic.is_empty()
     }
 
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), ConfigError> {
         if self.interval < Duration::from_millis(100) {
-            return Err("state.interval: must be at least 100ms".into());
+            return Err(ConfigError::new("state.interval", "must be at least 100ms"));
         }
         if !(1024..=16 * 1024 * 1024).contains(&self.chunk_bytes) {
-            return Err("state.chunk_bytes: must be within 1024..=16777216".into());
+            return Err(ConfigError::new(
+                "state.chunk_bytes",
+                "must be within 1024..=16777216",
+            ));
         }
         if self.load_timeout.is_zero() {
-            return Err("state.load_timeout: must be positive".into());
+            return Err(ConfigError::new("state.load_timeout", "must be positive"));
         }
         Ok(())
     }
