@@ -1,5 +1,9 @@
 //! Decoding throughput on realistic report JSON (see BENCHMARKS.md).
 
+// A bench binary, not an API: criterion_group! makes an undocumented
+// public function.
+#![allow(missing_docs)]
+
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
 use outage_detect::{decode, DecodeOptions};
 

@@ -3,6 +3,10 @@
 //! (see BENCHMARKS.md). `observe_10x50_sparse` keeps the earlier, sparser
 //! stream (5,000 reports per minute) where window closing weighs more.
 
+// A bench binary, not an API: criterion_group! makes an undocumented
+// public function.
+#![allow(missing_docs)]
+
 use std::borrow::Cow;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};

@@ -123,14 +123,17 @@ impl<'de> Deserialize<'de> for Profile {
 }
 
 impl Baseline {
+    /// A baseline that has learned nothing yet.
     pub fn new() -> Baseline {
         Baseline::default()
     }
 
+    /// Expected reports per window on an average hour.
     pub fn level(&self) -> f64 {
         f64::from(self.level)
     }
 
+    /// Learned negative-binomial dispersion of one window's count.
     pub fn dispersion(&self) -> f64 {
         f64::from(self.dispersion)
     }

@@ -112,11 +112,14 @@ impl Default for DetectorConfig {
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{field}: {problem}")]
 pub struct ConfigError {
+    /// The key at fault, `section.key`.
     pub field: String,
+    /// What is wrong with its value.
     pub problem: String,
 }
 
 impl ConfigError {
+    /// The error for `field` (`section.key`).
     pub fn new(field: impl Into<String>, problem: impl Into<String>) -> ConfigError {
         ConfigError {
             field: field.into(),

@@ -90,7 +90,9 @@ impl fmt::Display for RejectReason {
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{reason}: {detail}")]
 pub struct DecodeError {
+    /// The bounded reason (a metric label and a dead-letter header).
     pub reason: RejectReason,
+    /// What exactly was wrong, for people (never a label).
     pub detail: String,
 }
 

@@ -361,6 +361,7 @@ fn stable_id(parts: &[&str]) -> String {
 }
 
 impl Detector {
+    /// A detector that has learned nothing, with `config`.
     pub fn new(config: DetectorConfig) -> Detector {
         Detector {
             config,
@@ -385,10 +386,12 @@ impl Detector {
         }
     }
 
+    /// The configuration in use.
     pub fn config(&self) -> &DetectorConfig {
         &self.config
     }
 
+    /// What it counted so far (the caller exports the increments).
     pub fn counters(&self) -> &DetectorCounters {
         &self.counters
     }

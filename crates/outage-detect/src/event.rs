@@ -11,7 +11,9 @@ use crate::report::Problem;
 /// Where a series counts: one country, or the service worldwide.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum Scope {
+    /// One country (subdivisions count in their country).
     Region(Country),
+    /// The service worldwide, every report.
     Global,
 }
 
@@ -28,12 +30,16 @@ impl Scope {
 /// Hysteresis state of a series.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SeriesState {
+    /// Within expectations.
     Normal,
+    /// Anomalous, not yet confirmed.
     Pending,
+    /// Confirmed outage: an incident is open.
     Outage,
 }
 
 impl SeriesState {
+    /// `normal`, `pending` or `outage`.
     pub fn as_str(self) -> &'static str {
         match self {
             SeriesState::Normal => "normal",
@@ -46,26 +52,37 @@ impl SeriesState {
 /// One closed window of one series.
 #[derive(Clone, Debug, PartialEq)]
 pub struct WindowScore {
+    /// Start of the window, ms since the epoch.
     pub window_start_ms: i64,
+    /// Service slug.
     pub service: String,
+    /// Country or worldwide.
     pub scope: Scope,
+    /// Reports counted in the window (after de-duplication).
     pub observed: u32,
+    /// What the baseline expected for it.
     pub expected: f64,
     /// The most surprise any scale saw (−log10 p, 0 below two standard
     /// deviations).
     pub surprise: f64,
     /// Span in windows of the scale that saw it.
     pub span: u32,
+    /// Observed over expected.
     pub ratio: f64,
+    /// Whether the window counts towards an outage.
     pub anomalous: bool,
+    /// The series' state after this window.
     pub state: SeriesState,
 }
 
 /// A region's place in a global incident.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SpreadEntry {
+    /// The region.
     pub region: Country,
+    /// Start of its first anomalous window.
     pub started_at_ms: i64,
+    /// Its largest observed/expected ratio so far.
     pub peak_ratio: f64,
 }
 
@@ -74,7 +91,9 @@ pub struct SpreadEntry {
 pub struct Incident {
     /// Stable id: the same input always gives the same id.
     pub id: String,
+    /// Service slug.
     pub service: String,
+    /// One region, or global.
     pub scope: Scope,
     /// Regions in spread order (global incidents).
     pub regions: Vec<SpreadEntry>,
@@ -82,8 +101,11 @@ pub struct Incident {
     pub started_at_ms: i64,
     /// When the detector declared it (end of the confirming window).
     pub detected_at_ms: i64,
+    /// When it resolved (`None` while open).
     pub resolved_at_ms: Option<i64>,
+    /// Largest observed/expected ratio of its windows.
     pub peak_ratio: f64,
+    /// Largest surprise (−log10 p) of its windows.
     pub peak_surprise: f64,
     /// Reports per problem type over the anomalous windows.
     pub problems: [u64; 8],
@@ -105,9 +127,13 @@ impl Incident {
 /// What the detector has to say.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Event {
+    /// A closed window of one series, scored.
     Window(WindowScore),
+    /// An incident opened.
     Opened(Incident),
+    /// An open incident changed (it spread, or its peaks grew).
     Updated(Incident),
+    /// An incident resolved.
     Resolved(Incident),
 }
 
@@ -137,6 +163,7 @@ crate::label_values!(
 /// What became of one report.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Observed {
+    /// Counted in its window.
     Counted,
     /// Same reporter, same service, same window: counted once already.
     Duplicate,
@@ -149,11 +176,17 @@ pub enum Observed {
 /// Counters a caller exports.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DetectorCounters {
+    /// Reports counted in a window.
     pub counted: u64,
+    /// Reports of a reporter already counted for the service in this or the previous window.
     pub duplicates: u64,
+    /// Reports whose window had closed.
     pub late: u64,
+    /// Reports not counted in a series (`max_series` or `max_services` reached).
     pub overflow: u64,
+    /// Windows closed and scored.
     pub windows_closed: u64,
+    /// Windows skipped over data gaps (neither scored nor learned).
     pub windows_skipped: u64,
     /// Reports counted without the reporter check because their window
     /// already held `MAX_REPORTERS_PER_WINDOW` reporters.

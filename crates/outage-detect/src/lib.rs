@@ -41,10 +41,11 @@ macro_rules! label_values {
         $(#[$meta])*
         #[derive(Clone, Copy, Debug, PartialEq, Eq)]
         pub enum $name {
-            $($(#[$vmeta])* $variant),+
+            $($(#[$vmeta])* #[doc = concat!("Label value `", $value, "`.")] $variant),+
         }
 
         impl $name {
+            /// Every value, to pre-register a metric's label values.
             pub const ALL: &'static [$name] = &[$($name::$variant),+];
 
             /// The label value.

@@ -16,13 +16,21 @@ use crate::region::Region;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[repr(u8)]
 pub enum Problem {
+    /// Cannot connect.
     Connectivity,
+    /// Cannot log in.
     Login,
+    /// The app fails.
     App,
+    /// Voice assistant or calls.
     Voice,
+    /// A device fails.
     Device,
+    /// Total outage.
     Outage,
+    /// Payments fail.
     Payments,
+    /// Anything else, or a problem this build does not know.
     Other,
 }
 
@@ -84,6 +92,7 @@ pub struct Report<'a> {
     pub region: Region,
     /// Event time, milliseconds since the Unix epoch (UTC).
     pub ts_ms: i64,
+    /// What the reporter says is wrong.
     pub problem: Problem,
     /// Opaque reporter id: used for de-duplication and spam caps, never exported.
     pub reporter: Option<Cow<'a, str>>,

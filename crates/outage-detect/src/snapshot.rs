@@ -18,14 +18,23 @@ const SNAPSHOT_MAGIC: &[u8; 8] = b"ORDETECT";
 /// A snapshot that cannot be restored.
 #[derive(Debug, thiserror::Error)]
 pub enum SnapshotError {
+    /// Not a snapshot of any version, or one that does not hold together.
     #[error("not a detector snapshot: {0}")]
     Malformed(String),
+    /// A JSON document of another format.
     #[error("snapshot format {found:?} is not {SNAPSHOT_FORMAT:?}")]
-    Format { found: String },
+    Format {
+        /// The format it names.
+        found: String,
+    },
+    /// A snapshot of another version (the partition starts without it).
     #[error(
         "snapshot version {found} is not supported (this build reads version {SNAPSHOT_VERSION})"
     )]
-    Version { found: u32 },
+    Version {
+        /// The version it carries.
+        found: u32,
+    },
 }
 
 impl Detector {

@@ -4,6 +4,10 @@
 //!
 //!   cargo bench -p outage-export --bench scrape
 
+// A bench binary, not an API: criterion_group! makes an undocumented
+// public function.
+#![allow(missing_docs)]
+
 use criterion::{criterion_group, criterion_main, Criterion};
 use outage_detect::{Country, Scope, SeriesState, WindowScore};
 use outage_export::{MetricsConfig, PipelineMetrics, SeriesMetrics};

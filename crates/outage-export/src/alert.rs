@@ -65,6 +65,7 @@ pub struct AlertmanagerConfig {
     /// HTTP basic auth user; the password comes from the environment
     /// variable named by `basic_auth_password_env`.
     pub basic_auth_username: Option<String>,
+    /// Environment variable holding the basic-auth password (never the password itself).
     pub basic_auth_password_env: Option<String>,
     /// Environment variable holding a bearer token.
     pub bearer_token_env: Option<String>,
@@ -74,6 +75,7 @@ pub struct AlertmanagerConfig {
     /// Alertmanager that requires client certificates (mutual TLS:
     /// `client_auth_type: RequireAndVerifyClientCert` in its web config).
     pub tls_cert_file: Option<PathBuf>,
+    /// Client key (PEM) for mutual TLS, with `tls_cert_file`.
     pub tls_key_file: Option<PathBuf>,
     /// Accept any certificate (testing only). Default `false`.
     pub tls_insecure_skip_verify: bool,
@@ -110,6 +112,7 @@ fn cfg_err(field: &str, problem: impl Into<String>) -> ConfigError {
 }
 
 impl AlertmanagerConfig {
+    /// Checks URLs, intervals and paired settings; errors name the key.
     pub fn validate(&self) -> Result<(), ConfigError> {
         for url in &self.urls {
             let parsed = reqwest::Url::parse(url)
@@ -189,13 +192,18 @@ impl AlertmanagerConfig {
 /// Counters of the push path.
 #[derive(Clone)]
 pub struct AlertMetrics {
+    /// `outage_radar_alert_pushes_total{alertmanager,result}`.
     pub pushes: IntCounterVec,
+    /// `outage_radar_alert_pushes_abandoned_total`: batches given up after retries.
     pub abandoned: IntCounter,
+    /// `outage_radar_alert_events_dropped_total`: events dropped before the push (queue full).
     pub dropped: IntCounter,
+    /// `outage_radar_alerts_firing`: alerts being re-sent.
     pub firing: IntGauge,
 }
 
 impl AlertMetrics {
+    /// Creates and registers the alert metrics.
     pub fn register(registry: &Registry) -> prometheus::Result<AlertMetrics> {
         let m = AlertMetrics {
             pushes: IntCounterVec::new(
@@ -239,7 +247,9 @@ outage_detect::label_values!(
 pub struct PendingAlert {
     /// Alertmanager's identity of the alert: its label set, as a key.
     pub key: String,
+    /// The alert as Alertmanager's API takes it (`endsAt` added at send).
     pub body: Value,
+    /// Whether it is the resolution (sent until Alertmanager has it).
     pub resolved: bool,
 }
 

@@ -110,10 +110,12 @@ impl HttpConfig {
 pub struct Readiness(Arc<AtomicBool>);
 
 impl Readiness {
+    /// Marks this instance ready (or not) for `/-/ready`.
     pub fn set(&self, ready: bool) {
         self.0.store(ready, Ordering::Release);
     }
 
+    /// What `/-/ready` answers.
     pub fn is_ready(&self) -> bool {
         self.0.load(Ordering::Acquire)
     }
@@ -143,6 +145,7 @@ pub struct HttpMetrics {
 }
 
 impl HttpMetrics {
+    /// Creates and registers the HTTP metrics.
     pub fn register(registry: &Registry) -> prometheus::Result<Self> {
         let m = HttpMetrics {
             open: IntGauge::new(

@@ -117,10 +117,12 @@ outage_detect::label_values!(
 /// Delivery results of the output topics (incidents, scores).
 #[derive(Clone)]
 pub struct OutputTopicMetrics {
+    /// `outage_radar_output_messages_total{output,result}`.
     pub messages: prometheus::IntCounterVec,
 }
 
 impl OutputTopicMetrics {
+    /// Creates and registers the output metrics (every label pair at 0).
     pub fn register(registry: &prometheus::Registry) -> prometheus::Result<Self> {
         let messages = prometheus::IntCounterVec::new(
             prometheus::Opts::new(

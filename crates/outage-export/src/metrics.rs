@@ -44,6 +44,7 @@ impl Default for MetricsConfig {
 }
 
 impl MetricsConfig {
+    /// Errors name the `[metrics]` key at fault.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.series_ttl.is_zero() {
             return Err(ConfigError::new("metrics.series_ttl", "must be positive"));
@@ -62,10 +63,15 @@ fn opts(name: &str, help: &str) -> Opts {
 /// The last scored window of one series, as exported.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct LastWindow {
+    /// Start of the window, ms since the epoch.
     pub window_start_ms: i64,
+    /// Reports counted in it.
     pub observed: u32,
+    /// What the baseline expected.
     pub expected: f64,
+    /// Its surprise (−log10 p).
     pub surprise: f64,
+    /// The series' state after it.
     pub state: SeriesState,
 }
 
@@ -196,6 +202,7 @@ fn int_into(out: &mut Vec<u8>, v: u64) {
 }
 
 impl SeriesMetrics {
+    /// Creates the table and registers its per-service gauges and counters.
     pub fn register(registry: &Registry, config: &MetricsConfig) -> prometheus::Result<Self> {
         let m = SeriesMetrics {
             table: Arc::new(Mutex::new(Table {
@@ -373,6 +380,7 @@ impl SeriesMetrics {
         self.table().entries.len()
     }
 
+    /// Whether no series is exported.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -461,19 +469,28 @@ impl SeriesMetrics {
 /// Pipeline health figures fed by the detection side.
 #[derive(Clone)]
 pub struct PipelineMetrics {
+    /// `outage_radar_late_reports_total`.
     pub late_reports: IntCounter,
+    /// `outage_radar_duplicate_reports_total`.
     pub duplicate_reports: IntCounter,
+    /// `outage_radar_series_overflow_reports_total`.
     pub overflow_reports: IntCounter,
+    /// `outage_radar_windows_closed_total`.
     pub windows_closed: IntCounter,
+    /// `outage_radar_windows_skipped_total`.
     pub windows_skipped: IntCounter,
     /// Reports counted without the reporter check (their window's reporter
     /// set was full).
     pub unchecked_reports: IntCounter,
     /// Services evicted after `detect.service_ttl` without a report.
     pub services_evicted: IntCounter,
+    /// `outage_radar_detector_series`.
     pub detector_series: IntGauge,
+    /// `outage_radar_watermark_delay_seconds{partition}`.
     pub watermark_delay: GaugeVec,
+    /// `outage_radar_scoring_latency_seconds`.
     pub scoring_latency: Histogram,
+    /// `outage_radar_incidents_total{scope,event}`.
     pub incidents: IntCounterVec,
     /// Partitions that start detection without a restored snapshot, by
     /// how (`warm` from `run --snapshot`, `empty`); restores are counted
@@ -482,6 +499,7 @@ pub struct PipelineMetrics {
 }
 
 impl PipelineMetrics {
+    /// Creates and registers the pipeline metrics (every label pair at 0).
     pub fn register(registry: &Registry) -> prometheus::Result<Self> {
         let m = PipelineMetrics {
             late_reports: IntCounter::with_opts(opts(

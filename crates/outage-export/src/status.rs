@@ -47,6 +47,7 @@ impl StatusBoard {
         self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Records a scored window (the clock; the history of global series).
     pub fn window(&self, w: &WindowScore) {
         let mut b = self.board();
         b.clock_ms = Some(
@@ -63,6 +64,7 @@ impl StatusBoard {
         }
     }
 
+    /// Records an incident event (open and recent incidents, the feed).
     pub fn incident(&self, event: IncidentEvent, inc: &Incident) {
         let mut b = self.board();
         match event {

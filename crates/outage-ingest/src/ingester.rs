@@ -65,12 +65,15 @@ const MAX_PENDING_DLQ_BYTES: usize = 64 << 20;
 pub struct Shutdown(Arc<AtomicBool>);
 
 impl Shutdown {
+    /// A shutdown not yet triggered.
     pub fn new() -> Shutdown {
         Shutdown::default()
     }
+    /// Asks the ingester to stop (a final commit, then `run` returns).
     pub fn trigger(&self) {
         self.0.store(true, Ordering::SeqCst);
     }
+    /// Whether a stop was asked for.
     pub fn is_triggered(&self) -> bool {
         self.0.load(Ordering::Relaxed)
     }
@@ -79,25 +82,36 @@ impl Shutdown {
 /// Failures that stop the ingester from starting.
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
+    /// The `[kafka]` configuration cannot work.
     #[error("invalid configuration")]
     Config(#[from] ConfigError),
+    /// librdkafka refused to create a client.
     #[error("cannot create the kafka {client}")]
     Client {
+        /// Which client: consumer, dead-letter producer, state reader…
         client: &'static str,
+        /// librdkafka's reason.
         #[source]
         source: KafkaError,
     },
+    /// The subscription to the reports topic failed.
     #[error("cannot subscribe to topic {topic}")]
     Subscribe {
+        /// The reports topic.
         topic: String,
+        /// librdkafka's reason.
         #[source]
         source: KafkaError,
     },
+    /// The `[state]` configuration cannot work.
     #[error("{0}")]
     State(String),
+    /// The state topic cannot be used.
     #[error("cannot use the state topic {topic} (create it with cleanup.policy=compact)")]
     StateTopic {
+        /// The state topic.
         topic: String,
+        /// librdkafka's reason.
         #[source]
         source: KafkaError,
     },
@@ -106,8 +120,11 @@ pub enum IngestError {
 /// What one run of the ingester did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct IngestSummary {
+    /// Messages consumed.
     pub consumed: u64,
+    /// Reports decoded and handed to the sink.
     pub decoded: u64,
+    /// Messages dead-lettered, by reason.
     pub dead_lettered: BTreeMap<RejectReason, u64>,
     /// Reports counted although their Kafka key is not their service (see
     /// [`MisKeyed`]).
@@ -118,6 +135,7 @@ pub struct IngestSummary {
 }
 
 impl IngestSummary {
+    /// Messages dead-lettered, all reasons.
     pub fn dead_lettered_total(&self) -> u64 {
         self.dead_lettered.values().sum()
     }

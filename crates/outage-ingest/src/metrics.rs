@@ -11,23 +11,34 @@ use prometheus::{
 /// The ingester's counters. Cloning shares the underlying series.
 #[derive(Clone, Debug)]
 pub struct IngestMetrics {
+    /// `outage_radar_messages_consumed_total`.
     pub messages_consumed: IntCounter,
+    /// `outage_radar_reports_decoded_total`.
     pub reports_decoded: IntCounter,
+    /// `outage_radar_messages_dead_lettered_total{reason}`.
     pub dead_lettered: IntCounterVec,
     /// Reports whose Kafka key is not their service (see [`MisKeyed`]).
     pub mis_keyed: IntCounterVec,
+    /// `outage_radar_dead_letter_errors_total`: failed deliveries, retried.
     pub dead_letter_errors: IntCounter,
+    /// `outage_radar_kafka_errors_total{operation}`.
     pub kafka_errors: IntCounterVec,
+    /// `outage_radar_rebalances_total{event}`.
     pub rebalances: IntCounterVec,
+    /// `outage_radar_assigned_partitions`.
     pub assigned_partitions: IntGauge,
     /// Assigned partitions waiting for their state (the state topic could
     /// not be read yet): paused, and the instance not ready.
     pub waiting_for_state: IntGauge,
     /// Messages behind the partition's end, from librdkafka statistics.
     pub consumer_lag: IntGaugeVec,
+    /// `outage_radar_state_snapshots_total{result}`.
     pub state_snapshots: IntCounterVec,
+    /// `outage_radar_state_snapshot_bytes`: size of the last snapshot.
     pub state_snapshot_bytes: IntGauge,
+    /// `outage_radar_state_snapshot_seconds`: time to write one.
     pub state_snapshot_seconds: Histogram,
+    /// `outage_radar_state_restores_total{outcome}`.
     pub state_restores: IntCounterVec,
 }
 
@@ -239,6 +250,7 @@ pub enum MisKeyed {
 }
 
 impl MisKeyed {
+    /// Both values, to pre-register the label.
     pub const ALL: [MisKeyed; 2] = [MisKeyed::Other, MisKeyed::Missing];
 
     /// The `key` label value.

@@ -34,6 +34,7 @@ pub struct OffsetTracker {
 }
 
 impl OffsetTracker {
+    /// Tracks nothing yet.
     pub fn new() -> OffsetTracker {
         OffsetTracker::default()
     }

@@ -13,7 +13,9 @@ use crate::state::SinkState;
 /// Where a report came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Position {
+    /// Kafka partition of the report.
     pub partition: i32,
+    /// Its offset in the partition.
     pub offset: i64,
     /// The Kafka message timestamp, when the message has one.
     pub kafka_ts_ms: Option<i64>,
@@ -63,7 +65,9 @@ pub trait ReportSink: Send {
 /// and a cheap way to check delivery guarantees.
 #[derive(Debug, Default, Clone)]
 pub struct CountingSink {
+    /// Reports counted, all partitions.
     pub total: u64,
+    /// Reports counted per partition.
     pub per_partition: BTreeMap<i32, u64>,
     counter: Option<prometheus::IntCounter>,
 }

@@ -70,10 +70,12 @@ impl Default for StateConfig {
 }
 
 impl StateConfig {
+    /// Whether snapshots are on (a topic is set).
     pub fn enabled(&self) -> bool {
         !self.topic.is_empty()
     }
 
+    /// Errors name the `[state]` key at fault.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.interval < Duration::from_millis(100) {
             return Err(ConfigError::new("state.interval", "must be at least 100ms"));
@@ -93,7 +95,9 @@ impl StateConfig {
 
 /// A state the sink gave for snapshotting.
 pub struct SinkState {
+    /// The serialized state.
     pub payload: Vec<u8>,
+    /// What it counts (series, for the detector), for logs and metrics.
     pub items: u64,
 }
 
@@ -155,6 +159,7 @@ impl StateReader {
         })
     }
 
+    /// Partitions of the state topic.
     pub fn partitions(&self) -> i32 {
         self.partitions
     }

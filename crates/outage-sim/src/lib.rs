@@ -24,10 +24,13 @@ use serde::{Deserialize, Serialize};
 
 const MIN: i64 = 60_000;
 
+/// Why a scenario cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ScenarioError {
+    /// Not TOML of the scenario format.
     #[error("cannot parse scenario: {0}")]
     Parse(#[from] toml::de::Error),
+    /// Well-formed but impossible (the message says which field and why).
     #[error("{0}")]
     Invalid(String),
 }
@@ -46,7 +49,9 @@ fn default_jitter() -> Duration {
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Scenario {
+    /// Scenario name (reported in the truth file).
     pub name: String,
+    /// What it shows, for people.
     #[serde(default)]
     pub description: String,
     /// Seed of every random choice.
@@ -70,15 +75,20 @@ pub struct Scenario {
     /// years behind. No detector should count them as an outage.
     #[serde(default)]
     pub outlier_fraction: f64,
+    /// Services reporting in every region.
     pub services: Vec<ServiceSpec>,
+    /// Regions, with their share of the volume and time zone.
     pub regions: Vec<RegionSpec>,
+    /// Injected outages, spam, clock shifts, drift, gaps and holidays.
     #[serde(default)]
     pub events: Vec<EventSpec>,
 }
 
+/// One service of a scenario.
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServiceSpec {
+    /// Service slug as it appears in reports.
     pub name: String,
     /// Worldwide reports per minute on an average hour.
     pub rate_per_minute: f64,
@@ -90,6 +100,7 @@ pub struct ServiceSpec {
     pub reporters: u64,
 }
 
+/// One region of a scenario.
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RegionSpec {
@@ -101,9 +112,11 @@ pub struct RegionSpec {
     pub utc_offset: f64,
 }
 
+/// When an event reaches one region.
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RegionDelay {
+    /// Region code (one of the scenario's regions).
     pub region: String,
     /// Delay after the event's start.
     #[serde(with = "humantime_serde")]
@@ -117,55 +130,80 @@ pub enum EventSpec {
     /// Reports × `multiplier` in each region from its start for `duration`,
     /// in the given `shape`.
     Outage {
+        /// Affected service.
         service: String,
+        /// RFC 3339 start.
         start: String,
+        /// How long the raised volume lasts.
         #[serde(with = "humantime_serde")]
         duration: Duration,
+        /// Volume at the peak, as a multiple of normal.
         multiplier: f64,
+        /// Regions it reaches, each after its delay.
         regions: Vec<RegionDelay>,
+        /// The problem the extra reports name (default: that of normal reports).
         #[serde(default)]
         problem: Option<String>,
         /// `step` (default), `ramp` (rising to `multiplier` over `period`)
         /// or `flap` (on and off, `period` each).
         #[serde(default)]
         shape: Shape,
+        /// Ramp length, or the length of each on and off phase of a flap.
         #[serde(default, with = "humantime_serde")]
         period: Duration,
     },
     /// A region's clocks move by `shift_hours` (daylight saving time).
     Dst {
+        /// Region whose clocks move.
         region: String,
+        /// RFC 3339 moment of the shift.
         start: String,
+        /// Hours the local clock moves (+1 at the spring change).
         shift_hours: f64,
     },
     /// A few reporters sending many reports.
     Spam {
+        /// Service the spam names.
         service: String,
+        /// Region it comes from.
         region: String,
+        /// RFC 3339 start.
         start: String,
+        /// How long it lasts.
         #[serde(with = "humantime_serde")]
         duration: Duration,
+        /// Distinct reporters sending it.
         reporters: u32,
+        /// Spam reports per minute, in all.
         per_minute: f64,
     },
     /// The service's volume grows by `growth_per_week` (0.3 = +30 %/week).
     Drift {
+        /// Service whose volume drifts.
         service: String,
+        /// RFC 3339 start of the drift.
         start: String,
+        /// Relative growth per week.
         growth_per_week: f64,
     },
     /// No reports at all (an upstream pipeline stall).
     Gap {
+        /// RFC 3339 start of the gap.
         start: String,
+        /// How long no report arrives.
         #[serde(with = "humantime_serde")]
         duration: Duration,
     },
     /// A region's volume × `factor` (a quiet holiday).
     Holiday {
+        /// Region on holiday.
         region: String,
+        /// RFC 3339 start.
         start: String,
+        /// How long it lasts.
         #[serde(with = "humantime_serde")]
         duration: Duration,
+        /// Volume multiplier while it lasts (below 1).
         factor: f64,
     },
 }
@@ -174,13 +212,17 @@ pub enum EventSpec {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Shape {
+    /// The full multiplier from the start.
     #[default]
     Step,
+    /// Rising linearly to the multiplier over `period`.
     Ramp,
+    /// On and off, `period` each.
     Flap,
 }
 
 impl Shape {
+    /// The name used in scenario files and reports.
     pub fn as_str(self) -> &'static str {
         match self {
             Shape::Step => "step",
@@ -211,16 +253,22 @@ impl Shape {
 /// Reports above expectation in a window (minute) from which an outage can
 /// be seen at all, and in all, for it to count in recall.
 pub const DETECTABLE_PEAK: f64 = 4.0;
+/// Excess reports over the whole outage below which it is not counted in
+/// recall (see [`DETECTABLE_PEAK`]).
 pub const DETECTABLE_TOTAL: f64 = 40.0;
 
 /// Ground truth of one event.
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
 pub struct TruthEvent {
+    /// `outage`, `spam`, `dst`, `drift`, `gap` or `holiday`.
     pub kind: String,
+    /// Service it concerns, if one.
     pub service: Option<String>,
     /// Per affected region: its true start (RFC 3339).
     pub regions: Vec<TruthRegion>,
+    /// RFC 3339 start.
     pub start: String,
+    /// RFC 3339 end.
     pub end: String,
     /// Whether a detector should raise an incident for it.
     pub expect_incident: bool,
@@ -229,20 +277,26 @@ pub struct TruthEvent {
     /// Outages: multiplier, shape and length.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub magnitude: Option<f64>,
+    /// Outages: how the excess develops.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shape: Option<Shape>,
+    /// Outages: length in minutes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub duration_minutes: Option<f64>,
 }
 
+/// Ground truth of one region of an event.
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
 pub struct TruthRegion {
+    /// Region code.
     pub region: String,
+    /// RFC 3339 start in this region.
     pub start: String,
     /// Outages: expected reports above normal over the whole outage, and
     /// the most in one minute.
     #[serde(default)]
     pub excess: f64,
+    /// Most excess reports in one minute.
     #[serde(default)]
     pub peak_excess: f64,
     /// Normal reports per minute in this region at its start.
@@ -265,21 +319,28 @@ fn yes() -> bool {
 /// Ground truth of a generated stream.
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
 pub struct Truth {
+    /// Scenario name.
     pub scenario: String,
+    /// RFC 3339 start of the stream.
     pub start: String,
+    /// RFC 3339 end of the stream.
     pub end: String,
     /// Region series (services × regions), for false incidents per
     /// series-month.
     #[serde(default)]
     pub series: usize,
+    /// Every injected event with what a detector should do about it.
     pub events: Vec<TruthEvent>,
 }
 
 /// What [`generate`] wrote.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Generated {
+    /// Reports written.
     pub reports: u64,
+    /// Malformed lines written.
     pub malformed: u64,
+    /// Reports written late (after later ones).
     pub late: u64,
     /// Reports dated by a broken clock (see `outlier_fraction`).
     pub outliers: u64,
@@ -303,6 +364,7 @@ pub const BUILTIN: [(&str, &str); 2] = [
 ];
 
 impl Scenario {
+    /// Parses and validates a scenario file.
     pub fn from_toml(text: &str) -> Result<Scenario, ScenarioError> {
         let s: Scenario = toml::from_str(text)?;
         s.validate()?;
@@ -321,6 +383,7 @@ impl Scenario {
         })
     }
 
+    /// Checks what the format cannot: times, regions, rates, events.
     pub fn validate(&self) -> Result<(), ScenarioError> {
         let bad = |m: String| Err(ScenarioError::Invalid(m));
         parse_time(&self.start, "start")?;

@@ -102,6 +102,7 @@ impl Prometheus {
         format!("http://127.0.0.1:{}", self.0.port)
     }
 
+    /// Its working directory (config, data, log).
     pub fn dir(&self) -> &Path {
         self.0.dir.path()
     }
@@ -155,6 +156,7 @@ impl Alertmanager {
         format!("{scheme}://127.0.0.1:{}", self.0.port)
     }
 
+    /// Its working directory (config, data, log).
     pub fn dir(&self) -> &Path {
         self.0.dir.path()
     }

@@ -21,11 +21,13 @@ pub struct TestCerts {
     pub ca: PathBuf,
     /// The server's certificate chain and its private key.
     pub server_cert: PathBuf,
+    /// The server's private key (PEM).
     pub server_key: PathBuf,
     /// Another CA, which signed nothing the server presents.
     pub other_ca: PathBuf,
     /// A client certificate the CA signed, and its key (mutual TLS).
     pub client_cert: PathBuf,
+    /// The client's private key (PEM).
     pub client_key: PathBuf,
 }
 
@@ -112,6 +114,7 @@ impl TlsProxy {
         TlsProxy { service, port }
     }
 
+    /// The port it listens on, on 127.0.0.1.
     pub fn port(&self) -> u16 {
         self.port
     }

@@ -8,9 +8,11 @@ use std::sync::{Arc, Mutex};
 /// One received request.
 #[derive(Clone, Debug)]
 pub struct Received {
+    /// Request path.
     pub path: String,
     /// Request headers, names in lower case.
     pub headers: Vec<(String, String)>,
+    /// Parsed JSON body.
     pub body: serde_json::Value,
 }
 
@@ -22,6 +24,7 @@ pub struct WebhookReceiver {
 }
 
 impl WebhookReceiver {
+    /// Starts a receiver on a free port of 127.0.0.1.
     pub fn start() -> WebhookReceiver {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
         let port = listener.local_addr().expect("local addr").port();

@@ -15,33 +15,43 @@ pub const STATE_VERSION: u32 = 2;
 /// The snapshot's description, stored as the manifest record.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Manifest {
+    /// Always [`STATE_FORMAT`].
     pub format: String,
+    /// Layout version ([`STATE_VERSION`]).
     pub version: u32,
+    /// Generation of the snapshot: its chunks carry the same number.
     pub generation: u64,
     /// Next offset of the source partition to process after restoring.
     pub offset: i64,
+    /// Chunks the payload was split into.
     pub chunks: u32,
     /// Compressed payload size.
     pub bytes: u64,
     /// Uncompressed payload size.
     pub raw_bytes: u64,
+    /// CRC-32 of the compressed payload.
     pub crc32: u32,
     /// What the sink counts in it (series, for the detector).
     pub items: u64,
+    /// When it was taken, ms since the epoch.
     pub created_at_ms: i64,
 }
 
 /// A snapshot read back.
 #[derive(Debug)]
 pub struct Loaded {
+    /// The manifest it was read with.
     pub manifest: Manifest,
+    /// The decompressed payload.
     pub payload: Vec<u8>,
 }
 
 /// What the state topic holds for one key.
 #[derive(Debug)]
 pub enum LoadOutcome {
+    /// A usable snapshot.
     Found(Loaded),
+    /// No snapshot for the key.
     Missing,
     /// Present but unusable: the reason.
     Corrupt(String),
