@@ -1,3 +1,4 @@
+//! libFuzzer entry for `targets::snapshot_decoder` (see `fuzz/targets.rs`).
 #![no_main]
 
 // The state topic's layout without the Kafka client (librdkafka does not

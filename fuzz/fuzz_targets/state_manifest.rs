@@ -1,3 +1,4 @@
+//! libFuzzer entry for `targets::state_manifest` (see `fuzz/targets.rs`).
 #![no_main]
 
 // The state topic's layout without the Kafka client (librdkafka does not
