@@ -285,6 +285,19 @@ impl Baseline {
         self.level = (f64::from(self.level) * factor).max(0.0) as f32;
     }
 
+    /// Whether every learned number is finite and in its range (a restored
+    /// snapshot is checked with it).
+    pub fn is_sane(&self) -> bool {
+        let ok = |x: f32| x.is_finite() && x >= 0.0;
+        ok(self.level)
+            && ok(self.dispersion)
+            && ok(self.mass)
+            && self
+                .profile
+                .as_ref()
+                .is_none_or(|p| p.mult.iter().all(|&m| ok(m)))
+    }
+
     /// Heap plus inline bytes of this baseline.
     pub fn memory_bytes(&self) -> usize {
         std::mem::size_of::<Baseline>()

@@ -1943,4 +1943,16 @@ mod tests {
         let again = report("alexa", "GB", T0, Some("u5".into()));
         assert_eq!(d.observe(&again), Observed::Duplicate);
     }
+
+    #[test]
+    fn a_snapshot_holding_a_nan_is_refused() {
+        let mut d = Detector::new(DetectorConfig::default());
+        d.observe(&report("alexa", "GB", T0, None));
+        assert!(Detector::from_snapshot(&d.to_snapshot()).is_ok());
+        d.series[0].last_excess = f32::NAN;
+        assert!(matches!(
+            Detector::from_snapshot(&d.to_snapshot()),
+            Err(SnapshotError::Malformed(e)) if e.contains("not finite")
+        ));
+    }
 }

@@ -46,6 +46,13 @@ pub struct Recurrence {
 }
 
 impl Recurrence {
+    /// Whether both numbers are finite and not negative.
+    pub fn is_sane(&self) -> bool {
+        [self.episodes, self.biggest]
+            .iter()
+            .all(|x| x.is_finite() && *x >= 0.0)
+    }
+
     /// Per-window decay factor of the episode count for windows of
     /// `width_ms`.
     pub fn decay_per_window(width_ms: i64) -> f32 {

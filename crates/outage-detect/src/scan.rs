@@ -213,6 +213,13 @@ impl ScaleSums {
         verdict
     }
 
+    /// Whether every sum is finite and not negative (a restored snapshot
+    /// is checked with it).
+    pub fn is_sane(&self) -> bool {
+        let ok = |x: f32| x.is_finite() && x >= 0.0;
+        ok(self.persistent) && self.sums.iter().all(|&(o, e)| ok(o) && ok(e))
+    }
+
     /// Learns the persistent dispersion from the longest scale's spread
     /// (call after [`ScaleSums::push`], for a window that was normal).
     pub fn learn(&mut self, k: f64, rate: f64) {

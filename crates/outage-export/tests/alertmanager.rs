@@ -219,7 +219,7 @@ fn basic_auth_and_bearer_tokens_are_sent() {
     let err = start(&config, AlertMetrics::register(&Registry::new()).unwrap())
         .err()
         .unwrap();
-    assert_eq!(err.field, "bearer_token_env");
+    assert_eq!(err.field, "alertmanager.bearer_token_env");
 }
 
 /// bcrypt of `am-test-password` (cost 4), for Alertmanager's

@@ -84,6 +84,19 @@ impl Detector {
             if usize::from(s.held.len) > HELD || usize::from(s.best_scale) >= crate::scan::SCALES {
                 return Err("a series' held windows or scale is out of range".into());
             }
+            // No NaN or infinity: they would score every window against
+            // nothing (and page on it).
+            let finite = [
+                s.pending_peak.0,
+                s.pending_peak.1,
+                s.last_excess,
+                s.run_size,
+            ]
+            .iter()
+            .all(|x| x.is_finite());
+            if !finite || !s.baseline.is_sane() || !s.sums.is_sane() || !s.recur.is_sane() {
+                return Err("a series holds a number that is not finite or out of range".into());
+            }
         }
         // Each free slot once, and only slots no one uses.
         let mut free_services = vec![false; self.services.len()];
