@@ -199,11 +199,16 @@ fn half_sent_and_idle_connections_are_cut_after_the_header_timeout() {
 fn a_slow_reader_is_cut_at_the_connection_age_limit() {
     let server = Server::start(HttpConfig {
         header_timeout: Duration::from_secs(1),
-        max_connection_age: Duration::from_secs(2),
+        max_connection_age: Duration::from_secs(5),
+        refresh: Duration::from_secs(600),
         ..config()
     });
-    // About 30 MB of /metrics, more than the socket buffers hold.
+    // About 30 MB of /metrics, more than the socket buffers hold, rendered
+    // once up front (a debug build takes seconds), so the slow reader's
+    // connection gets its bytes at once and only its reading is slow.
     server.fill(300_000);
+    let (head, _) = server.get("/metrics");
+    assert!(head.starts_with("http/1.1 200"), "{head}");
     let mut s = TcpStream::connect(server.addr).unwrap();
     s.write_all(b"GET /metrics HTTP/1.1\r\nHost: radar\r\n\r\n")
         .unwrap();
@@ -218,7 +223,7 @@ fn a_slow_reader_is_cut_at_the_connection_age_limit() {
         .and_then(|v| v.trim().parse().ok())
         .expect("a content-length");
     assert!(length > 20_000_000, "{length} bytes");
-    std::thread::sleep(Duration::from_secs(4));
+    std::thread::sleep(Duration::from_secs(8));
     let mut rest = Vec::new();
     let _ = s.read_to_end(&mut rest);
     assert!(
