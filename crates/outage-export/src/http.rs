@@ -197,8 +197,18 @@ impl Cached {
     }
 
     /// The page (gzip-compressed if `gzip`), rendered on a blocking
-    /// thread when the last rendering is older than `refresh`.
-    async fn get(&self, render: &Render, gzip: bool) -> Result<Bytes, String> {
+    /// thread when the last rendering is older than `refresh`. The work
+    /// runs in a task of its own: a client that hangs up mid-render does
+    /// not cancel it, so the rendering still fills the cache and clients
+    /// that hang up cannot make the server render again and again.
+    async fn get(self: &Arc<Self>, render: &Render, gzip: bool) -> Result<Bytes, String> {
+        let (this, render) = (self.clone(), render.clone());
+        tokio::spawn(async move { this.fill(&render, gzip).await })
+            .await
+            .map_err(|e| format!("rendering failed: {e}"))?
+    }
+
+    async fn fill(&self, render: &Render, gzip: bool) -> Result<Bytes, String> {
         let mut slot = self.slot.lock().await;
         if slot.as_ref().is_none_or(|r| r.at.elapsed() >= self.refresh) {
             let at = Instant::now();
