@@ -24,10 +24,7 @@ pub fn report_decoder(data: &[u8]) {
     };
     assert!(data.len() <= opts.max_message_bytes);
     assert!(
-        (1..=64).contains(&r.service.len())
-            && r.service
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b)),
+        outage_detect::decode::is_service_slug(&r.service),
         "service {:?}",
         r.service
     );
