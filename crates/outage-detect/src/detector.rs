@@ -18,7 +18,7 @@ use siphasher::sip::SipHasher13;
 
 mod slots;
 
-use crate::baseline::{slot_of, Baseline, LearnRates};
+use crate::baseline::{Baseline, LearnRates, WeekPos};
 pub use crate::config::{ConfigError, DetectorConfig};
 pub use crate::event::{
     DetectorCounters, Event, Incident, Observed, Scope, SeriesState, SpreadEntry, WindowScore,
@@ -786,7 +786,8 @@ impl Detector {
     fn close_service(&mut self, sid: usize, w: &OpenWindow, params: &CloseParams) {
         let cfg = &self.config;
         let width = cfg.width_ms();
-        let slot = slot_of(w.start_ms);
+        let pos = WeekPos::of(w.start_ms, width);
+        let slot = pos.slot;
         let CloseParams {
             rates,
             thresholds,
@@ -795,12 +796,12 @@ impl Detector {
             recur_decay,
         } = *params;
         let global = self.services[sid].global as usize;
-        let global_shape = self.series[global].baseline.shape(slot, &rates);
+        let global_shape = self.series[global].baseline.shape_at(pos, &rates);
 
         // A service far below its expectation has a data gap or a quiet
         // day: learn nothing from it, unless it lasts a day (a new normal).
         let g_acc = w.get(global as u32);
-        let g_mu = self.series[global].baseline.expected(slot, None, &rates);
+        let g_mu = self.series[global].baseline.expected_at(pos, None, &rates);
         let low = g_mu >= 20.0 && f64::from(g_acc.count) < 0.3 * g_mu;
         let svc = &mut self.services[sid];
         svc.low_run = if low {
@@ -819,7 +820,7 @@ impl Detector {
             let s = &mut self.series[idx];
             let c = acc.count;
             // Computed once: the window is scored and learned with it.
-            let shape = s.baseline.shape_in_use(slot, borrowed, &rates);
+            let shape = s.baseline.shape_in_use_at(pos, borrowed, &rates);
             let own_mu = s.baseline.level() * shape;
             let common = match s.scope {
                 Scope::Region(country) => self
@@ -1018,7 +1019,7 @@ impl Detector {
             }
         }
         self.learn_released(global, w.start_ms, &rates);
-        self.update_global_incident(sid, w.start_ms + width, slot, &rates);
+        self.update_global_incident(sid, w.start_ms + width, pos, &rates);
     }
 
     /// Learns the windows [`Held`] released while the windows of a service
@@ -1029,15 +1030,16 @@ impl Detector {
         let mut released = std::mem::take(&mut self.to_learn);
         for &(idx, i, count) in &released {
             let start = now_start_ms - i64::from(at.wrapping_sub(i)) * width;
-            let slot = slot_of(start);
+            let pos = WeekPos::of(start, width);
+            let slot = pos.slot;
             let idx = idx as usize;
             let borrowed = if idx == global {
                 None
             } else {
-                self.series[global].baseline.shape(slot, rates)
+                self.series[global].baseline.shape_at(pos, rates)
             };
             let b = &mut self.series[idx].baseline;
-            let shape = b.shape_in_use(slot, borrowed, rates);
+            let shape = b.shape_in_use_at(pos, borrowed, rates);
             b.learn_with_shape(slot, f64::from(count), shape, rates);
         }
         released.clear();
@@ -1048,7 +1050,7 @@ impl Detector {
         &mut self,
         sid: usize,
         window_end: i64,
-        slot: usize,
+        pos: WeekPos,
         rates: &LearnRates,
     ) {
         let cfg = &self.config;
@@ -1132,9 +1134,9 @@ impl Detector {
                     let b = &global.baseline;
                     let sd = global.sums.sd(
                         scale,
-                        b.expected(slot, None, rates),
+                        b.expected_at(pos, None, rates),
                         b.dispersion(),
-                        b.slot_uncertainty(slot, rates),
+                        b.slot_uncertainty(pos.slot, rates),
                     );
                     excess(global) - biggest < 3.0 * sd
                 };
