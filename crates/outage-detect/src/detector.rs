@@ -33,8 +33,8 @@ pub use crate::snapshot::{SnapshotError, SNAPSHOT_VERSION};
 
 type FxBuild = BuildHasherDefault<FxHasher>;
 
-/// No onset yet (see `Series::onset_ms`).
-const NO_ONSET: i64 = i64::MIN;
+/// No onset yet (see `Series::onset_at`).
+const NO_ONSET: u32 = u32::MAX;
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 struct Series {
@@ -52,8 +52,9 @@ struct Series {
     /// Start of the first clearly elevated window (its own surprise at
     /// least [`scan::HOLD_SURPRISE`](crate::scan::HOLD_SURPRISE)) of the
     /// current run of windows above expectation: where an incident says it
-    /// started. [`NO_ONSET`] when the last window was not above expectation.
-    onset_ms: i64,
+    /// started; as its index (start / width, wrapping like [`Held`]'s).
+    /// [`NO_ONSET`] when the last window was not above expectation.
+    onset_at: u32,
     /// Boxed: most series never have one, and the box keeps them small.
     incident: Option<Box<Incident>>,
     /// Problems of the pending run, carried into the incident (saturating:
@@ -66,13 +67,18 @@ struct Series {
     /// Scale (index into `scan::SPANS`) with the most evidence in the last
     /// closed window: a global incident is attributed on it.
     best_scale: u8,
-    /// Consecutive windows far below expectation (see `Verdict::low`).
-    low_run: u32,
+    /// Consecutive windows far below expectation (see `Verdict::low`),
+    /// saturating: with windows under 1.4 s "a day of them" is read as
+    /// 65,534.
+    low_run: u16,
     /// Episodes this series has shown (see [`crate::recur`]).
     recur: Recurrence,
     /// Peak size (reports over the level) of the current run once it
     /// reached the paging bar; 0 before, and between runs.
     run_size: f32,
+    /// The run's largest excess on the longest scale, over the level (a
+    /// long rise's size); 0 as `run_size`.
+    run_long: f32,
     /// Normal windows not learned yet (see [`Held`]).
     held: Held,
 }
@@ -155,8 +161,10 @@ impl Series {
     /// an episode of this series.
     fn end_episode(&mut self) {
         if self.run_size > 0.0 {
-            self.recur.record(f64::from(self.run_size));
+            self.recur
+                .record(f64::from(self.run_size), f64::from(self.run_long));
             self.run_size = 0.0;
+            self.run_long = 0.0;
         }
     }
 }
@@ -171,7 +179,7 @@ impl Series {
             state: SeriesState::Normal,
             run: 0,
             since_ms: 0,
-            onset_ms: NO_ONSET,
+            onset_at: NO_ONSET,
             incident: None,
             pending_problems: [0; 8],
             pending_peak: (0.0, 0.0),
@@ -180,6 +188,7 @@ impl Series {
             low_run: 0,
             recur: Recurrence::default(),
             run_size: 0.0,
+            run_long: 0.0,
             held: Held::default(),
         }
     }
@@ -850,22 +859,26 @@ impl Detector {
             s.recur.age(recur_decay);
             let level = s.baseline.level().max(0.5);
             let size = f64::from(c) / level;
+            let long = s.sums.excess(crate::scan::SCALES - 1) / level;
             let reached = trusted && verdict.page;
             if reached && s.state != SeriesState::Outage {
                 s.run_size = s.run_size.max(size as f32);
+                s.run_long = s.run_long.max(long as f32);
             }
             let held = reached
                 && s.state != SeriesState::Outage
-                && s.recur.holds_back(f64::from(s.run_size), level, k_disp);
+                && s.recur
+                    .holds_back(f64::from(s.run_size), long, level, k_disp);
             let page = reached && !held;
             let ratio = score::ratio(c, mu);
             let own = verdict.window_surprise;
-            s.onset_ms = if f64::from(c) <= mu {
+            let at = w.start_ms.div_euclid(width) as u32;
+            s.onset_at = if f64::from(c) <= mu {
                 NO_ONSET
-            } else if s.onset_ms == NO_ONSET && own >= crate::scan::HOLD_SURPRISE {
-                w.start_ms
+            } else if s.onset_at == NO_ONSET && own >= crate::scan::HOLD_SURPRISE {
+                at
             } else {
-                s.onset_ms
+                s.onset_at
             };
             let service_name = &self.services[sid].name;
 
@@ -889,8 +902,8 @@ impl Detector {
                         s.state = SeriesState::Outage;
                         s.run = 0;
                         s.held.drop_all();
-                        let started = if s.onset_ms != NO_ONSET {
-                            s.onset_ms
+                        let started = if s.onset_at != NO_ONSET {
+                            w.start_ms - i64::from(at.wrapping_sub(s.onset_at)) * width
                         } else {
                             s.since_ms
                         };
@@ -928,6 +941,7 @@ impl Detector {
                     if verdict.hold {
                         s.run = 0;
                         s.run_size = s.run_size.max(size as f32);
+                        s.run_long = s.run_long.max(long as f32);
                         if let Some(inc) = &mut s.incident {
                             inc.peak_ratio = inc.peak_ratio.max(ratio);
                             inc.peak_surprise = inc.peak_surprise.max(verdict.best.surprise);
@@ -989,8 +1003,8 @@ impl Detector {
             } else {
                 0
             };
-            let low_ok = s.low_run == 0 || s.low_run > windows_per_day;
-            let at = w.start_ms.div_euclid(width) as u32;
+            let low_ok = s.low_run == 0
+                || u32::from(s.low_run) > windows_per_day.min(u32::from(u16::MAX) - 1);
             let to_learn = &mut self.to_learn;
             let mut release = |i: u32, count: f64| to_learn.push((idx as u32, i, count as f32));
             if s.state == SeriesState::Normal && !suspect && learn_ok && low_ok {
@@ -1944,6 +1958,33 @@ mod tests {
         // Reporters it holds are still checked.
         let again = report("alexa", "GB", T0, Some("u5".into()));
         assert_eq!(d.observe(&again), Observed::Duplicate);
+    }
+
+    /// What the snapshot reproducers in `fuzz/regressions/` were made
+    /// for, built from a detector of this layout (the binary files keep
+    /// the layout of the version that found them).
+    #[test]
+    fn snapshots_that_do_not_hold_together_are_refused() {
+        let mut d = Detector::new(DetectorConfig::default());
+        d.observe(&report("alexa", "GB", T0, None));
+        let refused = |d: &Detector, what: &str| {
+            assert!(
+                matches!(
+                    Detector::from_snapshot(&d.to_snapshot()),
+                    Err(SnapshotError::Malformed(e)) if e.contains(what)
+                ),
+                "{what}"
+            );
+        };
+        let mut no_series = d.clone();
+        no_series.services[0].series.clear();
+        refused(&no_series, "malformed series lists");
+        let mut counter = d.clone();
+        counter.counters.counted = u64::MAX - 1;
+        refused(&counter, "counters out of range");
+        let mut held = d.clone();
+        held.series[0].held.len = u8::MAX;
+        refused(&held, "out of range");
     }
 
     #[test]
