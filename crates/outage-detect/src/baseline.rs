@@ -390,6 +390,19 @@ mod tests {
         LearnRates::new(MIN, 86_400_000, 14 * 86_400_000)
     }
 
+    /// Monday 2018-09-24 00:00 UTC.
+    const START: i64 = 1_537_747_200_000;
+
+    /// A baseline that learned `days` of 1-minute windows of `truth`.
+    fn trained(days: i64, truth: impl Fn(i64) -> f64) -> Baseline {
+        let mut b = Baseline::new();
+        for w in 0..days * 1440 {
+            let t = START + w * MIN;
+            b.learn(slot_of(t), truth(t), None, &rates());
+        }
+        b
+    }
+
     #[test]
     fn slots_start_on_monday() {
         // 2018-09-24 was a Monday.
@@ -428,15 +441,10 @@ mod tests {
         // its first and last minutes are off by half the hour's rise; the
         // line through the hours' middles is not, and it keeps each
         // hour's mean.
-        let mut b = Baseline::new();
         let r = rates();
-        let start = 1_537_747_200_000;
-        let truth = |t: i64| 10.0 + (t - start).rem_euclid(86_400_000) as f64 / 3_600_000.0;
-        for w in 0..3 * 1440 {
-            let t = start + w * MIN;
-            b.learn(slot_of(t), truth(t), None, &r);
-        }
-        let day = start + 3 * 86_400_000;
+        let truth = |t: i64| 10.0 + (t - START).rem_euclid(86_400_000) as f64 / 3_600_000.0;
+        let b = trained(3, truth);
+        let day = START + 3 * 86_400_000;
         let (mut sum, mut flat_err, mut line_err) = (0.0, 0.0f64, 0.0f64);
         for m in 0..60 {
             let t = day + 12 * 3_600_000 + m * MIN;
@@ -460,21 +468,15 @@ mod tests {
         // One hour at 14 between hours at 10 (a broadcast): over the
         // hour the expectation still averages 14, and its middle is the
         // highest.
-        let mut b = Baseline::new();
         let r = rates();
-        let start = 1_537_747_200_000;
-        let truth = |t: i64| {
-            if (t - start).rem_euclid(86_400_000) / 3_600_000 == 10 {
+        let b = trained(3, |t| {
+            if (t - START).rem_euclid(86_400_000) / 3_600_000 == 10 {
                 14.0
             } else {
                 10.0
             }
-        };
-        for w in 0..3 * 1440 {
-            let t = start + w * MIN;
-            b.learn(slot_of(t), truth(t), None, &r);
-        }
-        let ten = start + 3 * 86_400_000 + 10 * 3_600_000;
+        });
+        let ten = START + 3 * 86_400_000 + 10 * 3_600_000;
         let at = |m: i64| b.expected_at(WeekPos::of(ten + m * MIN, MIN), None, &r);
         let mean = (0..60).map(at).sum::<f64>() / 60.0;
         let own = b.expected(slot_of(ten), None, &r);
