@@ -227,7 +227,11 @@ impl Baseline {
     /// The multiplier [`Baseline::expected`] uses at `slot`: the own shape
     /// once the profile is learned, `borrowed` before (at least 0.05).
     pub fn shape_in_use(&self, slot: usize, borrowed: Option<f64>, rates: &LearnRates) -> f64 {
-        let own = self.shape(slot, rates);
+        self.in_use(self.shape(slot, rates), borrowed)
+    }
+
+    /// `own` once the profile is learned, `borrowed` before; at least 0.05.
+    fn in_use(&self, own: Option<f64>, borrowed: Option<f64>) -> f64 {
         let shape = if self.profile_learned() {
             own
         } else {
@@ -359,13 +363,7 @@ impl Baseline {
 
     /// [`Baseline::shape_in_use`] at `pos` (see [`Baseline::shape_at`]).
     pub fn shape_in_use_at(&self, pos: WeekPos, borrowed: Option<f64>, rates: &LearnRates) -> f64 {
-        let own = self.shape_at(pos, rates);
-        let shape = if self.profile_learned() {
-            own
-        } else {
-            borrowed.or(own)
-        };
-        shape.unwrap_or(1.0).max(0.05)
+        self.in_use(self.shape_at(pos, rates), borrowed)
     }
 
     /// [`Baseline::expected`] at `pos` (see [`Baseline::shape_at`]).
