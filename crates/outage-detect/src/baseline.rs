@@ -316,7 +316,7 @@ impl Baseline {
 }
 
 /// Where a window falls in the week: the hour it is learned into, and
-/// where its middle lies in that hour, for an expectation that follows the
+/// which part of that hour it covers, for an expectation that follows the
 /// day smoothly. A profile that is constant within each hour misses a
 /// steep morning by ±10 % at the hour's edges (±30 % on a sharp peak), in
 /// the same direction for half an hour: an error that no spread of the
@@ -325,40 +325,57 @@ impl Baseline {
 pub struct WeekPos {
     /// Hour-of-week slot the window's middle is in (what it teaches).
     pub slot: usize,
-    /// Where in that hour the middle is, 0 to 1.
-    within: f64,
+    /// Where the window starts and ends, as fractions of that hour (below
+    /// 0 or above 1 when `window_offset` lays it across two hours).
+    from: f64,
+    to: f64,
 }
 
 impl WeekPos {
     /// The place of the window starting at `start_ms`, `width_ms` wide.
     pub fn of(start_ms: i64, width_ms: i64) -> WeekPos {
+        const HOUR: f64 = 3_600_000.0;
         let middle = start_ms + width_ms / 2;
+        let hour_start = middle - middle.rem_euclid(3_600_000);
         WeekPos {
             slot: slot_of(middle),
-            within: middle.rem_euclid(3_600_000) as f64 / 3_600_000.0,
+            from: (start_ms - hour_start) as f64 / HOUR,
+            to: (start_ms + width_ms - hour_start) as f64 / HOUR,
         }
     }
 }
 
 impl Baseline {
-    /// [`Baseline::shape`] at `pos`: a line through the middles of the
-    /// hour and its neighbours, shifted so that over the hour it averages
-    /// to the hour's own value (each hour's mean is what the profile
-    /// learns, and a smooth day keeps it). On a steady slope that is the
-    /// slope; an hour unlike both neighbours keeps most of its own value
-    /// across it.
+    /// [`Baseline::shape`] over the window at `pos`: a line through the
+    /// middles of the hour and its neighbours, shifted so that over the
+    /// hour it averages to the hour's own value (each hour's mean is what
+    /// the profile learns, and a smooth day keeps it), averaged over the
+    /// part of the hour the window covers (an hour-long window gets the
+    /// hour's own value). On a steady slope that is the slope; an hour
+    /// unlike both neighbours keeps most of its own value across it.
     pub fn shape_at(&self, pos: WeekPos, rates: &LearnRates) -> Option<f64> {
         let own = self.shape(pos.slot, rates)?;
         let side = |step: usize| self.shape((pos.slot + step) % SLOTS, rates).unwrap_or(own);
         let (before, after) = (side(SLOTS - 1), side(1));
-        let x = pos.within;
-        let line = if x < 0.5 {
-            before + (x + 0.5) * (own - before)
+        // Two straight pieces, meeting at the hour's middle: the mean of
+        // each over a stretch is its value at the stretch's middle.
+        let line = |x: f64| {
+            if x < 0.5 {
+                before + (x + 0.5) * (own - before)
+            } else {
+                own + (x - 0.5) * (after - own)
+            }
+        };
+        let (from, to) = (pos.from, pos.to);
+        let mean = if to <= 0.5 || from >= 0.5 || from < 0.0 || to > 1.0 {
+            // Within one piece, or across two hours (taken at its middle).
+            line((from + to) / 2.0)
         } else {
-            own + (x - 0.5) * (after - own)
+            (line((from + 0.5) / 2.0) * (0.5 - from) + line((0.5 + to) / 2.0) * (to - 0.5))
+                / (to - from)
         };
         // The line averages 0.75 own + 0.125 (before + after) over the hour.
-        Some(line + 0.25 * own - 0.125 * (before + after))
+        Some(mean + 0.25 * own - 0.125 * (before + after))
     }
 
     /// [`Baseline::shape_in_use`] at `pos` (see [`Baseline::shape_at`]).
@@ -459,6 +476,20 @@ mod tests {
         );
         let mean = b.expected(slot_of(day + 12 * 3_600_000), None, &r);
         assert!((sum / 60.0 - mean).abs() < 0.05, "{} vs {mean}", sum / 60.0);
+    }
+
+    #[test]
+    fn an_hour_long_window_is_expected_at_its_hours_value() {
+        let r = rates();
+        let b = trained(3, |t| {
+            10.0 + 5.0 * ((t - START).rem_euclid(86_400_000) as f64 / 86_400_000.0 * 6.28).sin()
+        });
+        for h in [3, 9, 15, 21] {
+            let t = START + 3 * 86_400_000 + h * 3_600_000;
+            let hour = b.expected_at(WeekPos::of(t, 3_600_000), None, &r);
+            let own = b.expected(slot_of(t), None, &r);
+            assert!((hour - own).abs() < 1e-9, "hour {h}: {hour} vs {own}");
+        }
     }
 
     #[test]
