@@ -367,7 +367,7 @@ impl Baseline {
             }
         };
         let (from, to) = (pos.from, pos.to);
-        let mean = if to <= 0.5 || from >= 0.5 || from < 0.0 || to > 1.0 {
+        let mean = if to <= 0.5 || to > 1.0 || !(0.0..0.5).contains(&from) {
             // Within one piece, or across two hours (taken at its middle).
             line((from + to) / 2.0)
         } else {
@@ -482,7 +482,9 @@ mod tests {
     fn an_hour_long_window_is_expected_at_its_hours_value() {
         let r = rates();
         let b = trained(3, |t| {
-            10.0 + 5.0 * ((t - START).rem_euclid(86_400_000) as f64 / 86_400_000.0 * 6.28).sin()
+            10.0 + 5.0
+                * ((t - START).rem_euclid(86_400_000) as f64 / 86_400_000.0 * std::f64::consts::TAU)
+                    .sin()
         });
         for h in [3, 9, 15, 21] {
             let t = START + 3 * 86_400_000 + h * 3_600_000;
