@@ -868,7 +868,7 @@ impl Detector {
             let held = reached
                 && s.state != SeriesState::Outage
                 && s.recur
-                    .holds_back(f64::from(s.run_size), long, level, k_disp);
+                    .holds_back(f64::from(s.run_size), f64::from(s.run_long), level, k_disp);
             let page = reached && !held;
             let ratio = score::ratio(c, mu);
             let own = verdict.window_surprise;
