@@ -375,7 +375,11 @@ impl Baseline {
                 / (to - from)
         };
         // The line averages 0.75 own + 0.125 (before + after) over the hour.
-        Some(mean + 0.25 * own - 0.125 * (before + after))
+        // Never below the lowest of the three hours: the middle of an hour
+        // below both neighbours is not expected lower still (expecting too
+        // little pages; too much, at the top of a peak, only waits).
+        let lowest = own.min(before).min(after);
+        Some((mean + 0.25 * own - 0.125 * (before + after)).max(lowest))
     }
 
     /// [`Baseline::shape_in_use`] at `pos` (see [`Baseline::shape_at`]).
@@ -476,6 +480,26 @@ mod tests {
         );
         let mean = b.expected(slot_of(day + 12 * 3_600_000), None, &r);
         assert!((sum / 60.0 - mean).abs() < 0.05, "{} vs {mean}", sum / 60.0);
+    }
+
+    #[test]
+    fn an_hour_below_both_neighbours_is_not_expected_lower_still() {
+        // One quiet hour at 2 between hours at 10: keeping the hour's mean
+        // on the line would expect less than nothing in its middle.
+        let r = rates();
+        let b = trained(3, |t| {
+            if (t - START).rem_euclid(86_400_000) / 3_600_000 == 10 {
+                2.0
+            } else {
+                10.0
+            }
+        });
+        let ten = START + 3 * 86_400_000 + 10 * 3_600_000;
+        let own = b.expected(slot_of(ten), None, &r);
+        for m in 0..60 {
+            let e = b.expected_at(WeekPos::of(ten + m * MIN, MIN), None, &r);
+            assert!(e >= own - 1e-9, "minute {m}: {e} below the hour's {own}");
+        }
     }
 
     #[test]
