@@ -412,6 +412,19 @@ mod tests {
     /// Monday 2018-09-24 00:00 UTC.
     const START: i64 = 1_537_747_200_000;
 
+    /// A baseline that learned three days at 10 per window, except the
+    /// hour 10:00-11:00 UTC at `value`; and that hour's start on day 4.
+    fn one_odd_hour(value: f64) -> (Baseline, i64) {
+        let b = trained(3, |t| {
+            if (t - START).rem_euclid(86_400_000) / 3_600_000 == 10 {
+                value
+            } else {
+                10.0
+            }
+        });
+        (b, START + 3 * 86_400_000 + 10 * 3_600_000)
+    }
+
     /// A baseline that learned `days` of 1-minute windows of `truth`.
     fn trained(days: i64, truth: impl Fn(i64) -> f64) -> Baseline {
         let mut b = Baseline::new();
@@ -487,14 +500,7 @@ mod tests {
         // One quiet hour at 2 between hours at 10: keeping the hour's mean
         // on the line would expect less than nothing in its middle.
         let r = rates();
-        let b = trained(3, |t| {
-            if (t - START).rem_euclid(86_400_000) / 3_600_000 == 10 {
-                2.0
-            } else {
-                10.0
-            }
-        });
-        let ten = START + 3 * 86_400_000 + 10 * 3_600_000;
+        let (b, ten) = one_odd_hour(2.0);
         let own = b.expected(slot_of(ten), None, &r);
         for m in 0..60 {
             let e = b.expected_at(WeekPos::of(ten + m * MIN, MIN), None, &r);
@@ -524,14 +530,7 @@ mod tests {
         // hour the expectation still averages 14, and its middle is the
         // highest.
         let r = rates();
-        let b = trained(3, |t| {
-            if (t - START).rem_euclid(86_400_000) / 3_600_000 == 10 {
-                14.0
-            } else {
-                10.0
-            }
-        });
-        let ten = START + 3 * 86_400_000 + 10 * 3_600_000;
+        let (b, ten) = one_odd_hour(14.0);
         let at = |m: i64| b.expected_at(WeekPos::of(ten + m * MIN, MIN), None, &r);
         let mean = (0..60).map(at).sum::<f64>() / 60.0;
         let own = b.expected(slot_of(ten), None, &r);
