@@ -157,6 +157,14 @@ impl Series {
         regional::share(observed, expected, self.baseline.dispersion())
     }
 
+    /// The run's window of `count` reports counts toward its size: its
+    /// peak window and its excess on the longest scale, over `level`.
+    fn grow_run(&mut self, count: u32, level: f64) {
+        let long = self.sums.excess(crate::scan::SCALES - 1) / level;
+        self.run_size = self.run_size.max((f64::from(count) / level) as f32);
+        self.run_long = self.run_long.max(long as f32);
+    }
+
     /// A pending or outage run ended: if it reached the paging bar, it was
     /// an episode of this series.
     fn end_episode(&mut self) {
@@ -858,12 +866,9 @@ impl Detector {
             // they were (`recur`).
             s.recur.age(recur_decay);
             let level = s.baseline.level().max(0.5);
-            let size = f64::from(c) / level;
-            let long = s.sums.excess(crate::scan::SCALES - 1) / level;
             let reached = trusted && verdict.page;
             if reached && s.state != SeriesState::Outage {
-                s.run_size = s.run_size.max(size as f32);
-                s.run_long = s.run_long.max(long as f32);
+                s.grow_run(c, level);
             }
             let held = reached
                 && s.state != SeriesState::Outage
@@ -940,8 +945,7 @@ impl Detector {
                 SeriesState::Outage => {
                     if verdict.hold {
                         s.run = 0;
-                        s.run_size = s.run_size.max(size as f32);
-                        s.run_long = s.run_long.max(long as f32);
+                        s.grow_run(c, level);
                         if let Some(inc) = &mut s.incident {
                             inc.peak_ratio = inc.peak_ratio.max(ratio);
                             inc.peak_surprise = inc.peak_surprise.max(verdict.best.surprise);

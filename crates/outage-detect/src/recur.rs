@@ -53,7 +53,7 @@ pub struct Recurrence {
 }
 
 impl Recurrence {
-    /// Whether both numbers are finite and not negative.
+    /// Whether every number is finite and not negative.
     pub fn is_sane(&self) -> bool {
         [self.episodes, self.biggest, self.biggest_long]
             .iter()
