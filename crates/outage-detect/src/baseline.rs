@@ -2,8 +2,9 @@
 //! the series' over-dispersion.
 //!
 //! Updated once per closed window, online, in O(1). The profile is indexed by
-//! UTC hour of week, which is the series' own local day and week (each
-//! country's series learns its own shape). A slot's own value is trusted in
+//! hour of the week: a country's series in its local wall-clock time (see
+//! [`crate::tz`]: a daylight-saving change does not shift its day), the
+//! worldwide series in UTC. A slot's own value is trusted in
 //! proportion to its evidence: until it has four weeks of visits it is
 //! blended with the same hour on the other days (weighted by their visits),
 //! so a series is usable after one day, learns its weekly cycle over the
@@ -14,6 +15,8 @@
 //! followed within the hour. About 860 bytes.
 
 use serde::{Deserialize, Serialize};
+
+use crate::tz::Zone;
 
 /// Hour-of-week slots.
 pub const SLOTS: usize = 168;
@@ -332,7 +335,17 @@ pub struct WeekPos {
 }
 
 impl WeekPos {
-    /// The place of the window starting at `start_ms`, `width_ms` wide.
+    /// The place, in the local week of `zone` (UTC without one), of the
+    /// window starting at `start_ms` (see [`crate::tz`]).
+    pub fn local(start_ms: i64, width_ms: i64, zone: Option<Zone>) -> WeekPos {
+        WeekPos::of(
+            start_ms + zone.map_or(0, |z| z.offset_ms(start_ms)),
+            width_ms,
+        )
+    }
+
+    /// The place of the window starting at `start_ms`, `width_ms` wide, in
+    /// the UTC week.
     pub fn of(start_ms: i64, width_ms: i64) -> WeekPos {
         const HOUR: f64 = 3_600_000.0;
         let middle = start_ms + width_ms / 2;

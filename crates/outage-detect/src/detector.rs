@@ -804,7 +804,6 @@ impl Detector {
         let cfg = &self.config;
         let width = cfg.width_ms();
         let pos = WeekPos::of(w.start_ms, width);
-        let slot = pos.slot;
         let CloseParams {
             rates,
             thresholds,
@@ -836,6 +835,10 @@ impl Detector {
             let borrowed = if idx == global { None } else { global_shape };
             let s = &mut self.series[idx];
             let c = acc.count;
+            // The window's place in the series' own week (local time for a
+            // country, UTC for the worldwide series).
+            let pos = WeekPos::local(w.start_ms, width, s.scope.zone());
+            let slot = pos.slot;
             // Computed once: the window is scored and learned with it.
             let shape = s.baseline.shape_in_use_at(pos, borrowed, &rates);
             let own_mu = s.baseline.level() * shape;
@@ -1048,17 +1051,19 @@ impl Detector {
         let mut released = std::mem::take(&mut self.to_learn);
         for &(idx, i, count) in &released {
             let start = now_start_ms - i64::from(at.wrapping_sub(i)) * width;
-            let pos = WeekPos::of(start, width);
-            let slot = pos.slot;
             let idx = idx as usize;
             let borrowed = if idx == global {
                 None
             } else {
-                self.series[global].baseline.shape_at(pos, rates)
+                self.series[global]
+                    .baseline
+                    .shape_at(WeekPos::of(start, width), rates)
             };
-            let b = &mut self.series[idx].baseline;
-            let shape = b.shape_in_use_at(pos, borrowed, rates);
-            b.learn_with_shape(slot, f64::from(count), shape, rates);
+            let s = &mut self.series[idx];
+            let pos = WeekPos::local(start, width, s.scope.zone());
+            let shape = s.baseline.shape_in_use_at(pos, borrowed, rates);
+            s.baseline
+                .learn_with_shape(pos.slot, f64::from(count), shape, rates);
         }
         released.clear();
         self.to_learn = released;
@@ -1424,6 +1429,41 @@ mod tests {
             "still surprising after three weeks: {first} -> {last}"
         );
         assert!(opened(&events).is_empty(), "{:?}", opened(&events));
+    }
+
+    #[test]
+    fn a_daylight_saving_change_is_not_a_shift_of_the_day() {
+        // Great Britain's evenings are busy in local time; on 2018-10-28 at
+        // 01:00 UTC its clocks go back an hour, so in UTC the whole day
+        // moves an hour later. Its series learns its week in local time:
+        // the days after the change are as expected as the days before.
+        // (The worldwide series keeps UTC; here it is Britain alone, so it
+        // sees the shift: only the country's series is asserted on.)
+        let mut d = Detector::new(DetectorConfig::default());
+        let change = 1_540_688_400_000; // 2018-10-28 01:00 UTC
+        let rate = |_: &str, t: i64| {
+            let local = t + if t < change { 3_600_000 } else { 0 };
+            let h = (local / 60_000 % 1440) as f64 / 60.0;
+            60.0 * (1.0 + 0.9 * ((h - 12.0) / 24.0 * std::f64::consts::TAU).sin())
+        };
+        let from = change - 15 * 1440 * MIN;
+        let regional = |events: &[Event]| {
+            opened(events)
+                .into_iter()
+                .filter(|i| i.scope != Scope::Global)
+                .count()
+        };
+        let before = feed(&mut d, from, 15 * 1440, &["GB"], rate);
+        assert_eq!(regional(&before), 0, "{:?}", opened(&before));
+        let after = feed(&mut d, change, 3 * 1440, &["GB"], rate);
+        assert_eq!(regional(&after), 0, "{:?}", opened(&after));
+        let suspect = after
+            .iter()
+            .filter(
+                |e| matches!(e, Event::Window(w) if w.scope != Scope::Global && w.surprise >= 3.0),
+            )
+            .count();
+        assert!(suspect <= 5, "{suspect} suspect windows after the change");
     }
 
     #[test]

@@ -18,6 +18,15 @@ pub enum Scope {
 }
 
 impl Scope {
+    /// The clock a country's series keeps its week in; the worldwide
+    /// series keeps UTC.
+    pub fn zone(&self) -> Option<crate::tz::Zone> {
+        match self {
+            Scope::Region(c) => crate::tz::Zone::of(*c),
+            Scope::Global => None,
+        }
+    }
+
     /// `GB`, `ZZ` or `global`.
     pub fn label(&self) -> &str {
         match self {

@@ -21,6 +21,7 @@ pub mod scan;
 pub mod score;
 pub mod snapshot;
 pub mod time;
+pub mod tz;
 
 pub use decode::{decode, DecodeError, DecodeOptions, RejectReason};
 pub use detector::{

@@ -9,8 +9,9 @@
 //!   3–6 regions; plus late, out-of-order, malformed and broken-clock
 //!   reports.
 //! - `quiet`: thirty days with no outage: drift, a data gap, a regional
-//!   holiday, spam from a handful of reporters, daylight-saving changes,
-//!   late and broken-clock reports.
+//!   holiday, spam from a handful of reporters, late and broken-clock
+//!   reports; daylight-saving changes where the month has one of its
+//!   countries' (the simulator keeps every country's real clock).
 //!
 //! Must not: read anything but the seed.
 
@@ -180,13 +181,6 @@ pub fn family(kind: &str, seed: u64) -> Option<Scenario> {
                 reporters: rng.gen_range(2..=5),
                 per_minute: rng.gen_range(50.0..300.0),
             });
-            for _ in 0..rng.gen_range(1..=3) {
-                events.push(EventSpec::Dst {
-                    region: pick(&mut rng),
-                    start: at(start + rng.gen_range(5..25) * DAY + 2 * 3_600_000),
-                    shift_hours: if rng.gen_bool(0.5) { 1.0 } else { -1.0 },
-                });
-            }
             ("quiet", 30)
         }
         _ => return None,

@@ -108,7 +108,8 @@ pub struct RegionSpec {
     pub code: String,
     /// Relative volume.
     pub weight: f64,
-    /// Local time offset from UTC, hours.
+    /// Local standard time offset from UTC, hours; the country's daylight
+    /// saving time is added on its real dates (see `outage_detect::tz`).
     pub utc_offset: f64,
 }
 
@@ -655,6 +656,12 @@ impl Scenario {
                 }
                 _ => {}
             }
+        }
+        // The country's own daylight saving time, on its real dates.
+        if let Some(zone) = outage_detect::region::Region::parse(&region.code)
+            .and_then(|r| outage_detect::tz::Zone::of(r.country_code()))
+        {
+            offset += f64::from(u8::from(zone.daylight(t)));
         }
         let local =
             DateTime::from_timestamp_millis(t + (offset * 3_600_000.0) as i64).expect("in range");
