@@ -153,7 +153,9 @@ pub enum EventSpec {
         #[serde(default, with = "humantime_serde")]
         period: Duration,
     },
-    /// A region's clocks move by `shift_hours` (daylight saving time).
+    /// A region's clocks move by `shift_hours`, on top of its country's
+    /// own daylight saving time (which the simulator applies on its real
+    /// dates): a change no time-zone database knows about.
     Dst {
         /// Region whose clocks move.
         region: String,
