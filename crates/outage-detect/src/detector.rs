@@ -1470,6 +1470,31 @@ mod tests {
     }
 
     #[test]
+    fn a_worldwide_rise_too_small_for_any_country_opens_a_global_incident() {
+        // Ten countries at 10 reports a minute each rise 1.5× together:
+        // too little for any one of them within the half hour, plain in
+        // the worldwide sum, and seen in the countries' own expectations
+        // (their excesses add up), so the worldwide series pages alone.
+        let regions = ["GB", "DE", "FR", "ES", "IT", "NL", "SE", "PL", "IE", "JP"];
+        let mut d = Detector::new(DetectorConfig::default());
+        // Eight days of history: the hour of the rise has been seen once
+        // (an hour never seen is a guess, trusted to ±20 %).
+        let rise = T0 + 8 * 1440 * MIN;
+        let rate = |_: &str, t: i64| if t >= rise { 15.0 } else { 10.0 };
+        let history = feed(&mut d, T0, 8 * 1440, &regions, rate);
+        assert!(opened(&history).is_empty(), "{:?}", opened(&history));
+        let events = feed(&mut d, rise, 30, &regions, rate);
+        let opened = opened(&events);
+        let global = opened
+            .iter()
+            .find(|i| i.scope == Scope::Global)
+            .unwrap_or_else(|| panic!("no global incident: {opened:?}"));
+        // Paged by the worldwide series alone: no country is in outage.
+        assert!(global.regions.is_empty(), "{global:?}");
+        assert_eq!(opened.len(), 1, "{opened:?}");
+    }
+
+    #[test]
     fn held_windows_are_released_in_order_and_at_gaps() {
         let mut h = Held::default();
         let mut out = Vec::new();
