@@ -1,0 +1,72 @@
+//! How often the scales page on pure noise, against the budget that set
+//! their thresholds (EVALUATION.md, "the budget is not what it says").
+//!
+//! ```sh
+//! cargo run --release -p outage-detect --example budget_check [BUDGET] [MONTHS]
+//! ```
+//!
+//! Poisson counts at a known, constant expectation (no baseline to learn,
+//! no persistent dispersion, no slot uncertainty): only the scales and
+//! their thresholds. A page is counted when some scale passes its
+//! threshold after a window that did not; the sums are then settled, as
+//! after an incident. Prints pages per series-month and which scale paged.
+
+use outage_detect::scan::{ScaleSums, Thresholds, SCALES, SPANS};
+
+/// xorshift64: enough randomness for counting tails, no dependency.
+struct Rng(u64);
+
+impl Rng {
+    fn uniform(&mut self) -> f64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// Poisson by inversion (fine for the means used here).
+    fn poisson(&mut self, mean: f64) -> u32 {
+        let u = self.uniform();
+        let mut p = (-mean).exp();
+        let mut cdf = p;
+        let mut k = 0;
+        while cdf < u && k < 100_000 {
+            k += 1;
+            p *= mean / f64::from(k);
+            cdf += p;
+        }
+        k
+    }
+}
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let budget: f64 = args
+        .next()
+        .map_or(0.02, |a| a.parse().expect("BUDGET: a number"));
+    let months: u32 = args
+        .next()
+        .map_or(400, |a| a.parse().expect("MONTHS: a count"));
+    let windows_per_month = 43_200.0;
+    let t = Thresholds::new(budget, windows_per_month, 10, 0.001);
+    println!("budget {budget} per series-month; 1-minute windows; {months} series-months per row");
+    println!("thresholds (surprise) at spans {SPANS:?}: {:.2?}", t.page);
+    for mean in [0.5, 2.5, 10.0, 50.0] {
+        let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+        let mut sums = ScaleSums::default();
+        let (mut pages, mut by_scale, mut was) = (0u32, [0u32; SCALES], false);
+        for _ in 0..u64::from(months) * windows_per_month as u64 {
+            let v = sums.push(rng.poisson(mean), mean, 1.0, 0.0, 0.0, &t, 50.0);
+            if v.page && !was {
+                pages += 1;
+                by_scale[ScaleSums::scale_of(v.best.span)] += 1;
+                sums.settle();
+            }
+            was = v.page;
+        }
+        println!(
+            "mean {mean:>5} per window: {:.4} pages per series-month (budget {budget}); by scale {by_scale:?}",
+            f64::from(pages) / f64::from(months)
+        );
+    }
+}
