@@ -1128,6 +1128,14 @@ impl Detector {
         };
         match &self.services[sid].incident {
             None => {
+                // Decided once, in the window the worldwide series pages:
+                // later windows of its outage carry the tail of whatever
+                // opened it, and a region's excess no longer explains them.
+                let global_rising = global_out
+                    && global
+                        .incident
+                        .as_ref()
+                        .is_some_and(|i| i.detected_at_ms == window_end);
                 // The global series alone opens a global incident when no
                 // single region explains it: a diffuse worldwide rise (no
                 // region in outage) or a spreading one (several).
@@ -1137,50 +1145,45 @@ impl Detector {
                 // judges it against its own threshold, whether or not it is
                 // in outage.
                 // Measured on the scale the worldwide series paged on: one
-                // window's excess is too noisy to say whose it is.
-                let scale = usize::from(global.best_scale);
-                let excess = |s: &Series| {
-                    if scale == 0 {
-                        f64::from(s.last_excess)
-                    } else {
-                        s.sums.excess(scale)
+                // window's excess is too noisy to say whose it is. Only
+                // worked out in the window it pages.
+                let opens_alone = global_rising && {
+                    let scale = usize::from(global.best_scale);
+                    let excess = |s: &Series| {
+                        if scale == 0 {
+                            f64::from(s.last_excess)
+                        } else {
+                            s.sums.excess(scale)
+                        }
+                    };
+                    let b = &global.baseline;
+                    let sd = global.sums.sd(
+                        scale,
+                        b.expected_at(pos, None, rates),
+                        b.dispersion(),
+                        b.slot_uncertainty(pos.slot, rates),
+                    );
+                    let (mut biggest, mut total) = (0.0f64, 0.0);
+                    for &i in &svc.series {
+                        let s = &self.series[i as usize];
+                        if s.scope != Scope::Global {
+                            biggest = biggest.max(excess(s));
+                            total += excess(s);
+                        }
                     }
+                    let explained_by_one =
+                        regions.len() <= 1 && excess(global) - biggest < 3.0 * sd;
+                    // The worldwide series keeps UTC, its countries their
+                    // local clocks: when a bloc of countries changes to or
+                    // from daylight saving time, the worldwide day shifts
+                    // and its expectation is off while every country's is
+                    // right. A worldwide rise is one the countries see too,
+                    // against their own expectations (their excesses add up
+                    // to more than the worldwide sum's noise).
+                    let seen_in_regions = total >= 3.0 * sd;
+                    !explained_by_one && seen_in_regions
                 };
-                let b = &global.baseline;
-                let sd = global.sums.sd(
-                    scale,
-                    b.expected_at(pos, None, rates),
-                    b.dispersion(),
-                    b.slot_uncertainty(pos.slot, rates),
-                );
-                let (mut biggest, mut total) = (0.0f64, 0.0);
-                for &i in &svc.series {
-                    let s = &self.series[i as usize];
-                    if s.scope != Scope::Global {
-                        biggest = biggest.max(excess(s));
-                        total += excess(s);
-                    }
-                }
-                let explained_by_one = regions.len() <= 1 && excess(global) - biggest < 3.0 * sd;
-                // The worldwide series keeps UTC, its countries their local
-                // clocks: when a bloc of countries changes to or from
-                // daylight saving time, the worldwide day shifts and its
-                // expectation is off while every country's is right. A
-                // worldwide rise is one the countries see too, against
-                // their own expectations (their excesses add up to more
-                // than the worldwide sum's noise).
-                let seen_in_regions = total >= 3.0 * sd;
-                // Decided once, in the window the worldwide series pages:
-                // later windows of its outage carry the tail of whatever
-                // opened it, and a region's excess no longer explains them.
-                let global_rising = global_out
-                    && global
-                        .incident
-                        .as_ref()
-                        .is_some_and(|i| i.detected_at_ms == window_end);
-                if (global_rising && !explained_by_one && seen_in_regions)
-                    || recent >= cfg.global_min_regions
-                {
+                if opens_alone || recent >= cfg.global_min_regions {
                     let started = regions
                         .iter()
                         .map(|r| r.started_at_ms)
