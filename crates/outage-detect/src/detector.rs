@@ -1167,8 +1167,9 @@ impl Detector {
                     for &i in &svc.series {
                         let s = &self.series[i as usize];
                         if s.scope != Scope::Global {
-                            biggest = biggest.max(excess(s));
-                            total += excess(s);
+                            let e = excess(s);
+                            biggest = biggest.max(e);
+                            total += e;
                         }
                     }
                     let explained_by_one =
