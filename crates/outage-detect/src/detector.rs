@@ -165,12 +165,21 @@ impl Series {
         self.run_long = self.run_long.max(long as f32);
     }
 
+    /// Hours since the epoch of `ms` in the series' local time (see
+    /// [`crate::tz`]; UTC for the worldwide series).
+    fn local_hour(&self, ms: i64) -> i64 {
+        (ms + self.scope.zone().map_or(0, |z| z.offset_ms(ms))).div_euclid(3_600_000)
+    }
+
     /// A pending or outage run ended: if it reached the paging bar, it was
     /// an episode of this series.
     fn end_episode(&mut self) {
         if self.run_size > 0.0 {
-            self.recur
-                .record(f64::from(self.run_size), f64::from(self.run_long));
+            self.recur.record(
+                f64::from(self.run_size),
+                f64::from(self.run_long),
+                self.local_hour(self.since_ms),
+            );
             self.run_size = 0.0;
             self.run_long = 0.0;
         }
@@ -873,10 +882,21 @@ impl Detector {
             if reached && s.state != SeriesState::Outage {
                 s.grow_run(c, level);
             }
+            // Where the run began (this window, unless it was pending).
+            let began = if s.state == SeriesState::Pending {
+                s.since_ms
+            } else {
+                w.start_ms
+            };
             let held = reached
                 && s.state != SeriesState::Outage
-                && s.recur
-                    .holds_back(f64::from(s.run_size), f64::from(s.run_long), level, k_disp);
+                && s.recur.holds_back(
+                    f64::from(s.run_size),
+                    f64::from(s.run_long),
+                    level,
+                    k_disp,
+                    s.local_hour(began),
+                );
             let page = reached && !held;
             let ratio = score::ratio(c, mu);
             let own = verdict.window_surprise;
