@@ -16,7 +16,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::tz::Zone;
+use crate::tz::{self, Zone};
 
 /// Hour-of-week slots.
 pub const SLOTS: usize = 168;
@@ -338,10 +338,7 @@ impl WeekPos {
     /// The place, in the local week of `zone` (UTC without one), of the
     /// window starting at `start_ms` (see [`crate::tz`]).
     pub fn local(start_ms: i64, width_ms: i64, zone: Option<Zone>) -> WeekPos {
-        WeekPos::of(
-            start_ms + zone.map_or(0, |z| z.offset_ms(start_ms)),
-            width_ms,
-        )
+        WeekPos::of(tz::local_ms(start_ms, zone), width_ms)
     }
 
     /// The place of the window starting at `start_ms`, `width_ms` wide, in

@@ -168,7 +168,7 @@ impl Series {
     /// Hours since the epoch of `ms` in the series' local time (see
     /// [`crate::tz`]; UTC for the worldwide series).
     fn local_hour(&self, ms: i64) -> i64 {
-        (ms + self.scope.zone().map_or(0, |z| z.offset_ms(ms))).div_euclid(3_600_000)
+        crate::tz::local_ms(ms, self.scope.zone()).div_euclid(3_600_000)
     }
 
     /// A pending or outage run ended: if it reached the paging bar, it was
@@ -882,12 +882,8 @@ impl Detector {
             if reached && s.state != SeriesState::Outage {
                 s.grow_run(c, level);
             }
-            // Where the run began (this window, unless it was pending).
-            let began = if s.state == SeriesState::Pending {
-                s.since_ms
-            } else {
-                w.start_ms
-            };
+            // Worked out only for a run that reaches the bar: where it
+            // began (this window, unless it was pending) in local time.
             let held = reached
                 && s.state != SeriesState::Outage
                 && s.recur.holds_back(
@@ -895,7 +891,11 @@ impl Detector {
                     f64::from(s.run_long),
                     level,
                     k_disp,
-                    s.local_hour(began),
+                    s.local_hour(if s.state == SeriesState::Pending {
+                        s.since_ms
+                    } else {
+                        w.start_ms
+                    }),
                 );
             let page = reached && !held;
             let ratio = score::ratio(c, mu);

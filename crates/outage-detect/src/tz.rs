@@ -138,6 +138,13 @@ impl Zone {
     }
 }
 
+/// The local wall-clock time (as milliseconds since the epoch) of the UTC
+/// instant `utc_ms` in `zone`; UTC itself without one (the worldwide
+/// series, `ZZ`).
+pub fn local_ms(utc_ms: i64, zone: Option<Zone>) -> i64 {
+    utc_ms + zone.map_or(0, |z| z.offset_ms(utc_ms))
+}
+
 /// Days since 1970-01-01 of `year`-`month`-`day` (proleptic Gregorian).
 fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
     // Howard Hinnant's algorithm.
