@@ -105,11 +105,13 @@ impl Default for Recurrence {
 impl Recurrence {
     /// Whether every number is finite and not negative.
     pub fn is_sane(&self) -> bool {
-        self.episodes.is_finite()
-            && self.episodes >= 0.0
-            && [self.biggest, self.biggest_long]
-                .iter()
-                .all(|&x| unpack(x).is_finite() && unpack(x) >= 0.0)
+        [
+            f64::from(self.episodes),
+            unpack(self.biggest),
+            unpack(self.biggest_long),
+        ]
+        .iter()
+        .all(|x| x.is_finite() && *x >= 0.0)
     }
 
     /// Per-window decay factor of the episode count for windows of
