@@ -12,7 +12,11 @@
 //! Each slot learns its hour's mean; a window is expected on a line
 //! through the middles of its hour and the neighbouring ones that keeps
 //! that mean ([`WeekPos`], [`Baseline::shape_at`]), so a steep morning is
-//! followed within the hour. About 860 bytes.
+//! followed within the hour. How far the other days' mean may be from an
+//! hour not yet known is learned per series: each hour seen for the first
+//! time is compared with it ([`Baseline::day_spread`]), so a series whose
+//! days agree trusts the guess for its unseen hours more than one whose
+//! days differ. About 860 bytes.
 
 use serde::{Deserialize, Serialize};
 
@@ -28,12 +32,50 @@ const SLOT_TRUST_WEEKS: f64 = 4.0;
 /// on the development seeds of the scenario families from 0.01, 0.02 and
 /// 0.04 (EVALUATION.md).
 const WEEK_VARIANCE: f64 = 0.01;
-/// Relative variance of an hour of the week not yet seen: its value is a
-/// guess from other days, trusted to about ±20 % (weekends differ, and the
-/// region's time zone is unknown). Chosen on the development seeds of the
-/// scenario families (0.01 and 0.02 found more slow outages but paged on
-/// first weekends; EVALUATION.md).
+/// Relative variance of an hour of the week not yet seen, before the series
+/// has shown how its days differ (and always for a kind of day, weekday or
+/// weekend, not seen yet): its value is a guess from other days, trusted to
+/// about ±20 % (weekends differ, and the region's time zone is unknown).
+/// Chosen on the development seeds of the scenario families (0.01 and 0.02
+/// found more slow outages but paged on first weekends; EVALUATION.md).
 const UNSEEN_SLOT_VARIANCE: f64 = 0.04;
+
+/// Weight of one comparison in the learned day spread (about half a day
+/// of newly seen hours dominates it; set a priori, not tuned).
+const DAY_SPREAD_RATE: f64 = 1.0 / 12.0;
+/// Floor of the learned day spread (±5 %: no two days are the same).
+const MIN_DAY_SPREAD: f64 = 0.0025;
+/// Ceiling of the learned day spread (±100 %: what its `u16` holds).
+const MAX_DAY_SPREAD: f64 = 65_535.0 / DAY_SPREAD_UNIT;
+/// The learned day spread is kept in units of 2⁻¹⁶.
+const DAY_SPREAD_UNIT: f64 = 65_536.0;
+/// Reports a profile must rest on before it is trusted over a borrowed one
+/// (~50 per hour of day).
+const PROFILE_MASS: u16 = 1200;
+
+/// Visits that make a slot's first full hour (one week's).
+fn first_hour(rates: &LearnRates) -> f64 {
+    rates.visits_per_week.round().clamp(1.0, f64::from(u8::MAX))
+}
+
+/// The same hour as `slot` on the other days of the week: (Σ visits ×
+/// multiplier, Σ visits), and whether a day of the slot's own kind
+/// (weekday or weekend) is among them.
+fn other_days(profile: &Profile, slot: usize) -> (f64, f64, bool) {
+    let weekend = |day: usize| day >= 5;
+    let (hour, kind) = (slot % 24, weekend(slot / 24));
+    let (mut sum, mut visits, mut same_kind) = (0.0, 0.0, false);
+    for day in 0..7 {
+        let s = day * 24 + hour;
+        if s != slot {
+            let v = profile.visits[s];
+            sum += f64::from(v) * f64::from(profile.mult[s]);
+            visits += f64::from(v);
+            same_kind |= v > 0 && weekend(day) == kind;
+        }
+    }
+    (sum, visits, same_kind)
+}
 
 /// Per-window learning rates, derived from the configured half-lives and
 /// the window width.
@@ -82,8 +124,13 @@ pub struct Baseline {
     dispersion: f32,
     /// Windows learned from.
     windows: u32,
-    /// Sum of learned counts (how much evidence the profile rests on).
-    mass: f32,
+    /// Reports learned from, rounded and saturating (how much evidence the
+    /// profile rests on; only whether it reached [`PROFILE_MASS`] matters).
+    mass: u16,
+    /// Learned relative variance of a new day's hour from the mean of the
+    /// same hour on the other days, in units of 2⁻¹⁶ (see
+    /// [`Baseline::day_spread`]); 0 before the first comparison.
+    day_spread: u16,
     /// Hour-of-week multipliers and visits (none until the first update;
     /// one thin box: a million series make every word count).
     profile: Option<Box<Profile>>,
@@ -152,7 +199,7 @@ impl Baseline {
     /// Whether the own profile rests on enough reports to be trusted over
     /// a borrowed one: ~50 reports per hour of day.
     pub fn profile_learned(&self) -> bool {
-        self.mass >= 1200.0 && self.windows > 0
+        self.mass >= PROFILE_MASS && self.windows > 0
     }
 
     /// The profile's multiplier for `slot`: its own value, blended with the
@@ -177,7 +224,12 @@ impl Baseline {
     /// [`WEEK_VARIANCE`] per week of visits; the other days' mean is a
     /// guess for this day, off by [`UNSEEN_SLOT_VARIANCE`] on top of its
     /// own noise. A busy hour seen for one week is known well; a quiet one
-    /// leans on the other days for weeks.
+    /// leans on the other days for weeks. An hour never seen is the other
+    /// days' mean alone, off by what the series has shown of how its days
+    /// differ ([`Baseline::day_spread`]). Once the hour has been seen, its
+    /// own weeks are the evidence: how days differ at first sight says
+    /// nothing of how one hour changes from week to week (trusting the
+    /// other days over it made an hour that moved 40 % page daily).
     pub fn blend(&self, slot: usize, rates: &LearnRates) -> Option<(f64, f64)> {
         let profile = self.profile.as_deref()?;
         let level = f64::from(self.level);
@@ -190,22 +242,22 @@ impl Baseline {
         };
         let own_visits = f64::from(profile.visits[slot]);
         let own = f64::from(profile.mult[slot]);
-        let hour = slot % 24;
-        let (mut sum, mut visits) = (0.0, 0.0);
-        for day in 0..7 {
-            let s = day * 24 + hour;
-            if s != slot {
-                let v = f64::from(profile.visits[s]);
-                sum += v * f64::from(profile.mult[s]);
-                visits += v;
-            }
-        }
+        let (sum, visits, same_kind) = other_days(profile, slot);
         match (own_visits > 0.0, visits > 0.0) {
             (false, false) => None,
             (true, false) => Some((own, variance(own, own_visits))),
             (false, true) => {
+                // A new day is off the hour's true value by the day spread
+                // (the prior for a kind of day not seen yet), and a mean of
+                // `n` days misses that by a further `1 / n` of it.
+                let spread = if same_kind {
+                    self.day_spread()
+                } else {
+                    UNSEEN_SLOT_VARIANCE
+                };
+                let days = visits / rates.visits_per_week;
                 let other = sum / visits;
-                Some((other, UNSEEN_SLOT_VARIANCE + variance(other, visits)))
+                Some((other, spread * (1.0 + 1.0 / days) + variance(other, visits)))
             }
             (true, true) => {
                 let other = sum / visits;
@@ -218,6 +270,53 @@ impl Baseline {
                 ))
             }
         }
+    }
+
+    /// How far a new day's hour is from the mean of the same hour on the
+    /// other days, as this series has shown it (relative variance; the
+    /// prior [`UNSEEN_SLOT_VARIANCE`] until it has shown any).
+    fn learned_day_spread(&self) -> f64 {
+        if self.day_spread == 0 {
+            UNSEEN_SLOT_VARIANCE
+        } else {
+            f64::from(self.day_spread) / DAY_SPREAD_UNIT
+        }
+    }
+
+    /// The relative variance [`Baseline::blend`] gives an unseen hour
+    /// guessed from other days, one of its kind among them: the learned
+    /// day spread, never more than the prior. What the series shows narrows the prior; a series whose
+    /// days differ more than it does (news-driven ones) carries that in its
+    /// persistent dispersion, learned from the same misfit.
+    fn day_spread(&self) -> f64 {
+        self.learned_day_spread().min(UNSEEN_SLOT_VARIANCE)
+    }
+
+    /// Learns the day spread from `slot`, just seen for a full hour for
+    /// the first time: how far its multiplier is from the mean of the same
+    /// hour on the other days, net of the counting noise of both, when a
+    /// day of its kind is among them (the first Saturday says how weekends
+    /// differ from weekdays, not how days of one kind differ). Each
+    /// comparison is weighted by how much of it is signal.
+    fn learn_day_spread(&mut self, slot: usize, level: f64, rates: &LearnRates) {
+        let Some(profile) = self.profile.as_deref() else {
+            return;
+        };
+        let (sum, visits, same_kind) = other_days(profile, slot);
+        let hour = first_hour(rates);
+        if !same_kind || visits < hour || sum <= 0.0 {
+            return;
+        }
+        let guess = sum / visits;
+        let ratio = f64::from(profile.mult[slot]) / guess;
+        let k = f64::from(self.dispersion);
+        let noise_of = |p: f64, n: f64| (1.0 / (level * p).max(1e-3) + k) / n;
+        let noise = noise_of(guess * ratio, hour) * ratio * ratio + noise_of(guess, visits);
+        let misfit = (ratio - 1.0).powi(2) - noise;
+        let d = self.learned_day_spread();
+        let gain = DAY_SPREAD_RATE * d / (d + noise);
+        let d = (d + gain * (misfit - d)).clamp(MIN_DAY_SPREAD, MAX_DAY_SPREAD);
+        self.day_spread = (d * DAY_SPREAD_UNIT).round() as u16;
     }
 
     /// Expected count in a window at `slot`, using `borrowed` (another
@@ -267,9 +366,15 @@ impl Baseline {
             let p = f64::from(profile.mult[slot]);
             profile.mult[slot] = (p + b * (count / level - p)).clamp(0.0, 50.0) as f32;
             profile.visits[slot] = v.saturating_add(1);
+            // An hour seen in full for the first time.
+            if f64::from(v) + 1.0 == first_hour(rates) {
+                self.learn_day_spread(slot, level, rates);
+            }
         }
         self.windows = self.windows.saturating_add(1);
-        self.mass += count as f32;
+        self.mass = self
+            .mass
+            .saturating_add(count.round().clamp(0.0, 65_535.0) as u16);
     }
 
     /// Learns the over-dispersion alone from a window that expected `mu`
@@ -301,7 +406,6 @@ impl Baseline {
         let ok = |x: f32| x.is_finite() && x >= 0.0;
         ok(self.level)
             && ok(self.dispersion)
-            && ok(self.mass)
             && self
                 .profile
                 .as_ref()
@@ -618,6 +722,38 @@ mod tests {
             busy.1 < quiet.1 && busy.1 < UNSEEN_SLOT_VARIANCE / 2.0,
             "{shapes:?}"
         );
+    }
+
+    /// Uncertainty of an unseen Friday noon and an unseen Saturday noon
+    /// after Monday to Thursday at 50 per window, each day scaled by its
+    /// factor.
+    fn after_four_weekdays(factors: [f64; 4]) -> (f64, f64) {
+        let r = rates();
+        let start = 1_537_747_200_000; // a Monday
+        let mut b = Baseline::new();
+        for w in 0..4 * 1440 {
+            let t = start + w * MIN;
+            b.learn(slot_of(t), 50.0 * factors[(w / 1440) as usize], None, &r);
+        }
+        let noon = |day: i64| slot_of(start + day * 86_400_000 + 12 * 3_600_000);
+        (
+            b.slot_uncertainty(noon(4), &r),
+            b.slot_uncertainty(noon(5), &r),
+        )
+    }
+
+    #[test]
+    fn days_that_agree_make_an_unseen_hour_of_their_kind_trusted_more() {
+        let (friday, saturday) = after_four_weekdays([1.0, 1.02, 0.98, 1.01]);
+        assert!(friday < UNSEEN_SLOT_VARIANCE / 4.0, "{friday}");
+        // The first Saturday: weekdays say nothing of how weekends differ.
+        assert!(saturday >= UNSEEN_SLOT_VARIANCE, "{saturday}");
+    }
+
+    #[test]
+    fn days_that_differ_keep_the_prior_for_an_unseen_hour() {
+        let (friday, _) = after_four_weekdays([1.0, 1.5, 0.7, 1.3]);
+        assert!(friday >= UNSEEN_SLOT_VARIANCE, "{friday}");
     }
 
     #[test]
