@@ -59,22 +59,25 @@ fn first_hour(rates: &LearnRates) -> f64 {
 }
 
 /// The same hour as `slot` on the other days of the week: (Σ visits ×
-/// multiplier, Σ visits), and whether a day of the slot's own kind
-/// (weekday or weekend) is among them.
-fn other_days(profile: &Profile, slot: usize) -> (f64, f64, bool) {
+/// multiplier, Σ visits) over all of them, and over those of the slot's
+/// own kind (weekday or weekend).
+fn other_days(profile: &Profile, slot: usize) -> [(f64, f64); 2] {
     let weekend = |day: usize| day >= 5;
     let (hour, kind) = (slot % 24, weekend(slot / 24));
-    let (mut sum, mut visits, mut same_kind) = (0.0, 0.0, false);
+    let mut all = (0.0, 0.0);
+    let mut same = (0.0, 0.0);
     for day in 0..7 {
         let s = day * 24 + hour;
         if s != slot {
-            let v = profile.visits[s];
-            sum += f64::from(v) * f64::from(profile.mult[s]);
-            visits += f64::from(v);
-            same_kind |= v > 0 && weekend(day) == kind;
+            let v = f64::from(profile.visits[s]);
+            let m = v * f64::from(profile.mult[s]);
+            all = (all.0 + m, all.1 + v);
+            if weekend(day) == kind {
+                same = (same.0 + m, same.1 + v);
+            }
         }
     }
-    (sum, visits, same_kind)
+    [all, same]
 }
 
 /// Per-window learning rates, derived from the configured half-lives and
@@ -242,19 +245,18 @@ impl Baseline {
         };
         let own_visits = f64::from(profile.visits[slot]);
         let own = f64::from(profile.mult[slot]);
-        let (sum, visits, same_kind) = other_days(profile, slot);
+        let [(sum, visits), (_, same_visits)] = other_days(profile, slot);
         match (own_visits > 0.0, visits > 0.0) {
             (false, false) => None,
             (true, false) => Some((own, variance(own, own_visits))),
             (false, true) => {
                 // A new day is off the hour's true value by the day spread
-                // (the prior for a kind of day not seen yet), and a mean of
-                // `n` days misses that by a further `1 / n` of it.
-                let spread = if same_kind {
-                    self.day_spread()
-                } else {
-                    UNSEEN_SLOT_VARIANCE
-                };
+                // for the share of the guess that days of its kind make,
+                // by the prior for the rest (a Sunday guessed mostly from
+                // weekdays), and a mean of `n` days misses that by a
+                // further `1 / n` of it.
+                let same = same_visits / visits;
+                let spread = same * self.day_spread() + (1.0 - same) * UNSEEN_SLOT_VARIANCE;
                 let days = visits / rates.visits_per_week;
                 let other = sum / visits;
                 Some((other, spread * (1.0 + 1.0 / days) + variance(other, visits)))
@@ -302,9 +304,11 @@ impl Baseline {
         let Some(profile) = self.profile.as_deref() else {
             return;
         };
-        let (sum, visits, same_kind) = other_days(profile, slot);
+        // Against the days of its own kind only: how weekends differ from
+        // weekdays is not how days of one kind differ.
+        let [_, (sum, visits)] = other_days(profile, slot);
         let hour = first_hour(rates);
-        if !same_kind || visits < hour || sum <= 0.0 {
+        if visits < hour || sum <= 0.0 {
             return;
         }
         let guess = sum / visits;
