@@ -285,27 +285,27 @@ impl Baseline {
         }
     }
 
-    /// The relative variance [`Baseline::blend`] gives an unseen hour
-    /// guessed from other days, one of its kind among them: the learned
-    /// day spread, never more than the prior. What the series shows narrows the prior; a series whose
-    /// days differ more than it does (news-driven ones) carries that in its
-    /// persistent dispersion, learned from the same misfit.
+    /// The relative variance [`Baseline::blend`] gives the share of an
+    /// unseen hour's guess that days of its kind make: the learned day
+    /// spread, never more than the prior. What the series shows narrows
+    /// the prior; a series whose days differ more than it does
+    /// (news-driven ones) carries that in its persistent dispersion,
+    /// learned from the same misfit.
     fn day_spread(&self) -> f64 {
         self.learned_day_spread().min(UNSEEN_SLOT_VARIANCE)
     }
 
     /// Learns the day spread from `slot`, just seen for a full hour for
     /// the first time: how far its multiplier is from the mean of the same
-    /// hour on the other days, net of the counting noise of both, when a
-    /// day of its kind is among them (the first Saturday says how weekends
-    /// differ from weekdays, not how days of one kind differ). Each
-    /// comparison is weighted by how much of it is signal.
+    /// hour on the other days of its kind, net of the counting noise of
+    /// both (nothing when no day of its kind was seen). Each comparison is
+    /// weighted by how much of it is signal.
     fn learn_day_spread(&mut self, slot: usize, level: f64, rates: &LearnRates) {
         let Some(profile) = self.profile.as_deref() else {
             return;
         };
-        // Against the days of its own kind only: how weekends differ from
-        // weekdays is not how days of one kind differ.
+        // Against the days of its own kind only: the first Saturday says
+        // how weekends differ from weekdays, not how days of one kind do.
         let [_, (sum, visits)] = other_days(profile, slot);
         let hour = first_hour(rates);
         if visits < hour || sum <= 0.0 {
