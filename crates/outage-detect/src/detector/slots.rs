@@ -86,14 +86,10 @@ impl Detector {
             }
             // No NaN or infinity: they would score every window against
             // nothing (and page on it).
-            let finite = [
-                s.pending_peak.0,
-                s.pending_peak.1,
-                s.last_excess,
-                s.run_size,
-            ]
-            .iter()
-            .all(|x| x.is_finite());
+            let peak = s.pending.as_ref().map_or((0.0, 0.0), |p| p.peak);
+            let finite = [peak.0, peak.1, s.last_excess, s.run_size]
+                .iter()
+                .all(|x| x.is_finite());
             if !finite || !s.baseline.is_sane() || !s.sums.is_sane() || !s.recur.is_sane() {
                 return Err("a series holds a number that is not finite or out of range".into());
             }
