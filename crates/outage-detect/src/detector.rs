@@ -163,8 +163,8 @@ impl Series {
         if self.state == SeriesState::Outage || self.baseline.windows() < min_history_windows {
             return None;
         }
-        let (observed, expected) = self.sums.regional();
-        regional::share(observed, expected, self.baseline.dispersion())
+        let (observed, expected, k_span) = self.sums.regional(self.baseline.dispersion());
+        regional::share(observed, expected, k_span)
     }
 
     /// The run's window of `count` reports counts toward its size: its
@@ -1056,7 +1056,8 @@ impl Detector {
                     s.baseline
                         .learn_with_shape(slot, f64::from(c), shape, &rates);
                 }
-                s.sums.learn(k_disp, thresholds.persistent_rate);
+                s.sums
+                    .learn(k_disp, thresholds.persistent_rate, common, uncertain);
             }
             if (c > 0 || mu >= 0.5) && self.services[sid].live {
                 self.events.push(Event::Window(WindowScore {

@@ -40,8 +40,11 @@ const MAX_LOG_RATIO: f64 = std::f64::consts::LN_2;
 /// One series' evidence about its region: Σ-able `(w·ℓ, w)`, where ℓ is
 /// its log ratio observed / expected (the baseline's own, as plain sums
 /// over the scale used) and `w` its precision, from counting noise with
-/// over-dispersion `k` per window and [`SERVICE_SPREAD`]. `None` when the
-/// span expected less than one report.
+/// the *sum's* relative over-dispersion `k` (a window's white part
+/// averages out over the sum: weighed with the window's, a busy
+/// neighbour counted for a third of what it showed, and a region-wide
+/// rise of 1.45× was excused only to 1.25×) and [`SERVICE_SPREAD`].
+/// `None` when the span expected less than one report.
 pub fn share(observed: f64, expected: f64, k: f64) -> Option<(f64, f64)> {
     if expected < 1.0 {
         return None;

@@ -18,25 +18,33 @@
 //! `(1 + a)` times it has the mean and variance of a plain sum of
 //! `n = (1 + a) / (1 − a)` independent windows, so it is scored as such a
 //! sum under a negative binomial. Windows are not independent in real data:
-//! a baseline that is 10 % off stays 10 % off for the hour. The dispersion
-//! of an `n`-window sum is therefore `k_w / n + k_p`, a white part that
-//! averages out and a persistent part that does not, both learned from
-//! normal windows ([`Baseline`](crate::baseline::Baseline) learns their sum
-//! per window, [`ScaleSums`] the persistent part at the longest scale).
+//! a baseline that is 10 % off stays 10 % off for the hour, and a rate can
+//! swing for a quarter of an hour. The dispersion of an `n`-window sum is
+//! therefore `k_w / n + k_p + k_c(n) + u`: a white part that averages out, a
+//! persistent part that does not, a correlated part learned per short scale
+//! (what the 3-, 8- and 24-window sums show beyond the first two: noise
+//! correlated over minutes), and the uncertainty `u` of the hour's
+//! expectation ([`Baseline::slot_uncertainty`](crate::baseline::Baseline::slot_uncertainty)).
+//! All are learned from normal windows ([`Baseline`](crate::baseline::Baseline)
+//! learns the window's total `k`, [`ScaleSums`] the rest), and the
+//! persistent part net of `u`: the 72-window sum's spread around an hour
+//! that is a guess already holds the guess's misfit, and counting it there
+//! and again as `u` made a busy series' hour ±12 % uncertain where its
+//! windows showed ±7 %.
 //!
 //! The budget: `B` false incidents per series per 30 days, shared equally by
 //! the scales. A sum is tested every window, and its tests are not
 //! independent; what costs a false incident is a crossing of the threshold
 //! from below. An exponentially weighted sum of span `n` crosses a high
-//! level about `√n` times less often than it lies above it (it drifts up
-//! to the level over a few windows and falls back slowly, not in `n`-window
-//! blocks), so scale `n` is held to about `N / √n` tests in 30 days of `N`
-//! windows: its p-value threshold is `B / S · √n / N`. Counting `N / n`
-//! tests instead (blocks of `n` windows) let pure noise page 5–17 times the
-//! budget on the 24- and 72-window sums; `√n` brings every scale within
-//! about twice it, checked by simulation (`examples/budget_check`, and the
-//! test `pure_noise_pages_about_the_budget`). One number an operator can
-//! reason about sets every threshold, and means what it says.
+//! level about `√n` times less often than it lies above it (it rises to the
+//! level over a few windows and falls back slowly), so scale `n` is held to
+//! about `N / √n` tests in 30 days of `N` windows: its p-value threshold is
+//! `B / S · √n / N`. Counting `N / n` tests instead (blocks of `n` windows)
+//! let pure noise page 5–17 times the budget on the 24- and 72-window
+//! sums; `√n` brings every scale within about twice it
+//! (`examples/budget_check`, and the test `pure_noise_pages_about_the_budget`).
+//! One number an operator can reason about sets every threshold, and means
+//! what it says.
 //!
 //! Must not: allocate, read clocks, or know about services and incidents.
 
@@ -140,7 +148,7 @@ pub struct Verdict {
 }
 
 /// The weighted sums of one series, and what it learned of its persistent
-/// dispersion. 40 bytes.
+/// and correlated dispersion. 52 bytes.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct ScaleSums {
     /// Weighted observed and expected sums per weighted scale.
@@ -148,6 +156,11 @@ pub struct ScaleSums {
     /// Persistent dispersion: the part of a window's dispersion that does
     /// not average out over the longest scale.
     persistent: f32,
+    /// Correlated dispersion of the 3-, 8- and 24-window sums: what their
+    /// spread shows beyond white + persistent (noise correlated over
+    /// minutes, which averages out over an hour but not over a few
+    /// windows). A signed average; used only where positive.
+    block: [f32; EW - 1],
 }
 
 impl ScaleSums {
@@ -197,7 +210,7 @@ impl ScaleSums {
                     f64::from(s.0),
                 )
             };
-            let k_span = white / span + persistent;
+            let k_span = white / span + persistent + self.correlated(i);
             if span >= 24.0 && e >= 10.0 {
                 let sd = (e * (1.0 + k_span * e)).sqrt();
                 verdict.low |= o < e - 3.0 * sd;
@@ -223,19 +236,33 @@ impl ScaleSums {
         verdict
     }
 
-    /// Whether every sum is finite and not negative (a restored snapshot
-    /// is checked with it).
-    pub fn is_sane(&self) -> bool {
-        let ok = |x: f32| x.is_finite() && x >= 0.0;
-        ok(self.persistent) && self.sums.iter().all(|&(o, e)| ok(o) && ok(e))
+    /// The correlated dispersion of scale `scale` (none for the window
+    /// itself and the longest scale, whose spread is the persistent part).
+    fn correlated(&self, scale: usize) -> f64 {
+        match scale.checked_sub(1).and_then(|i| self.block.get(i)) {
+            Some(&b) => f64::from(b).max(0.0),
+            None => 0.0,
+        }
     }
 
-    /// Learns the persistent dispersion from the longest scale's spread
-    /// (call after [`ScaleSums::push`], for a window that was normal).
-    pub fn learn(&mut self, k: f64, rate: f64) {
+    /// Whether every sum is finite and not negative, and the correlated
+    /// parts finite (a restored snapshot is checked with it).
+    pub fn is_sane(&self) -> bool {
+        let ok = |x: f32| x.is_finite() && x >= 0.0;
+        ok(self.persistent)
+            && self.sums.iter().all(|&(o, e)| ok(o) && ok(e))
+            && self.block.iter().all(|b| b.is_finite())
+    }
+
+    /// Learns the persistent dispersion from the longest scale's spread, and
+    /// the correlated part of each short scale from its own (call after
+    /// [`ScaleSums::push`], for a window that was normal, with the
+    /// window's `k`, `common` and `uncertain` as scored): both net of what
+    /// the model already allows, so nothing is counted twice.
+    pub fn learn(&mut self, k: f64, rate: f64, common: f64, uncertain: f64) {
         let a = decay(SPANS[SCALES - 1]);
         let (o, e) = self.sums[EW - 1];
-        let (o, e) = (f64::from(o) * (1.0 + a), f64::from(e) * (1.0 + a));
+        let (o, e) = (f64::from(o) * (1.0 + a), f64::from(e) * (1.0 + a) * common);
         if e < 1.0 {
             return;
         }
@@ -243,9 +270,24 @@ impl ScaleSums {
         // persistent part follows given the window's k = k_w + k_p.
         let n = SPANS[SCALES - 1];
         let span_k = ((o - e).powi(2) - e) / (e * e);
-        let p = ((span_k - k / n) / (1.0 - 1.0 / n)).clamp(0.0, 4.0);
+        let p = ((span_k - k / n) / (1.0 - 1.0 / n) - uncertain).clamp(0.0, 4.0);
         let cur = f64::from(self.persistent);
         self.persistent = (cur + rate * (p - cur)) as f32;
+        // Each short sum's spread beyond white + persistent (unbiased, so
+        // kept signed and used only where positive).
+        let persistent = f64::from(self.persistent).max(MIN_PERSISTENT) + uncertain;
+        let white = (k - persistent).max(0.0);
+        for (i, b) in self.block.iter_mut().enumerate() {
+            let span = SPANS[i + 1];
+            let a = decay(span);
+            let (o, e) = self.sums[i];
+            let (o, e) = (f64::from(o) * (1.0 + a), f64::from(e) * (1.0 + a) * common);
+            if e < 1.0 {
+                continue;
+            }
+            let x = (((o - e).powi(2) - e) / (e * e) - white / span - persistent).clamp(-4.0, 4.0);
+            *b = (f64::from(*b) + rate * (x - f64::from(*b))) as f32;
+        }
     }
 
     /// Forgets the excess in the sums: they restart as if every window had
@@ -285,7 +327,7 @@ impl ScaleSums {
         } else {
             f64::from(self.sums[scale - 1].1) * (1.0 + decay(span))
         };
-        let k_span = white / span + persistent;
+        let k_span = white / span + persistent + self.correlated(scale);
         (e * (1.0 + k_span * e)).sqrt()
     }
 
@@ -295,13 +337,19 @@ impl ScaleSums {
     }
 
     /// Observed and expected (the baseline's own, as plain sums) of the
-    /// weighted scale whose span is about half an hour at 1-minute windows:
-    /// what [`crate::regional`] compares the services of a region on.
-    pub fn regional(&self) -> (f64, f64) {
+    /// weighted scale whose span is about half an hour at 1-minute windows,
+    /// and that sum's relative dispersion beyond counting noise (white part
+    /// averaged over the span, persistent and correlated parts; `k` the
+    /// window's): what [`crate::regional`] compares the services of a
+    /// region on, and how far it trusts each.
+    pub fn regional(&self, k: f64) -> (f64, f64, f64) {
         const SCALE: usize = 3;
         let a = decay(SPANS[SCALE]);
         let (o, e) = self.sums[SCALE - 1];
-        (f64::from(o) * (1.0 + a), f64::from(e) * (1.0 + a))
+        let persistent = f64::from(self.persistent).max(MIN_PERSISTENT);
+        let white = (k - persistent).max(0.0);
+        let k_span = white / SPANS[SCALE] + persistent + self.correlated(SCALE);
+        (f64::from(o) * (1.0 + a), f64::from(e) * (1.0 + a), k_span)
     }
 
     /// observed / expected of the longest scale.
@@ -424,7 +472,7 @@ mod tests {
             if w > 5_000 {
                 assert!(!v.page, "window {w}: {v:?}");
             }
-            s.learn(k, 0.001);
+            s.learn(k, 0.001, 1.0, 0.0);
         }
         assert!(s.persistent() > 0.001, "{}", s.persistent());
     }
@@ -438,13 +486,7 @@ mod tests {
         let budget = 1.0;
         let t = Thresholds::new(budget, 43_200.0, 10, 0.001);
         let months = 20;
-        let mut state = 0x2545_F491_4F6C_DD1D_u64;
-        let mut uniform = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state >> 11) as f64 / (1u64 << 53) as f64
-        };
+        let mut uniform = xorshift(0x2545_F491_4F6C_DD1D);
         for mean in [2.5_f64, 10.0] {
             let (mut s, mut pages, mut was) = (ScaleSums::default(), 0, false);
             for _ in 0..months * 43_200 {
@@ -469,6 +511,67 @@ mod tests {
                 "mean {mean}: {rate} pages per series-month at a budget of {budget}"
             );
         }
+    }
+
+    /// Uniform numbers in [0, 1) from a xorshift generator.
+    fn xorshift(mut state: u64) -> impl FnMut() -> f64 {
+        move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 11) as f64 / (1u64 << 53) as f64
+        }
+    }
+
+    #[test]
+    fn noise_correlated_over_minutes_is_learned_on_the_short_scales() {
+        // A busy series (200 a window) whose rate is off by up to ±25 % for
+        // a quarter of an hour at a time: white + persistent would expect
+        // an 8-window sum within a few percent, and page on the swings.
+        let mut uniform = xorshift(0x9E37_79B9_7F4A_7C15);
+        let mut s = ScaleSums::default();
+        let (k, mut off, mut late_pages) = (0.025, 1.0, 0);
+        for w in 0..60_000 {
+            if w % 15 == 0 {
+                off = 1.0 + 0.5 * (uniform() - 0.5);
+            }
+            let c = (200.0 * off + 14.0 * (uniform() - 0.5)) as u32;
+            let v = s.push(c, 200.0, 1.0, k, 0.0, &t(), 50.0);
+            if v.page {
+                s.settle();
+                late_pages += u32::from(w > 30_000);
+            }
+            s.learn(k, 0.002, 1.0, 0.0);
+        }
+        assert!(s.correlated(2) > 0.003, "{:?}", s.block);
+        assert_eq!(late_pages, 0, "{:?}", s.block);
+    }
+
+    #[test]
+    fn a_misfit_the_hour_is_known_to_have_is_not_learned_again() {
+        // A busy series 10 % off its expectation for hours at a time
+        // (relative variance 0.01), scored with `uncertain` as the
+        // allowance for its hours: what that allowance covers is not
+        // learned a second time as persistent.
+        let learned = |uncertain: f64| {
+            let mut s = ScaleSums::default();
+            for w in 0..20_000 {
+                let off = if (w / 300) % 2 == 0 { 1.1 } else { 0.9 };
+                s.push(
+                    (1000.0 * off) as u32,
+                    1000.0,
+                    1.0,
+                    0.003,
+                    uncertain,
+                    &t(),
+                    50.0,
+                );
+                s.learn(0.003, 0.001, 1.0, uncertain);
+            }
+            s.persistent()
+        };
+        let (known, unknown) = (learned(0.01), learned(0.0));
+        assert!(known < 0.004 && unknown > 0.006, "{known} {unknown}");
     }
 
     #[test]
