@@ -185,8 +185,6 @@ impl ScaleSums {
     ) -> Verdict {
         let c = f64::from(observed);
         let mu = expected.max(score::MIN_EXPECTED);
-        let persistent = f64::from(self.persistent).max(MIN_PERSISTENT) + uncertain;
-        let white = (k - persistent).max(0.0);
         let mut verdict = Verdict::default();
         let mut best_margin = f64::NEG_INFINITY;
         for (i, &span) in SPANS.iter().enumerate() {
@@ -210,7 +208,7 @@ impl ScaleSums {
                     f64::from(s.0),
                 )
             };
-            let k_span = white / span + persistent + self.correlated(i);
+            let k_span = self.dispersion(i, k, uncertain);
             if span >= 24.0 && e >= 10.0 {
                 let sd = (e * (1.0 + k_span * e)).sqrt();
                 verdict.low |= o < e - 3.0 * sd;
@@ -234,6 +232,20 @@ impl ScaleSums {
             verdict.hold |= span <= 8.0 && surprise >= HOLD_SURPRISE;
         }
         verdict
+    }
+
+    /// Relative dispersion of scale `scale`'s sum beyond counting noise,
+    /// as scored: [`ScaleSums::modelled`] and the correlated part.
+    fn dispersion(&self, scale: usize, k: f64, uncertain: f64) -> f64 {
+        self.modelled(scale, k, uncertain) + self.correlated(scale)
+    }
+
+    /// The part of [`ScaleSums::dispersion`] the model gives: the window's
+    /// white part (`k` less the persistent part) averaged over the span,
+    /// and the persistent part with the hour's `uncertain` added.
+    fn modelled(&self, scale: usize, k: f64, uncertain: f64) -> f64 {
+        let persistent = f64::from(self.persistent).max(MIN_PERSISTENT) + uncertain;
+        (k - persistent).max(0.0) / SPANS[scale] + persistent
     }
 
     /// The correlated dispersion of scale `scale` (none for the window
@@ -273,19 +285,18 @@ impl ScaleSums {
         let p = ((span_k - k / n) / (1.0 - 1.0 / n) - uncertain).clamp(0.0, 4.0);
         let cur = f64::from(self.persistent);
         self.persistent = (cur + rate * (p - cur)) as f32;
-        // Each short sum's spread beyond white + persistent (unbiased, so
-        // kept signed and used only where positive).
-        let persistent = f64::from(self.persistent).max(MIN_PERSISTENT) + uncertain;
-        let white = (k - persistent).max(0.0);
-        for (i, b) in self.block.iter_mut().enumerate() {
-            let span = SPANS[i + 1];
+        // Each short sum's spread beyond what the model gives (unbiased,
+        // so kept signed and used only where positive).
+        for (scale, &span) in SPANS.iter().enumerate().take(EW).skip(1) {
             let a = decay(span);
-            let (o, e) = self.sums[i];
+            let (o, e) = self.sums[scale - 1];
             let (o, e) = (f64::from(o) * (1.0 + a), f64::from(e) * (1.0 + a) * common);
             if e < 1.0 {
                 continue;
             }
-            let x = (((o - e).powi(2) - e) / (e * e) - white / span - persistent).clamp(-4.0, 4.0);
+            let spread = ((o - e).powi(2) - e) / (e * e);
+            let x = (spread - self.modelled(scale, k, uncertain)).clamp(-4.0, 4.0);
+            let b = &mut self.block[scale - 1];
             *b = (f64::from(*b) + rate * (x - f64::from(*b))) as f32;
         }
     }
@@ -319,15 +330,12 @@ impl ScaleSums {
     /// [`ScaleSums::push`] scored it (`expected`, `k` and `uncertain` are
     /// the window's, as given to it).
     pub fn sd(&self, scale: usize, expected: f64, k: f64, uncertain: f64) -> f64 {
-        let persistent = f64::from(self.persistent).max(MIN_PERSISTENT) + uncertain;
-        let white = (k - persistent).max(0.0);
-        let span = SPANS[scale];
         let e = if scale == 0 {
             expected.max(score::MIN_EXPECTED)
         } else {
-            f64::from(self.sums[scale - 1].1) * (1.0 + decay(span))
+            f64::from(self.sums[scale - 1].1) * (1.0 + decay(SPANS[scale]))
         };
-        let k_span = white / span + persistent + self.correlated(scale);
+        let k_span = self.dispersion(scale, k, uncertain);
         (e * (1.0 + k_span * e)).sqrt()
     }
 
@@ -346,9 +354,7 @@ impl ScaleSums {
         const SCALE: usize = 3;
         let a = decay(SPANS[SCALE]);
         let (o, e) = self.sums[SCALE - 1];
-        let persistent = f64::from(self.persistent).max(MIN_PERSISTENT);
-        let white = (k - persistent).max(0.0);
-        let k_span = white / SPANS[SCALE] + persistent + self.correlated(SCALE);
+        let k_span = self.dispersion(SCALE, k, 0.0);
         (f64::from(o) * (1.0 + a), f64::from(e) * (1.0 + a), k_span)
     }
 
