@@ -165,8 +165,8 @@ pub struct ScaleSums {
 
 impl ScaleSums {
     /// Adds one window (`observed` reports, `expected` due, dispersion `k`)
-    /// and scores every scale. `learn_persistent`: the window is normal, so
-    /// the longest scale's spread may teach the persistent dispersion.
+    /// and scores every scale (a normal window then teaches the dispersion
+    /// through [`ScaleSums::learn`]).
     /// `uncertain` adds to the persistent dispersion for this window (an
     /// expectation that is a guess, see `Baseline::slot_uncertainty`).
     /// `common` scales every scale's expectation as it is scored (what the
