@@ -272,33 +272,41 @@ impl ScaleSums {
     /// window's `k`, `common` and `uncertain` as scored): both net of what
     /// the model already allows, so nothing is counted twice.
     pub fn learn(&mut self, k: f64, rate: f64, common: f64, uncertain: f64) {
-        let a = decay(SPANS[SCALES - 1]);
-        let (o, e) = self.sums[EW - 1];
-        let (o, e) = (f64::from(o) * (1.0 + a), f64::from(e) * (1.0 + a) * common);
-        if e < 1.0 {
-            return;
-        }
         // Unbiased for the span's dispersion k_w / n + k_p, from which the
         // persistent part follows given the window's k = k_w + k_p.
+        let Some(span_k) = self.spread(SCALES - 1, common) else {
+            return;
+        };
         let n = SPANS[SCALES - 1];
-        let span_k = ((o - e).powi(2) - e) / (e * e);
         let p = ((span_k - k / n) / (1.0 - 1.0 / n) - uncertain).clamp(0.0, 4.0);
         let cur = f64::from(self.persistent);
         self.persistent = (cur + rate * (p - cur)) as f32;
         // Each short sum's spread beyond what the model gives (unbiased,
         // so kept signed and used only where positive).
-        for (scale, &span) in SPANS.iter().enumerate().take(EW).skip(1) {
-            let a = decay(span);
-            let (o, e) = self.sums[scale - 1];
-            let (o, e) = (f64::from(o) * (1.0 + a), f64::from(e) * (1.0 + a) * common);
-            if e < 1.0 {
+        for scale in 1..EW {
+            let Some(spread) = self.spread(scale, common) else {
                 continue;
-            }
-            let spread = ((o - e).powi(2) - e) / (e * e);
+            };
             let x = (spread - self.modelled(scale, k, uncertain)).clamp(-4.0, 4.0);
             let b = &mut self.block[scale - 1];
             *b = (f64::from(*b) + rate * (x - f64::from(*b))) as f32;
         }
+    }
+
+    /// Weighted scale `scale`'s observed and expected, as plain sums.
+    fn plain(&self, scale: usize) -> (f64, f64) {
+        let a = decay(SPANS[scale]);
+        let (o, e) = self.sums[scale - 1];
+        (f64::from(o) * (1.0 + a), f64::from(e) * (1.0 + a))
+    }
+
+    /// Unbiased estimate of weighted scale `scale`'s relative dispersion
+    /// beyond counting noise, around its expectation times `common`; none
+    /// when it expected less than one report.
+    fn spread(&self, scale: usize, common: f64) -> Option<f64> {
+        let (o, e) = self.plain(scale);
+        let e = e * common;
+        (e >= 1.0).then(|| ((o - e).powi(2) - e) / (e * e))
     }
 
     /// Forgets the excess in the sums: they restart as if every window had
@@ -333,7 +341,7 @@ impl ScaleSums {
         let e = if scale == 0 {
             expected.max(score::MIN_EXPECTED)
         } else {
-            f64::from(self.sums[scale - 1].1) * (1.0 + decay(SPANS[scale]))
+            self.plain(scale).1
         };
         let k_span = self.dispersion(scale, k, uncertain);
         (e * (1.0 + k_span * e)).sqrt()
@@ -352,10 +360,8 @@ impl ScaleSums {
     /// region on, and how far it trusts each.
     pub fn regional(&self, k: f64) -> (f64, f64, f64) {
         const SCALE: usize = 3;
-        let a = decay(SPANS[SCALE]);
-        let (o, e) = self.sums[SCALE - 1];
-        let k_span = self.dispersion(SCALE, k, 0.0);
-        (f64::from(o) * (1.0 + a), f64::from(e) * (1.0 + a), k_span)
+        let (o, e) = self.plain(SCALE);
+        (o, e, self.dispersion(SCALE, k, 0.0))
     }
 
     /// observed / expected of the longest scale.
