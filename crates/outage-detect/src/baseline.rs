@@ -53,6 +53,14 @@ const DAY_SPREAD_UNIT: f64 = 65_536.0;
 /// (~50 per hour of day).
 const PROFILE_MASS: u16 = 1200;
 
+/// Two estimates of one value, each with its variance, pooled by
+/// precision (inverse-variance weights): the pooled value and its
+/// variance.
+fn pool((a, va): (f64, f64), (b, vb): (f64, f64)) -> (f64, f64) {
+    let w = vb / (va + vb);
+    (w * a + (1.0 - w) * b, va * vb / (va + vb))
+}
+
 /// Visits that make a slot's first full hour (one week's).
 fn first_hour(rates: &LearnRates) -> f64 {
     rates.visits_per_week.round().clamp(1.0, f64::from(u8::MAX))
@@ -245,30 +253,38 @@ impl Baseline {
         };
         let own_visits = f64::from(profile.visits[slot]);
         let own = f64::from(profile.mult[slot]);
-        let [(sum, visits), (_, same_visits)] = other_days(profile, slot);
-        match (own_visits > 0.0, visits > 0.0) {
+        let [(sum, visits), (same_sum, same_visits)] = other_days(profile, slot);
+        // The mean of the hour on other days of one kind, and how far a
+        // new day is off it: `spread`, and a further `1 / n` of it for a
+        // mean of `n` days, on top of the mean's counting noise.
+        let guess = |sum: f64, visits: f64, spread: f64| {
+            let m = sum / visits;
+            let days = visits / rates.visits_per_week;
+            (m, spread * (1.0 + 1.0 / days) + variance(m, visits))
+        };
+        // The other days' guess: the days of the hour's own kind (weekday
+        // or weekend), off by the day spread the series has shown, pooled
+        // with the days of the other kind, off by the prior (a Saturday
+        // is not a Tuesday). Each weighted by what it is worth, so the
+        // first Sunday leans on Saturday, not on five weekdays.
+        let other = match (same_visits > 0.0, visits > same_visits) {
+            (true, true) => Some(pool(
+                guess(same_sum, same_visits, self.day_spread()),
+                guess(sum - same_sum, visits - same_visits, UNSEEN_SLOT_VARIANCE),
+            )),
+            (true, false) => Some(guess(same_sum, same_visits, self.day_spread())),
+            (false, true) => Some(guess(sum, visits, UNSEEN_SLOT_VARIANCE)),
             (false, false) => None,
-            (true, false) => Some((own, variance(own, own_visits))),
-            (false, true) => {
-                // A new day is off the hour's true value by the day spread
-                // for the share of the guess that days of its kind make,
-                // by the prior for the rest (a Sunday guessed mostly from
-                // weekdays), and a mean of `n` days misses that by a
-                // further `1 / n` of it.
-                let same = same_visits / visits;
-                let spread = same * self.day_spread() + (1.0 - same) * UNSEEN_SLOT_VARIANCE;
-                let days = visits / rates.visits_per_week;
-                let other = sum / visits;
-                Some((other, spread * (1.0 + 1.0 / days) + variance(other, visits)))
-            }
-            (true, true) => {
-                let other = sum / visits;
-                let v_own = variance(own, own_visits);
-                let v_other = UNSEEN_SLOT_VARIANCE + variance(other, visits);
-                let w = v_other / (v_own + v_other);
-                Some((
-                    w * own + (1.0 - w) * other,
-                    v_own * v_other / (v_own + v_other),
+        };
+        match (own_visits > 0.0, other) {
+            (false, other) => other,
+            (true, None) => Some((own, variance(own, own_visits))),
+            (true, Some((other, _))) => {
+                // Once seen, the hour's own weeks are the evidence; the
+                // other days' guess is off by the prior against them.
+                Some(pool(
+                    (own, variance(own, own_visits)),
+                    (other, UNSEEN_SLOT_VARIANCE + variance(other, visits)),
                 ))
             }
         }
@@ -758,6 +774,35 @@ mod tests {
     fn days_that_differ_keep_the_prior_for_an_unseen_hour() {
         let (friday, _) = after_four_weekdays([1.0, 1.5, 0.7, 1.3]);
         assert!(friday >= UNSEEN_SLOT_VARIANCE, "{friday}");
+    }
+
+    #[test]
+    fn an_unseen_day_is_guessed_from_the_days_of_its_kind() {
+        // Tuesday to Friday at 50 per window, Saturday at 65: the first
+        // Sunday is guessed from Saturday, the first Monday from the
+        // weekdays (all days together would guess both at 1.06).
+        let r = rates();
+        let start = 1_537_747_200_000 + 86_400_000; // a Tuesday
+        let mut b = Baseline::new();
+        for w in 0..5 * 1440 {
+            let t = start + w * MIN;
+            let sat = w >= 4 * 1440;
+            b.learn(slot_of(t), if sat { 65.0 } else { 50.0 }, None, &r);
+        }
+        let noon = |day: i64| slot_of(start + day * 86_400_000 + 12 * 3_600_000);
+        let weekday = b.blend(noon(1), &r).unwrap().0;
+        let (sunday, sunday_var) = b.blend(noon(5), &r).unwrap();
+        let (monday, monday_var) = b.blend(noon(6), &r).unwrap();
+        assert!(sunday / weekday > 1.15, "{}", sunday / weekday);
+        assert!(
+            (monday / weekday - 1.0).abs() < 0.02,
+            "{}",
+            monday / weekday
+        );
+        // Each as trusted as its own kind has shown: one Saturday is
+        // little to go on, four weekdays that agree are much.
+        assert!(monday_var < UNSEEN_SLOT_VARIANCE / 4.0, "{monday_var}");
+        assert!(monday_var < sunday_var, "{monday_var} {sunday_var}");
     }
 
     #[test]

@@ -52,8 +52,9 @@ struct Series {
     /// Start of the first clearly elevated window (its own surprise at
     /// least [`scan::HOLD_SURPRISE`](crate::scan::HOLD_SURPRISE)) of the
     /// current run of windows above expectation: where an incident says it
-    /// started; as its index (start / width, wrapping like [`Held`]'s).
-    /// [`NO_ONSET`] when the last window was not above expectation.
+    /// started (no earlier than the evidence that paged reaches back); as
+    /// its index (start / width, wrapping like [`Held`]'s). [`NO_ONSET`]
+    /// when the last window was not above expectation.
     onset_at: u32,
     /// Boxed: most series never have one, and the box keeps them small.
     incident: Option<Box<Incident>>,
@@ -944,8 +945,17 @@ impl Detector {
                         s.state = SeriesState::Outage;
                         s.run = 0;
                         s.held.drop_all();
+                        // The onset, but not before the evidence that
+                        // paged reaches back: the window alone, or twice
+                        // a weighted sum's span (98 % of its weight). A
+                        // window above its mean is half of all windows, and
+                        // a noisy blip followed by two of them dated a
+                        // sharp outage minutes before it began.
                         let started = if s.onset_at != NO_ONSET {
-                            w.start_ms - i64::from(at.wrapping_sub(s.onset_at)) * width
+                            let span = verdict.best.span;
+                            let reach = if span > 1.0 { 2.0 * span } else { 0.0 };
+                            let back = i64::from(at.wrapping_sub(s.onset_at)).min(reach as i64);
+                            w.start_ms - back * width
                         } else {
                             s.since_ms
                         };
@@ -1355,6 +1365,32 @@ mod tests {
                 }
             })
             .collect()
+    }
+
+    #[test]
+    fn a_noisy_blip_before_an_outage_does_not_date_it() {
+        // 20 reports a minute for three days; then one window of 34 (a
+        // blip, 1 in 500), two of 22 (above the mean, within its noise),
+        // and the outage at 120 a minute from minute 10.
+        let mut d = Detector::new(DetectorConfig::default());
+        let start = T0 + 3 * 1440 * MIN;
+        let mut events = Vec::new();
+        for m in 0..3 * 1440 + 15 {
+            let t = T0 + m * MIN;
+            let n = match m - 3 * 1440 {
+                7 => 34,
+                8 | 9 => 22,
+                10.. => 120,
+                _ => 20,
+            };
+            for i in 0..n {
+                d.observe(&report("alexa", "GB", t + i * 50, Some(format!("{t}{i}"))));
+            }
+            events.extend(d.drain_events());
+        }
+        let inc = opened(&events);
+        assert_eq!(inc.len(), 1, "{inc:?}");
+        assert_eq!(inc[0].started_at_ms, start + 10 * MIN, "{inc:?}");
     }
 
     #[test]
