@@ -51,8 +51,8 @@ struct Series {
     since_ms: i64,
     /// Start of the first clearly elevated window (its own surprise at
     /// least [`scan::HOLD_SURPRISE`](crate::scan::HOLD_SURPRISE)) of the
-    /// current run of windows above expectation: where an incident says it
-    /// started (no earlier than the evidence that paged reaches back); as
+    /// current run of windows above expectation: where an incident that was
+    /// pending says it started; as
     /// its index (start / width, wrapping like [`Held`]'s). [`NO_ONSET`]
     /// when the last window was not above expectation.
     onset_at: u32,
@@ -945,17 +945,17 @@ impl Detector {
                         s.state = SeriesState::Outage;
                         s.run = 0;
                         s.held.drop_all();
-                        // The onset, but not before the evidence that
-                        // paged reaches back: the window alone, or twice
-                        // a weighted sum's span (98 % of its weight). A
-                        // window above its mean is half of all windows, and
-                        // a noisy blip followed by two of them dated a
-                        // sharp outage minutes before it began.
-                        let started = if s.onset_at != NO_ONSET {
-                            let span = verdict.best.span;
-                            let reach = if span > 1.0 { 2.0 * span } else { 0.0 };
-                            let back = i64::from(at.wrapping_sub(s.onset_at)).min(reach as i64);
-                            w.start_ms - back * width
+                        // A run that was already pending began at its
+                        // onset, or when it became suspect. One that pages
+                        // straight from normal began in this window: the
+                        // windows above their mean before it are half of
+                        // all windows, and a noisy blip followed by two of
+                        // them dated sharp outages minutes before they
+                        // began (counted false and missed).
+                        let started = if s.since_ms == w.start_ms {
+                            w.start_ms
+                        } else if s.onset_at != NO_ONSET {
+                            w.start_ms - i64::from(at.wrapping_sub(s.onset_at)) * width
                         } else {
                             s.since_ms
                         };
