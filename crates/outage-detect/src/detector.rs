@@ -51,10 +51,10 @@ struct Series {
     since_ms: i64,
     /// Start of the first clearly elevated window (its own surprise at
     /// least [`scan::HOLD_SURPRISE`](crate::scan::HOLD_SURPRISE)) of the
-    /// current run of windows above expectation: where an incident that was
-    /// pending says it started; as
-    /// its index (start / width, wrapping like [`Held`]'s). [`NO_ONSET`]
-    /// when the last window was not above expectation.
+    /// current run of windows above expectation: where an incident whose
+    /// run was pending before it paged says it started; as its index
+    /// (start / width, wrapping like [`Held`]'s). [`NO_ONSET`] when the
+    /// last window was not above expectation.
     onset_at: u32,
     /// Boxed: most series never have one, and the box keeps them small.
     incident: Option<Box<Incident>>,
@@ -951,7 +951,8 @@ impl Detector {
                         // windows above their mean before it are half of
                         // all windows, and a noisy blip followed by two of
                         // them dated sharp outages minutes before they
-                        // began (counted false and missed).
+                        // began (counted false and missed). `since_ms`
+                        // is this window when the run began in it.
                         let started = if s.since_ms == w.start_ms {
                             w.start_ms
                         } else if s.onset_at != NO_ONSET {
