@@ -852,6 +852,12 @@ impl Detector {
 
         let window_end = w.start_ms + width;
         let n = self.services[sid].series.len();
+        // Another region of the service is in an outage (as the window
+        // began): the others page on the spreading bar (`scan` module doc).
+        let spreading = self.services[sid]
+            .series
+            .iter()
+            .any(|&i| i as usize != global && self.series[i as usize].state == SeriesState::Outage);
         for k in 0..n {
             let idx = self.services[sid].series[k] as usize;
             let acc = w.get(idx as u32);
@@ -892,7 +898,8 @@ impl Detector {
             // they were (`recur`).
             s.recur.age(recur_decay);
             let level = s.baseline.level().max(0.5);
-            let reached = trusted && verdict.page;
+            let reached =
+                trusted && (verdict.page || (spreading && idx != global && verdict.spread));
             if reached && s.state != SeriesState::Outage {
                 s.grow_run(c, level);
             }
@@ -1903,6 +1910,39 @@ mod tests {
         };
         let order: Vec<&str> = last.regions.iter().map(|r| r.region.as_str()).collect();
         assert_eq!(order, regions.to_vec());
+    }
+
+    #[test]
+    fn a_region_pages_sooner_while_its_service_is_down_elsewhere() {
+        // DE rises 3× from minute 10; GB either stays normal or has an
+        // 8× outage from minute 5. The same DE reports page sooner while
+        // GB is down: a rise in a second region of a service already in
+        // an outage is likely the same outage (the spreading bar).
+        let regions = ["GB", "DE"];
+        let start = T0 + 2 * 1440 * MIN;
+        let de_paged_after = |gb_down: bool| {
+            let mut d = Detector::new(DetectorConfig::default());
+            feed(&mut d, T0, 2 * 1440, &regions, |_, t| diurnal(15.0, t));
+            let events = feed(&mut d, start, 60, &regions, |r, t| {
+                let m = (t - start) / MIN;
+                let x = match r {
+                    "GB" if gb_down && m >= 5 => 8.0,
+                    "DE" if m >= 10 => 3.0,
+                    _ => 1.0,
+                };
+                diurnal(15.0, t) * x
+            });
+            let de = opened(&events)
+                .into_iter()
+                .find(|i| i.scope.label() == "DE")
+                .map(|i| (i.detected_at_ms - start) / MIN - 10);
+            de.expect("the rise pages either way")
+        };
+        let (alone, spreading) = (de_paged_after(false), de_paged_after(true));
+        assert!(
+            spreading + 2 <= alone && spreading <= 5,
+            "DE paged {spreading} windows in while GB was down, {alone} alone"
+        );
     }
 
     #[test]
