@@ -46,7 +46,7 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let budget: f64 = args
         .next()
-        .map_or(0.02, |a| a.parse().expect("BUDGET: a number"));
+        .map_or(0.01, |a| a.parse().expect("BUDGET: a number"));
     let months: u32 = args
         .next()
         .map_or(400, |a| a.parse().expect("MONTHS: a count"));

@@ -41,8 +41,8 @@ pub struct DetectorConfig {
     pub min_history: Duration,
     /// The false-alarm budget: false incidents per series per 30 days that
     /// ordinary noise may cause. Every scale's threshold follows from it
-    /// (see the README's Detection section). Default 0.02 (with 50 series,
-    /// one false incident a month).
+    /// (see the README's Detection section). Default 0.01 (with 100
+    /// series, one false incident a month).
     pub false_alarms_per_month: f64,
     /// Reports the span that pages must hold: a quiet region does not page
     /// on 3 reports where 0.1 were due, however unlikely that is. Reports
@@ -91,7 +91,7 @@ impl Default for DetectorConfig {
             level_half_life: Duration::from_secs(86_400),
             profile_half_life: Duration::from_secs(14 * 86_400),
             min_history: Duration::from_secs(86_400),
-            false_alarms_per_month: 0.02,
+            false_alarms_per_month: 0.01,
             min_count: 10,
             surprise_cap: 50.0,
             resolve_windows: 3,

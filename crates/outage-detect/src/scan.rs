@@ -54,8 +54,8 @@
 //! outage elsewhere is what makes this rise likely to be one. It costs
 //! little of the budget, because the bar is lowered only while the
 //! service has an open incident: an hour of it spends a 24th of a
-//! region's monthly budget (at 0.02, a 13-region service's hour-long
-//! single-region outage adds a false page elsewhere about once in 100
+//! region's monthly budget (at 0.01, a 13-region service's hour-long
+//! single-region outage adds a false page elsewhere about once in 200
 //! incidents). Only regions: the worldwide series sums the regions and
 //! would page on the outage it is told about.
 //!
@@ -520,7 +520,7 @@ mod tests {
         // Poisson counts at a known expectation: the scales alone, held to
         // a budget of one false incident per series-month (a budget that
         // pages often enough to count in a test; `examples/budget_check`
-        // runs the default's 0.02 over 400 series-months).
+        // runs the default's 0.01 over 400 series-months).
         let budget = 1.0;
         let t = Thresholds::new(budget, 43_200.0, 10, 0.001);
         let months = 20;
