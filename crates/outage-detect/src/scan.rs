@@ -83,9 +83,9 @@ pub const SUSPECT_SURPRISE: f64 = 3.0;
 /// 100, on the short scales). Lower than paging on purpose: hysteresis.
 pub const HOLD_SURPRISE: f64 = 2.0;
 
-/// While another region of its service is in an outage, a region's
-/// budget is spent as if 30 days were this many: its bar is that of a
-/// day's tests (module doc, an outage spreading).
+/// While another region of its service is in an outage, a region's tests
+/// are counted as one day's instead of 30 days': the windows the budget is
+/// spread over are divided by this (module doc, an outage spreading).
 const SPREAD_DAYS: f64 = 30.0;
 
 /// Floor of the persistent dispersion: a baseline is never trusted to
