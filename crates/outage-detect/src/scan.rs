@@ -435,6 +435,11 @@ mod tests {
         assert!((t.page[0] - 7.03).abs() < 0.01, "{:?}", t.page);
         // Longer scales make fewer independent tests: lower thresholds.
         assert!(t.page.windows(2).all(|w| w[0] > w[1]), "{:?}", t.page);
+        // An outage spreading: a day's tests instead of 30 days', so
+        // every scale needs log10(30) ≈ 1.5 less surprise.
+        for (spread, page) in t.spread.iter().zip(t.page) {
+            assert!((page - spread - 30f64.log10()).abs() < 1e-9, "{t:?}");
+        }
         // A bigger budget lowers every threshold.
         let loose = Thresholds::new(1.0, 43_200.0, 10, 0.001);
         assert!(loose.page.iter().zip(t.page).all(|(a, b)| *a < b));
