@@ -122,7 +122,20 @@ fn through_an_outage(consumer_properties: &str) -> Outage {
     std::thread::sleep(Duration::from_secs(15));
     producing.store(false, Ordering::Relaxed);
     producer_thread.join().unwrap();
-    let total = sent.load(Ordering::Relaxed) as f64;
+    // What the detector must count once each is what the topic holds: a
+    // produce request whose reply the broker's death cut off is retried,
+    // and the test's producer (not idempotent) can then write a report
+    // twice (2,614 records for 2,613 sends, once on a loaded machine).
+    let records = outage_testkit::consume_all(&broker.bootstrap(), &topic, 1);
+    let distinct: std::collections::HashSet<&str> =
+        records.iter().map(|(_, v)| v.as_str()).collect();
+    let delivered = sent.load(Ordering::Relaxed) as usize;
+    assert!(
+        distinct.len() >= delivered,
+        "the broker holds {} of the {delivered} reports delivered",
+        distinct.len()
+    );
+    let total = records.len() as f64;
 
     let all_in = wait_until(Duration::from_secs(90), || {
         value("outage_radar_reports_counted_total ") >= total
