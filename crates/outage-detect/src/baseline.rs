@@ -405,7 +405,13 @@ impl Baseline {
             return;
         }
         // Ratio estimator Σ((c−μ)²−c) / Σμ²: each window weighs μ² (at
-        // most 1), so quiet series learn their clustering too.
+        // most 1), so quiet series learn their clustering too. The floor
+        // at −1 biases series below one report a window upward (a window
+        // of one report at μ = 0.3 teaches −5.7, counted as −1), and is
+        // kept on purpose: their hours are learned from few reports and
+        // miss by more than the model says; unbiased, the same families
+        // had a quarter more false incidents (EVALUATION.md, twelfth
+        // session).
         let m2 = mu * mu;
         let e = ((count - mu).powi(2) - count) / m2;
         let w = m2.min(1.0);

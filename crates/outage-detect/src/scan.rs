@@ -304,6 +304,11 @@ impl ScaleSums {
             return;
         };
         let n = SPANS[SCALES - 1];
+        // Each sample floored at 0 before it is averaged: about twice the
+        // misfit where it is small, and kept so (unlike the correlated
+        // parts below): the hour's misfit is heavy-tailed, and a signed
+        // average let altsim's quiet months page 3.5 times a month
+        // (EVALUATION.md, twelfth session).
         let p = ((span_k - k / n) / (1.0 - 1.0 / n) - uncertain).clamp(0.0, 4.0);
         let cur = f64::from(self.persistent);
         self.persistent = (cur + rate * (p - cur)) as f32;
