@@ -237,8 +237,9 @@ impl Baseline {
     /// own noise. A busy hour seen for one week is known well; a quiet one
     /// leans on the other days for weeks. An hour never seen is the other
     /// days' mean alone, off by what the series has shown of how its days
-    /// differ ([`Baseline::day_spread`]). Once the hour has been seen, its
-    /// own weeks are the evidence: how days differ at first sight says
+    /// differ ([`Baseline::day_spread`]). Once the hour has been seen (the
+    /// guess's trust goes over to the prior as its first visit goes on),
+    /// its own weeks are the evidence: how days differ at first sight says
     /// nothing of how one hour changes from week to week (trusting the
     /// other days over it made an hour that moved 40 % page daily).
     pub fn blend(&self, slot: usize, rates: &LearnRates) -> Option<(f64, f64)> {
@@ -279,12 +280,19 @@ impl Baseline {
         match (own_visits > 0.0, other) {
             (false, other) => other,
             (true, None) => Some((own, variance(own, own_visits))),
-            (true, Some((other, _))) => {
+            (true, Some((other, unseen))) => {
                 // Once seen, the hour's own weeks are the evidence; the
-                // other days' guess is off by the prior against them.
+                // other days' guess is off by the prior against them. The
+                // guess loses its trust as the hour's first visit goes on,
+                // not at its first window: a few windows do not make a
+                // week, and the first windows of a rise must not make the
+                // hour several times as uncertain as the guess it replaced
+                // (and the rise its own expectation).
+                let seen = (own_visits / rates.visits_per_week).min(1.0);
+                let prior = UNSEEN_SLOT_VARIANCE + variance(other, visits);
                 Some(pool(
                     (own, variance(own, own_visits)),
-                    (other, UNSEEN_SLOT_VARIANCE + variance(other, visits)),
+                    (other, unseen.min(prior) + seen * (prior - unseen).max(0.0)),
                 ))
             }
         }
@@ -780,6 +788,32 @@ mod tests {
     fn days_that_differ_keep_the_prior_for_an_unseen_hour() {
         let (friday, _) = after_four_weekdays([1.0, 1.5, 0.7, 1.3]);
         assert!(friday >= UNSEEN_SLOT_VARIANCE, "{friday}");
+    }
+
+    #[test]
+    fn an_hours_first_windows_do_not_undo_what_the_days_said() {
+        // Monday to Thursday agree; Friday noon is unseen and trusted
+        // as they agree. Then its first five windows, at 1.8× (the start
+        // of a rise nobody flagged yet), are learned: the hour must stay
+        // about as trusted, and be moved little, not be left to five
+        // windows weighed against a ±20 % prior.
+        let r = rates();
+        let start = 1_537_747_200_000; // a Monday
+        let mut b = Baseline::new();
+        for w in 0..4 * 1440 {
+            b.learn(slot_of(start + w * MIN), 50.0, None, &r);
+        }
+        let noon = start + 4 * 86_400_000 + 12 * 3_600_000;
+        let before = b.slot_uncertainty(slot_of(noon), &r);
+        let expected = b.expected(slot_of(noon), None, &r);
+        for m in 0..5 {
+            b.learn(slot_of(noon + m * MIN), 90.0, None, &r);
+        }
+        let after = b.slot_uncertainty(slot_of(noon), &r);
+        assert!(before < UNSEEN_SLOT_VARIANCE / 4.0, "{before}");
+        assert!(after < 2.0 * before, "{before} -> {after}");
+        let moved = b.expected(slot_of(noon + 5 * MIN), None, &r) / expected;
+        assert!(moved < 1.1, "{moved}");
     }
 
     #[test]

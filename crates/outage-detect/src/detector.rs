@@ -1914,11 +1914,11 @@ mod tests {
 
     #[test]
     fn a_region_pages_sooner_while_its_service_is_down_elsewhere() {
-        // DE rises 3× from minute 10; GB either stays normal or has an
+        // DE rises 2× from minute 10; GB either stays normal or has an
         // 8× outage from minute 5. The same DE reports page sooner while
         // GB is down: a rise in a second region of a service already in
         // an outage is likely the same outage (the spreading bar; at the
-        // default budget 6 windows in instead of 9).
+        // default budget 20 windows in instead of 33).
         let regions = ["GB", "DE"];
         let start = T0 + 2 * 1440 * MIN;
         let de_paged_after = |gb_down: bool| {
@@ -1928,7 +1928,7 @@ mod tests {
                 let m = (t - start) / MIN;
                 let x = match r {
                     "GB" if gb_down && m >= 5 => 8.0,
-                    "DE" if m >= 10 => 3.0,
+                    "DE" if m >= 10 => 2.0,
                     _ => 1.0,
                 };
                 diurnal(15.0, t) * x
