@@ -304,7 +304,7 @@ impl ScaleSums {
             return;
         };
         let n = SPANS[SCALES - 1];
-        // Each sample floored at 0 before it is averaged: about twice the
+        // Each sample floored at 0 before it is averaged: more than the
         // misfit where it is small, and kept so (unlike the correlated
         // parts below): the hour's misfit is heavy-tailed, and a signed
         // average let altsim's quiet months page 3.5 times a month
