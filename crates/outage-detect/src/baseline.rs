@@ -282,18 +282,22 @@ impl Baseline {
             (true, None) => Some((own, variance(own, own_visits))),
             (true, Some((other, unseen))) => {
                 // Once seen, the hour's own weeks are the evidence; the
-                // other days' guess is off by the prior against them. The
-                // guess loses its trust as the hour's first visit goes on,
-                // not at its first window: a few windows do not make a
-                // week, and the first windows of a rise must not make the
-                // hour several times as uncertain as the guess it replaced
-                // (and the rise its own expectation).
-                let seen = (own_visits / rates.visits_per_week).min(1.0);
+                // other days' guess is off by the prior against them. Where
+                // the guess was trusted more than that (days that agree),
+                // it loses the trust as the hour's first visit goes on, not
+                // at its first window: a few windows do not make a week,
+                // and the first windows of a rise must not make the hour
+                // several times as uncertain as the guess it replaced (and
+                // the rise its own expectation). Where the prior is the
+                // tighter (a series a day or two old) it holds at once.
                 let prior = UNSEEN_SLOT_VARIANCE + variance(other, visits);
-                Some(pool(
-                    (own, variance(own, own_visits)),
-                    (other, unseen.min(prior) + seen * (prior - unseen).max(0.0)),
-                ))
+                let off = if unseen < prior {
+                    let seen = (own_visits / rates.visits_per_week).min(1.0);
+                    unseen + seen * (prior - unseen)
+                } else {
+                    prior
+                };
+                Some(pool((own, variance(own, own_visits)), (other, off)))
             }
         }
     }
