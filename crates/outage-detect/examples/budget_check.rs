@@ -51,7 +51,7 @@ fn main() {
         .next()
         .map_or(400, |a| a.parse().expect("MONTHS: a count"));
     let windows_per_month = 43_200.0;
-    let t = Thresholds::new(budget, windows_per_month, 10, 0.001);
+    let t = Thresholds::new(budget, windows_per_month, 10);
     println!("budget {budget} per series-month; 1-minute windows; {months} series-months per row");
     println!("thresholds (surprise) at spans {SPANS:?}: {:.2?}", t.page);
     for mean in [0.5, 2.5, 10.0, 50.0] {

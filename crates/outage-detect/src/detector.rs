@@ -789,7 +789,6 @@ impl Detector {
                 cfg.false_alarms_per_month,
                 cfg.windows_per_30d(),
                 cfg.min_count,
-                rates.dispersion,
             ),
             min_history_windows: (cfg.min_history.as_millis() as i64 / width) as u32,
             windows_per_day: (86_400_000 / width) as u32,

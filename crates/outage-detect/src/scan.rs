@@ -92,6 +92,19 @@ const SPREAD_DAYS: f64 = 30.0;
 /// better than 1 % for an hour.
 const MIN_PERSISTENT: f64 = 1e-4;
 
+/// Longest-span sums the persistent and correlated parts are averaged
+/// over (the half-life of their averages, in spans of the longest scale).
+///
+/// Counted in sums, not in time: what makes an average of a sum's spread
+/// steady is how many sums went into it. 20 is a day of 1-minute windows
+/// (the half-life these averages always had there); with it tied to a day
+/// instead, 5-minute windows averaged over four 6-hour sums, so the
+/// average was mostly the last few hours, and a rise that lasts hours
+/// taught the average its own size and hid itself (NAB's CRM, 2.3× for
+/// six hours: the persistent dispersion went 0.12 → 0.29 during it and the
+/// rise never reached surprise 2.1).
+pub const LEARN_SPANS: f64 = 20.0;
+
 /// Decay per window of each weighted scale.
 fn decay(span: f64) -> f64 {
     (span - 1.0) / (span + 1.0)
@@ -108,19 +121,15 @@ pub struct Thresholds {
     /// Reports a scale needs to page (each report counted once, fading
     /// with age on the weighted scales).
     pub min_count: f64,
-    /// Weight per window of the persistent-dispersion average.
+    /// Weight per window of the persistent and correlated averages
+    /// ([`LEARN_SPANS`]).
     pub persistent_rate: f64,
 }
 
 impl Thresholds {
     /// Thresholds for `budget` false incidents per series per 30 days at
     /// `windows_per_30d` windows in 30 days.
-    pub fn new(
-        budget: f64,
-        windows_per_30d: f64,
-        min_count: u32,
-        persistent_rate: f64,
-    ) -> Thresholds {
+    pub fn new(budget: f64, windows_per_30d: f64, min_count: u32) -> Thresholds {
         // Threshold crossings, not blocks of `span` windows (module doc).
         let bars = |windows: f64| {
             SPANS.map(|span| {
@@ -132,7 +141,7 @@ impl Thresholds {
             page: bars(windows_per_30d),
             spread: bars(windows_per_30d / SPREAD_DAYS),
             min_count: f64::from(min_count),
-            persistent_rate,
+            persistent_rate: 1.0 - 0.5f64.powf(1.0 / (LEARN_SPANS * SPANS[SCALES - 1])),
         }
     }
 }
@@ -430,7 +439,7 @@ mod tests {
     use super::*;
 
     fn t() -> Thresholds {
-        Thresholds::new(0.02, 43_200.0, 10, 0.001)
+        Thresholds::new(0.02, 43_200.0, 10)
     }
 
     #[test]
@@ -446,7 +455,7 @@ mod tests {
             assert!((page - spread - 30f64.log10()).abs() < 1e-9, "{t:?}");
         }
         // A bigger budget lowers every threshold.
-        let loose = Thresholds::new(1.0, 43_200.0, 10, 0.001);
+        let loose = Thresholds::new(1.0, 43_200.0, 10);
         assert!(loose.page.iter().zip(t.page).all(|(a, b)| *a < b));
     }
 
@@ -526,13 +535,49 @@ mod tests {
     }
 
     #[test]
+    fn a_rise_of_hours_teaches_the_persistent_average_little_at_any_width() {
+        // A series whose days run ±30 % off its profile, at 1- and at
+        // 5-minute windows (43,200 and 8,640 a month); then 72 windows
+        // (72 minutes, or six hours) at 2.3 times the expectation, learned
+        // as normal because no scale was sure of them. The average is
+        // over as many long sums at either width, so the rise moves it
+        // a thirtieth of the way to its own size, not (at 5 minutes, with
+        // a day's half-life) a sixth.
+        for windows_per_30d in [43_200.0, 8_640.0] {
+            let t = Thresholds::new(0.01, windows_per_30d, 10);
+            let per_day = windows_per_30d / 30.0;
+            let mut s = ScaleSums::default();
+            for w in 0..(20.0 * per_day) as usize {
+                let off = if (w / per_day as usize) % 2 == 0 {
+                    1.3
+                } else {
+                    0.7
+                };
+                s.push((100.0 * off) as u32, 100.0, 1.0, 0.0, 0.0, &t, 50.0);
+                s.learn(0.0, t.persistent_rate, 1.0, 0.0);
+            }
+            let before = s.persistent();
+            assert!(before > 0.03, "{before}");
+            for _ in 0..72 {
+                s.push(230, 100.0, 1.0, 0.0, 0.0, &t, 50.0);
+                s.learn(0.0, t.persistent_rate, 1.0, 0.0);
+            }
+            let after = s.persistent();
+            assert!(
+                after < 1.5 * before,
+                "{windows_per_30d}: {before} -> {after}"
+            );
+        }
+    }
+
+    #[test]
     fn pure_noise_pages_about_the_budget() {
         // Poisson counts at a known expectation: the scales alone, held to
         // a budget of one false incident per series-month (a budget that
         // pages often enough to count in a test; `examples/budget_check`
         // runs the default's 0.01 over 400 series-months).
         let budget = 1.0;
-        let t = Thresholds::new(budget, 43_200.0, 10, 0.001);
+        let t = Thresholds::new(budget, 43_200.0, 10);
         let months = 20;
         let mut uniform = xorshift(0x2545_F491_4F6C_DD1D);
         for mean in [2.5_f64, 10.0] {
