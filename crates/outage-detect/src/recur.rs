@@ -29,6 +29,17 @@
 //! burst's (NAB's KO, a day of mentions at ten times the usual, after
 //! daily bot bursts of hundreds).
 //!
+//! The biggest peak fades: it is remembered with the count's one-week
+//! half-life from the episode that set it (an episode as big sets it
+//! again). Kept for ever, one huge burst silenced a series for as long as
+//! it went on recurring (NAB's KO: a burst of 52 times its level on 19
+//! March held back one of 62 on 8 April, after twenty days in which no
+//! burst passed 50). The long measure does not fade: an episode's excess
+//! over hours is a sum of many reports, so "clearly bigger" is a narrow
+//! margin for it, narrower than bursts of one kind differ in length;
+//! faded, a series bursting twice a day paged twice a week on bursts no
+//! bigger than the rest.
+//!
 //! The same holds for a run that keeps a weekly appointment. A window that
 //! pages is never learned (it may be an outage), so an hour of the week
 //! that the profile misjudged the first time it came round — a first
@@ -80,8 +91,9 @@ fn unpack(size: u16) -> f64 {
 pub struct Recurrence {
     /// Episodes, decaying with [`HALF_LIFE_MS`].
     episodes: f32,
-    /// Largest episode size while the series recurs; the last episode's
-    /// while it does not (see [`pack`]).
+    /// Largest episode size while the series recurs, fading (module doc)
+    /// as of the last episode; the last episode's while it does not (see
+    /// [`pack`]).
     biggest: u16,
     /// The same for the excess of an episode on the longest scale, over
     /// the level.
@@ -152,22 +164,38 @@ impl Recurrence {
     /// page every week at that hour. Real outages do not keep an
     /// appointment; one that does and is bigger still pages.
     pub fn holds_back(&self, size: f64, long: f64, level: f64, k: f64, hour: i64) -> bool {
-        if self.episodes < RECURRING && !self.weekly(hour) {
+        let weekly = self.weekly(hour);
+        if self.episodes < RECURRING && !weekly {
             return false;
         }
-        let within = |size: f64, biggest: u16| {
-            let biggest = unpack(biggest) * level;
+        // A weekly appointment is held to the last episode as it was; a
+        // recurring series to its biggest peak as remembered now.
+        let fade = if weekly { 1.0 } else { self.fade(hour) };
+        let within = |size: f64, biggest: f64| {
+            let biggest = biggest * level;
             let sd = (biggest * (1.0 + k * biggest)).sqrt();
             size * level <= biggest + 3.0 * sd
         };
-        within(size, self.biggest) && within(long, self.biggest_long)
+        within(size, unpack(self.biggest) * fade) && within(long, unpack(self.biggest_long))
+    }
+
+    /// How much of the biggest peak, as recorded at the last episode, is
+    /// remembered at local hour `hour`: it fades with the episode count's
+    /// half-life (module doc).
+    fn fade(&self, hour: i64) -> f64 {
+        if self.last_hour == NO_HOUR {
+            return 1.0;
+        }
+        let since = f64::from(hour_mark(hour).wrapping_sub(self.last_hour));
+        0.5f64.powf(since * 3_600_000.0 / HALF_LIFE_MS as f64)
     }
 
     /// Records an episode that ended, with its peak `size`, its excess
     /// `long` on the longest scale and the local `hour` it began in.
     pub fn record(&mut self, size: f64, long: f64, hour: i64) {
         if self.episodes >= RECURRING {
-            self.biggest = self.biggest.max(pack(size));
+            let fade = self.fade(hour);
+            self.biggest = pack(size.max(unpack(self.biggest) * fade));
             self.biggest_long = self.biggest_long.max(pack(long));
         } else {
             // Not recurring before this one: judged afresh from here.
@@ -241,6 +269,32 @@ mod tests {
         }
         assert!(r.holds_back(60.0, 90.0, 1.0, 0.0, 0));
         assert!(!r.holds_back(20.0, 1000.0, 1.0, 0.0, 0));
+    }
+
+    #[test]
+    fn one_huge_burst_does_not_silence_a_recurring_series_for_ever() {
+        // Bursts of 80 twice a day, one of 400 on day 20, then four more
+        // weeks of the usual bursts (local hours passed on).
+        let bursts = |n: usize| {
+            let mut r = Recurrence::default();
+            let mut hour = 10_000;
+            for half_day in 0..n {
+                r.record(if half_day == 40 { 400.0 } else { 80.0 }, 0.0, hour);
+                days(&mut r, 0.5);
+                hour += 12;
+            }
+            (r, hour)
+        };
+        // Right after the huge one, a run of 200 is held back by it.
+        let (r, hour) = bursts(41);
+        assert!(r.holds_back(200.0, 0.0, 1.0, 0.0, hour));
+        // Four weeks on, the usual burst is still behaviour, and 200 pages
+        // (kept as it was, the 400 held it back for as long as the
+        // series went on bursting).
+        let (r, hour) = bursts(97);
+        assert!(r.episodes() > RECURRING.into());
+        assert!(r.holds_back(82.0, 0.0, 1.0, 0.0, hour));
+        assert!(!r.holds_back(200.0, 0.0, 1.0, 0.0, hour), "{r:?}");
     }
 
     #[test]
