@@ -7,7 +7,9 @@
 //! snapshot restored elsewhere continues bit-for-bit. Output goes to an
 //! event buffer the caller drains; nothing here blocks or allocates per
 //! report on the hot path except for a first-seen service or series. The
-//! rule that decides a page lives in [`crate::scan`].
+//! rule that decides a page lives in [`crate::scan`]; a service's global
+//! incident in `detector/global.rs`, the windows held back from learning in
+//! `detector/held.rs`, eviction and snapshot checks in `detector/slots.rs`.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::hash::{BuildHasherDefault, Hash, Hasher};
@@ -16,7 +18,11 @@ use rustc_hash::FxHasher;
 use serde::{Deserialize, Serialize};
 use siphasher::sip::SipHasher13;
 
+mod global;
+mod held;
 mod slots;
+
+use held::{Held, HELD};
 
 use crate::baseline::{Baseline, LearnRates, WeekPos};
 pub use crate::config::{ConfigError, DetectorConfig};
@@ -92,67 +98,6 @@ struct PendingRun {
     problems: [u16; 8],
     /// Peak ratio and surprise.
     peak: (f32, f32),
-}
-
-/// Windows a normal window is held back before it is learned.
-const HELD: usize = 8;
-
-/// The last few normal windows of a series, learned only once [`HELD`]
-/// windows after them show that they were not the start of something.
-/// Without it the first minutes of a slow rise, before any scale is
-/// suspicious, are learned as normal and raise the expectation the rise
-/// is judged against (a 3× ramp over 20 minutes in a young series raised
-/// its hour's expectation from 2.4 to 4.5 and was never paged). When a run
-/// pages, the windows held before it are dropped (they were its onset);
-/// when it ends without paging, they are learned once normal windows
-/// follow (the run's own windows never are).
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
-struct Held {
-    /// Learned counts (already clipped), oldest first.
-    counts: [u16; HELD],
-    len: u8,
-    /// Index (start / width, wrapping) of the newest held window.
-    last: u32,
-}
-
-impl Held {
-    /// Holds the window with index `at`; `learn(index, count)` gets the
-    /// windows to learn now, oldest first: the one pushed out, or all of
-    /// them when `at` does not follow the newest (a gap in the windows).
-    fn push(&mut self, at: u32, count: f64, mut learn: impl FnMut(u32, f64)) {
-        if self.len > 0 && at != self.last.wrapping_add(1) {
-            self.drain(&mut learn);
-        }
-        if count >= f64::from(u16::MAX) {
-            // Too big to hold: learned at once (and with it what is held,
-            // to keep the order).
-            self.drain(&mut learn);
-            learn(at, count);
-            return;
-        }
-        if usize::from(self.len) == HELD {
-            learn(at.wrapping_sub(HELD as u32), f64::from(self.counts[0]));
-            self.counts.copy_within(1.., 0);
-            self.len -= 1;
-        }
-        self.counts[usize::from(self.len)] = count.round() as u16;
-        self.len += 1;
-        self.last = at;
-    }
-
-    /// Everything held, oldest first, to learn now.
-    fn drain(&mut self, mut learn: impl FnMut(u32, f64)) {
-        let n = u32::from(self.len);
-        for (i, &c) in self.counts[..usize::from(self.len)].iter().enumerate() {
-            learn(self.last.wrapping_sub(n - 1 - i as u32), f64::from(c));
-        }
-        self.len = 0;
-    }
-
-    /// Forgets what is held (a run paged: it was the run's onset).
-    fn drop_all(&mut self) {
-        self.len = 0;
-    }
 }
 
 impl Series {
@@ -1120,178 +1065,6 @@ impl Detector {
         released.clear();
         self.to_learn = released;
     }
-
-    fn update_global_incident(
-        &mut self,
-        sid: usize,
-        window_end: i64,
-        pos: WeekPos,
-        rates: &LearnRates,
-    ) {
-        let cfg = &self.config;
-        let span = cfg.global_span.as_millis() as i64;
-        let svc = &self.services[sid];
-        let global = &self.series[svc.global as usize];
-        let global_out = global.state == SeriesState::Outage;
-        let mut regions: Vec<SpreadEntry> = svc
-            .series
-            .iter()
-            .map(|&i| &self.series[i as usize])
-            .filter(|s| s.scope != Scope::Global)
-            .filter_map(|s| s.incident.as_ref().map(|inc| (s, inc)))
-            .map(|(s, inc)| SpreadEntry {
-                region: match s.scope {
-                    Scope::Region(c) => c,
-                    Scope::Global => Country::UNKNOWN,
-                },
-                started_at_ms: inc.started_at_ms,
-                peak_ratio: inc.peak_ratio,
-            })
-            .collect();
-        regions.sort_by(|a, b| {
-            a.started_at_ms
-                .cmp(&b.started_at_ms)
-                .then(a.region.cmp(&b.region))
-        });
-        let recent = regions
-            .iter()
-            .filter(|r| r.started_at_ms >= window_end - span)
-            .count() as u32;
-        let name = svc.name.clone();
-        let problems = |regions: &[SpreadEntry], series: &[Series], svc: &Service| {
-            let mut p = [0u64; 8];
-            if let Some(inc) = &series[svc.global as usize].incident {
-                p = inc.problems;
-            } else {
-                for &i in &svc.series {
-                    if let Some(inc) = &series[i as usize].incident {
-                        if regions
-                            .iter()
-                            .any(|r| Scope::Region(r.region) == series[i as usize].scope)
-                        {
-                            for (a, b) in p.iter_mut().zip(inc.problems) {
-                                *a += b;
-                            }
-                        }
-                    }
-                }
-            }
-            p
-        };
-        match &self.services[sid].incident {
-            None => {
-                // Decided once, in the window the worldwide series pages:
-                // later windows of its outage carry the tail of whatever
-                // opened it, and a region's excess no longer explains them.
-                let global_rising = global_out
-                    && global
-                        .incident
-                        .as_ref()
-                        .is_some_and(|i| i.detected_at_ms == window_end);
-                // The global series alone opens a global incident when no
-                // single region explains it: a diffuse worldwide rise (no
-                // region in outage) or a spreading one (several).
-                // One region whose excess leaves the rest of the world
-                // within its noise (three standard deviations of the
-                // worldwide sum) is that region's business: its own series
-                // judges it against its own threshold, whether or not it is
-                // in outage.
-                // Measured on the scale the worldwide series paged on: one
-                // window's excess is too noisy to say whose it is. Only
-                // worked out in the window it pages.
-                let opens_alone = global_rising && {
-                    let scale = usize::from(global.best_scale);
-                    let excess = |s: &Series| {
-                        if scale == 0 {
-                            f64::from(s.last_excess)
-                        } else {
-                            s.sums.excess(scale)
-                        }
-                    };
-                    let b = &global.baseline;
-                    let sd = global.sums.sd(
-                        scale,
-                        b.expected_at(pos, None, rates),
-                        b.dispersion(),
-                        b.slot_uncertainty(pos.slot, rates),
-                    );
-                    let (mut biggest, mut total) = (0.0f64, 0.0);
-                    for &i in &svc.series {
-                        let s = &self.series[i as usize];
-                        if s.scope != Scope::Global {
-                            let e = excess(s);
-                            biggest = biggest.max(e);
-                            total += e;
-                        }
-                    }
-                    let explained_by_one =
-                        regions.len() <= 1 && excess(global) - biggest < 3.0 * sd;
-                    // The worldwide series keeps UTC, its countries their
-                    // local clocks: when a bloc of countries changes to or
-                    // from daylight saving time, the worldwide day shifts
-                    // and its expectation is off while every country's is
-                    // right. A worldwide rise is one the countries see too,
-                    // against their own expectations (their excesses add up
-                    // to more than the worldwide sum's noise).
-                    let seen_in_regions = total >= 3.0 * sd;
-                    !explained_by_one && seen_in_regions
-                };
-                if opens_alone || recent >= cfg.global_min_regions {
-                    let started = regions
-                        .iter()
-                        .map(|r| r.started_at_ms)
-                        .chain(global.incident.as_ref().map(|i| i.started_at_ms))
-                        .min()
-                        .unwrap_or(window_end);
-                    let incident = Incident {
-                        id: stable_id(&[&name, "global", &started.to_string()]),
-                        service: name,
-                        scope: Scope::Global,
-                        problems: problems(&regions, &self.series, &self.services[sid]),
-                        peak_ratio: global.incident.as_ref().map_or(0.0, |i| i.peak_ratio),
-                        peak_surprise: global.incident.as_ref().map_or(0.0, |i| i.peak_surprise),
-                        regions,
-                        started_at_ms: started,
-                        detected_at_ms: window_end,
-                        resolved_at_ms: None,
-                    };
-                    self.events.push(Event::Opened(incident.clone()));
-                    self.services[sid].incident = Some(incident);
-                }
-            }
-            Some(current) => {
-                let mut inc = current.clone();
-                if let Some(g) = &global.incident {
-                    inc.peak_ratio = inc.peak_ratio.max(g.peak_ratio);
-                    inc.peak_surprise = inc.peak_surprise.max(g.peak_surprise);
-                }
-                let mut joined = false;
-                for r in &regions {
-                    match inc.regions.iter_mut().find(|e| e.region == r.region) {
-                        Some(e) => e.peak_ratio = e.peak_ratio.max(r.peak_ratio),
-                        None => {
-                            inc.regions.push(r.clone());
-                            joined = true;
-                        }
-                    }
-                }
-                let p = problems(&regions, &self.series, &self.services[sid]);
-                for (a, b) in inc.problems.iter_mut().zip(p) {
-                    *a = (*a).max(b);
-                }
-                if !global_out && regions.is_empty() {
-                    inc.resolved_at_ms = Some(window_end);
-                    self.events.push(Event::Resolved(inc));
-                    self.services[sid].incident = None;
-                } else {
-                    if joined {
-                        self.events.push(Event::Updated(inc.clone()));
-                    }
-                    self.services[sid].incident = Some(inc);
-                }
-            }
-        }
-    }
 }
 
 #[cfg(test)]
@@ -1574,29 +1347,6 @@ mod tests {
         // Paged by the worldwide series alone: no country is in outage.
         assert!(global.regions.is_empty(), "{global:?}");
         assert_eq!(opened.len(), 1, "{opened:?}");
-    }
-
-    #[test]
-    fn held_windows_are_released_in_order_and_at_gaps() {
-        let mut h = Held::default();
-        let mut out = Vec::new();
-        for i in 0..HELD as u32 {
-            h.push(100 + i, f64::from(i), |at, c| out.push((at, c)));
-        }
-        assert!(out.is_empty(), "nothing learned before {HELD} windows");
-        h.push(108, 8.0, |at, c| out.push((at, c)));
-        assert_eq!(out, [(100, 0.0)], "the oldest goes first");
-        // Window 110 does not follow 108: what is held is learned now.
-        out.clear();
-        h.push(110, 1e6, |at, c| out.push((at, c)));
-        let released: Vec<u32> = out.iter().map(|&(at, _)| at).collect();
-        assert_eq!(released, (101..=108).chain([110]).collect::<Vec<_>>());
-        assert_eq!(out.last(), Some(&(110, 1e6)), "too big to hold");
-        h.push(111, 3.0, |_, _| {});
-        h.drop_all();
-        out.clear();
-        h.drain(|at, c| out.push((at, c)));
-        assert!(out.is_empty());
     }
 
     #[test]
