@@ -14,7 +14,7 @@
 //! that mean ([`WeekPos`], [`Baseline::shape_at`]), so a steep morning is
 //! followed within the hour. How far the other days' mean may be from an
 //! hour not yet known is learned per series: each hour seen for the first
-//! time is compared with it ([`Baseline::day_spread`]), so a series whose
+//! time is compared with it (`Baseline::day_spread`), so a series whose
 //! days agree trusts the guess for its unseen hours more than one whose
 //! days differ. About 860 bytes.
 
@@ -232,12 +232,12 @@ impl Baseline {
     /// value and the mean of the same hour on the other days, each weighted
     /// by what it rests on (a precision-weighted mean, as in any shrinkage
     /// estimator). The own value's variance is its counting noise plus
-    /// [`WEEK_VARIANCE`] per week of visits; the other days' mean is a
-    /// guess for this day, off by [`UNSEEN_SLOT_VARIANCE`] on top of its
+    /// `WEEK_VARIANCE` per week of visits; the other days' mean is a
+    /// guess for this day, off by `UNSEEN_SLOT_VARIANCE` on top of its
     /// own noise. A busy hour seen for one week is known well; a quiet one
     /// leans on the other days for weeks. An hour never seen is the other
     /// days' mean alone, off by what the series has shown of how its days
-    /// differ ([`Baseline::day_spread`]). Once the hour has been seen (the
+    /// differ (`Baseline::day_spread`). Once the hour has been seen (the
     /// guess's trust goes over to the prior as its first visit goes on),
     /// its own weeks are the evidence: how days differ at first sight says
     /// nothing of how one hour changes from week to week (trusting the

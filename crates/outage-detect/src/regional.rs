@@ -43,7 +43,7 @@ const MAX_LOG_RATIO: f64 = std::f64::consts::LN_2;
 /// the *sum's* relative over-dispersion `k` (a window's white part
 /// averages out over the sum: weighed with the window's, a busy
 /// neighbour counted for a third of what it showed, and a region-wide
-/// rise of 1.45× was excused only to 1.25×) and [`SERVICE_SPREAD`].
+/// rise of 1.45× was excused only to 1.25×) and `SERVICE_SPREAD`.
 /// `None` when the span expected less than one report.
 pub fn share(observed: f64, expected: f64, k: f64) -> Option<(f64, f64)> {
     if expected < 1.0 {
