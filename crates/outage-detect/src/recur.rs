@@ -186,7 +186,14 @@ impl Recurrence {
         if self.last_hour == NO_HOUR {
             return 1.0;
         }
-        let since = f64::from(hour_mark(hour).wrapping_sub(self.last_hour));
+        // A local clock set back (daylight saving time ending) can put a
+        // run's hour before the last episode's: nothing has faded then.
+        let since = hour_mark(hour).wrapping_sub(self.last_hour);
+        let since = if since >= 1 << 15 {
+            0.0
+        } else {
+            f64::from(since)
+        };
         0.5f64.powf(since * 3_600_000.0 / HALF_LIFE_MS as f64)
     }
 
@@ -288,6 +295,8 @@ mod tests {
         // Right after the huge one, a run of 200 is held back by it.
         let (r, hour) = bursts(41);
         assert!(r.holds_back(200.0, 0.0, 1.0, 0.0, hour));
+        // Also in the hour before it, on a local clock set back an hour.
+        assert!(r.holds_back(200.0, 0.0, 1.0, 0.0, hour - 13));
         // Four weeks on, the usual burst is still behaviour, and 200 pages
         // (kept as it was, the 400 held it back for as long as the
         // series went on bursting).

@@ -548,7 +548,7 @@ mod tests {
             let per_day = windows_per_30d / 30.0;
             let mut s = ScaleSums::default();
             for w in 0..(20.0 * per_day) as usize {
-                let off = if (w / per_day as usize) % 2 == 0 {
+                let off = if (w / per_day as usize).is_multiple_of(2) {
                     1.3
                 } else {
                     0.7
