@@ -1153,27 +1153,33 @@ mod tests {
             .collect()
     }
 
+    /// Feeds `minutes` from `T0` to a default detector, exactly `n(minute)`
+    /// reports of `alexa` GB in each: the events.
+    fn exact_counts(minutes: i64, n: impl Fn(i64) -> i64) -> Vec<Event> {
+        let mut d = Detector::new(DetectorConfig::default());
+        let mut events = Vec::new();
+        for m in 0..minutes {
+            let t = T0 + m * MIN;
+            for i in 0..n(m) {
+                d.observe(&report("alexa", "GB", t + i * 50, Some(format!("{t}{i}"))));
+            }
+            events.extend(d.drain_events());
+        }
+        events
+    }
+
     #[test]
     fn a_noisy_blip_before_an_outage_does_not_date_it() {
         // 20 reports a minute for three days; then one window of 34 (a
         // blip, 1 in 500), two of 22 (above the mean, within its noise),
         // and the outage at 120 a minute from minute 10.
-        let mut d = Detector::new(DetectorConfig::default());
         let start = T0 + 3 * 1440 * MIN;
-        let mut events = Vec::new();
-        for m in 0..3 * 1440 + 15 {
-            let t = T0 + m * MIN;
-            let n = match m - 3 * 1440 {
-                7 => 34,
-                8 | 9 => 22,
-                10.. => 120,
-                _ => 20,
-            };
-            for i in 0..n {
-                d.observe(&report("alexa", "GB", t + i * 50, Some(format!("{t}{i}"))));
-            }
-            events.extend(d.drain_events());
-        }
+        let events = exact_counts(3 * 1440 + 15, |m| match m - 3 * 1440 {
+            7 => 34,
+            8 | 9 => 22,
+            10.. => 120,
+            _ => 20,
+        });
         let inc = opened(&events);
         assert_eq!(inc.len(), 1, "{inc:?}");
         assert_eq!(inc[0].started_at_ms, start + 10 * MIN, "{inc:?}");
@@ -1185,22 +1191,13 @@ mod tests {
         // a window of 5 (1 in 700), four single reports (above the mean,
         // not above its median: as common as ever) and the outage at 8 a
         // minute from minute 10.
-        let mut d = Detector::new(DetectorConfig::default());
         let start = T0 + 7 * 1440 * MIN;
-        let mut events = Vec::new();
-        for m in 0..7 * 1440 + 20 {
-            let t = T0 + m * MIN;
-            let n = match m - 7 * 1440 {
-                5 => 5,
-                6..=9 => 1,
-                10.. => 8,
-                _ => i64::from(m % 5 != 0),
-            };
-            for i in 0..n {
-                d.observe(&report("alexa", "GB", t + i * 50, Some(format!("{t}{i}"))));
-            }
-            events.extend(d.drain_events());
-        }
+        let events = exact_counts(7 * 1440 + 20, |m| match m - 7 * 1440 {
+            5 => 5,
+            6..=9 => 1,
+            10.. => 8,
+            _ => i64::from(m % 5 != 0),
+        });
         let inc = opened(&events);
         assert_eq!(inc.len(), 1, "{inc:?}");
         assert_eq!(inc[0].started_at_ms, start + 10 * MIN, "{inc:?}");
