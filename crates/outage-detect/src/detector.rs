@@ -867,11 +867,13 @@ impl Detector {
             let own = verdict.window_surprise;
             let at = w.start_ms.div_euclid(width) as u32;
             // Above expectation means above its median (about the mean
-            // plus a third for counts): in a series under one report a
-            // window, a single report is above the mean in more than half
-            // of all windows, and runs of them dated outages minutes
-            // early (altsim seed 26 `roblox` AU: one window of 5 at 0.8,
-            // then 2, 1, 1, 2, 3, 3 and the outage six minutes later).
+            // plus a third, a Poisson count's; over-dispersion lowers the
+            // median, so this errs towards dating later): in a series
+            // under one report a window, a single report is above the
+            // mean in more than half of all windows, and runs of them
+            // dated outages minutes early (altsim seed 26 `roblox` AU:
+            // one window of 5 at 0.8, then 2, 1, 1, 2, 3, 3 and the
+            // outage six minutes later).
             s.onset_at = if f64::from(c) <= mu + 1.0 / 3.0 {
                 NO_ONSET
             } else if s.onset_at == NO_ONSET && own >= crate::scan::HOLD_SURPRISE {
