@@ -141,12 +141,16 @@ impl Recurrence {
     /// epoch) began in the hour of the week of the last episode (within an
     /// hour either side), at least a week after it.
     fn weekly(&self, hour: i64) -> bool {
-        if self.last_hour == NO_HOUR {
-            return false;
-        }
-        let since = hour_mark(hour).wrapping_sub(self.last_hour);
-        let off = since % WEEK_HOURS;
-        since >= WEEK_HOURS - 1 && (off <= 1 || off >= WEEK_HOURS - 1)
+        self.hours_since_last(hour).is_some_and(|since| {
+            let off = since % WEEK_HOURS;
+            since >= WEEK_HOURS - 1 && (off <= 1 || off >= WEEK_HOURS - 1)
+        })
+    }
+
+    /// Local hours from the last episode's to `hour` (wrapping mod 2^16);
+    /// `None` before the first episode.
+    fn hours_since_last(&self, hour: i64) -> Option<u16> {
+        (self.last_hour != NO_HOUR).then(|| hour_mark(hour).wrapping_sub(self.last_hour))
     }
 
     /// Whether a run of peak `size` and excess `long` on the longest scale
@@ -183,18 +187,16 @@ impl Recurrence {
     /// remembered at local hour `hour`: it fades with the episode count's
     /// half-life (module doc).
     fn fade(&self, hour: i64) -> f64 {
-        if self.last_hour == NO_HOUR {
-            return 1.0;
-        }
-        // A local clock set back (daylight saving time ending) can put a
-        // run's hour before the last episode's: nothing has faded then.
-        let since = hour_mark(hour).wrapping_sub(self.last_hour);
-        let since = if since >= 1 << 15 {
-            0.0
-        } else {
-            f64::from(since)
-        };
-        0.5f64.powf(since * 3_600_000.0 / HALF_LIFE_MS as f64)
+        self.hours_since_last(hour).map_or(1.0, |since| {
+            // A local clock set back (daylight saving time ending) can put
+            // a run's hour before the last episode's: nothing has faded.
+            let since = if since >= 1 << 15 {
+                0.0
+            } else {
+                f64::from(since)
+            };
+            0.5f64.powf(since * 3_600_000.0 / HALF_LIFE_MS as f64)
+        })
     }
 
     /// Records an episode that ended, with its peak `size`, its excess
