@@ -776,6 +776,10 @@ pub fn generate(scenario: &Scenario, out: &mut dyn Write) -> io::Result<Generate
                 let rate = scenario.rate(&times, svc, region, t);
                 let lambda = rate.base * rate.multiplier;
                 let problem_bias = rate.problem;
+                // The extra reports name the outage's problem (seven in ten
+                // of them; the others whatever people say); the usual
+                // reports keep the usual mix.
+                let named = 0.7 * (1.0 - 1.0 / rate.multiplier.max(1.0));
                 let mean = if svc.dispersion > 0.0 {
                     let shape = 1.0 / svc.dispersion;
                     Gamma::new(shape, lambda / shape).map_or(lambda, |g| g.sample(&mut rng))
@@ -790,7 +794,7 @@ pub fn generate(scenario: &Scenario, out: &mut dyn Write) -> io::Result<Generate
                 for _ in 0..n {
                     let ts = t + rng.gen_range(0..MIN);
                     let problem = match problem_bias {
-                        Some(p) if rng.gen_bool(0.7) => PROBLEMS[p],
+                        Some(p) if rng.gen_bool(named) => PROBLEMS[p],
                         _ => PROBLEMS[rng.gen_range(0..PROBLEMS.len())],
                     };
                     let line = format!(
@@ -888,6 +892,50 @@ mod tests {
             let s = Scenario::builtin(name).unwrap();
             assert_eq!(s.name, name);
         }
+    }
+
+    #[test]
+    fn an_outages_extra_reports_name_its_problem_and_the_usual_ones_do_not() {
+        // netflix BR doubles for 45 minutes from 21:00, naming connectivity.
+        let mut s = Scenario::builtin("alexa-2018").unwrap();
+        s.start = "2018-09-25T20:00:00Z".into();
+        s.duration = Duration::from_secs(2 * 3600);
+        for e in &mut s.events {
+            if let EventSpec::Outage {
+                service,
+                multiplier,
+                ..
+            } = e
+            {
+                if service == "netflix" {
+                    *multiplier = 2.0;
+                }
+            }
+        }
+        let mut out = Vec::new();
+        generate(&s, &mut out).unwrap();
+        let (mut before, mut during) = ((0, 0), (0, 0));
+        for line in String::from_utf8(out).unwrap().lines() {
+            let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+                continue;
+            };
+            if v["service"] != "netflix" || v["region"] != "BR" {
+                continue;
+            }
+            let Some(ts) = v["ts"].as_i64() else { continue };
+            let named = i32::from(v["problem"] == "connectivity");
+            let at = parse_time("2018-09-25T21:00:00Z", "t").unwrap();
+            if ts < at {
+                before = (before.0 + named, before.1 + 1);
+            } else if ts >= at + 5 * MIN && ts < at + 40 * MIN {
+                during = (during.0 + named, during.1 + 1);
+            }
+        }
+        let share = |(n, all): (i32, i32)| f64::from(n) / f64::from(all);
+        // Before: an eighth. During: half the reports are extra, seven in
+        // ten of those name it (0.35), and the usual half keeps its eighth.
+        assert!((share(before) - 0.125).abs() < 0.03, "{before:?}");
+        assert!((share(during) - 0.41).abs() < 0.06, "{during:?}");
     }
 
     #[test]
