@@ -33,7 +33,8 @@
 //! windows showed ±7 %.
 //!
 //! The budget: `B` false incidents per series per 30 days, shared equally by
-//! the scales. A sum is tested every window, and its tests are not
+//! the scales and the problem mix ([`crate::mix`]: one more share, `S` = 6,
+//! divided among the eight problems). A sum is tested every window, and its tests are not
 //! independent; what costs a false incident is a crossing of the threshold
 //! from below. An exponentially weighted sum of span `n` crosses a high
 //! level about `√n` times less often than it lies above it (it rises to the
@@ -124,24 +125,36 @@ pub struct Thresholds {
     /// Weight per window of the persistent and correlated averages
     /// ([`LEARN_SPANS`]).
     pub persistent_rate: f64,
+    /// Surprise one problem's count needs to page ([`crate::mix`]: the
+    /// problems are one more scale of the window, shared by the eight).
+    pub problem_page: f64,
+    /// Surprise one problem's count needs to page while the outage spreads.
+    pub problem_spread: f64,
+    /// What sharing a scale among the eight problems costs in surprise.
+    pub problem_allowance: f64,
 }
 
 impl Thresholds {
     /// Thresholds for `budget` false incidents per series per 30 days at
     /// `windows_per_30d` windows in 30 days.
     pub fn new(budget: f64, windows_per_30d: f64, min_count: u32) -> Thresholds {
-        // Threshold crossings, not blocks of `span` windows (module doc).
-        let bars = |windows: f64| {
-            SPANS.map(|span| {
-                let tests = (windows / span.sqrt()).max(1.0);
-                -(budget / SCALES as f64 / tests).min(0.5).log10()
-            })
+        // Threshold crossings, not blocks of `span` windows (module doc);
+        // the problem mix is one more scale (`crate::mix`).
+        let shared = (SCALES + 1) as f64;
+        let bar = |windows: f64, span: f64, among: f64| {
+            let tests = (windows / span.sqrt()).max(1.0);
+            -(budget / shared / among / tests).min(0.5).log10()
         };
+        let bars = |windows: f64| SPANS.map(|span| bar(windows, span, 1.0));
+        let problems = crate::mix::PROBLEMS as f64;
         Thresholds {
             page: bars(windows_per_30d),
             spread: bars(windows_per_30d / SPREAD_DAYS),
             min_count: f64::from(min_count),
             persistent_rate: 1.0 - 0.5f64.powf(1.0 / (LEARN_SPANS * SPANS[SCALES - 1])),
+            problem_page: bar(windows_per_30d, 1.0, problems),
+            problem_spread: bar(windows_per_30d / SPREAD_DAYS, 1.0, problems),
+            problem_allowance: problems.log10(),
         }
     }
 }
@@ -267,6 +280,12 @@ impl ScaleSums {
             verdict.hold |= span <= 8.0 && surprise >= HOLD_SURPRISE;
         }
         verdict
+    }
+
+    /// Relative dispersion of the window's own count as scored (what
+    /// [`crate::mix`] scores each problem's count with).
+    pub fn window_dispersion(&self, k: f64, uncertain: f64) -> f64 {
+        self.dispersion(0, k, uncertain)
     }
 
     /// Relative dispersion of scale `scale`'s sum beyond counting noise,
@@ -445,8 +464,12 @@ mod tests {
     #[test]
     fn thresholds_follow_from_the_budget() {
         let t = t();
-        // The window alone: 0.02 / 5 / 43200 → 1e-7.
-        assert!((t.page[0] - 7.03).abs() < 0.01, "{:?}", t.page);
+        // The window alone: 0.02 / 6 / 43200 (five scales and the
+        // problem mix) → 7.7e-8.
+        assert!((t.page[0] - 7.11).abs() < 0.01, "{:?}", t.page);
+        // Each of the eight problems has an eighth of the window's share.
+        assert!((t.problem_page - t.page[0] - 8f64.log10()).abs() < 1e-9);
+        assert!((t.problem_spread - t.spread[0] - 8f64.log10()).abs() < 1e-9);
         // Longer scales make fewer independent tests: lower thresholds.
         assert!(t.page.windows(2).all(|w| w[0] > w[1]), "{:?}", t.page);
         // An outage spreading: a day's tests instead of 30 days', so

@@ -55,6 +55,9 @@ impl Detector {
             if svc.regions.len() != Country::COUNT || svc.series.first() != Some(&svc.global) {
                 return Err(format!("service {sid}: malformed series lists"));
             }
+            if !svc.mix.is_sane() {
+                return Err(format!("service {sid}: a problem count is not finite"));
+            }
             for &i in &svc.series {
                 let series = self
                     .series

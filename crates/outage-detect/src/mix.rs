@@ -1,0 +1,206 @@
+//! What users say is wrong, as evidence: the problem mix.
+//!
+//! A service's reports name their problem (login, app, payments, …) in a
+//! mix that holds from hour to hour. An outage breaks one thing, and the
+//! people it hits say so: Downdetector's "most reported problems" turn
+//! to it. A rise in reports of one problem is therefore evidence of an
+//! outage that the total hides when the rest of the mix is large: a
+//! service whose login fails doubles its total, but its login reports go
+//! up several-fold. Each window, every problem's count is scored as the
+//! total is, against the series' expectation times the problem's share
+//! of the service's reports, under the same negative binomial (a count
+//! thinned from a negative binomial keeps its dispersion). Where the mix
+//! does not move in an outage (a feed without problems, all `other`)
+//! the test says no more than the total and costs only its share of the
+//! budget.
+//!
+//! The budget: the problems are one more scale of [`crate::scan`], shared
+//! by the eight problems (Bonferroni), so the total's scales lose a sixth
+//! of theirs (0.08 surprise) and one number still sets every threshold.
+//! Only the window itself is scored: a sum per problem per scale would
+//! cost each series 128 bytes.
+//!
+//! The shares are the service's, learned from its worldwide series'
+//! normal windows over about a day (the level's half-life), so a region
+//! is judged by the mix of all of them. Each share is floored at
+//! [`MIN_SHARE`] and carries its own sampling uncertainty.
+//!
+//! Must not: allocate, read clocks, or know about incidents.
+
+use serde::{Deserialize, Serialize};
+
+use crate::score;
+
+/// Problems a report can name ([`crate::report::Problem`]).
+pub const PROBLEMS: usize = 8;
+
+/// Lowest share a problem is expected at (an eighth of an even share): a
+/// kind of report the service seldom gets is not an outage for being
+/// new, only for being many.
+pub const MIN_SHARE: f64 = 1.0 / 64.0;
+
+/// Reports the learned mix must rest on before problems are scored.
+pub const MIN_MIX_REPORTS: f64 = 200.0;
+
+/// The problem mix of a service: decayed report counts per problem.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Mix {
+    counts: [f32; PROBLEMS],
+}
+
+/// What the problem counts of one window say.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct MixVerdict {
+    /// Largest surprise of one problem's count, less the multiple-test
+    /// allowance of scoring eight (comparable with the total's surprise).
+    pub surprise: f64,
+    /// That problem's count in the window, and what was expected of it.
+    pub observed: f64,
+    /// See `observed`.
+    pub expected: f64,
+    /// Some problem passes the page threshold with enough reports.
+    pub page: bool,
+    /// Some problem passes the spreading threshold with enough reports.
+    pub spread: bool,
+}
+
+impl Mix {
+    /// Learns one normal window's problem counts; `rate` is the weight per
+    /// window of the past (the level's).
+    pub fn learn(&mut self, problems: &[u32; PROBLEMS], rate: f64) {
+        let keep = 1.0 - rate;
+        for (m, &n) in self.counts.iter_mut().zip(problems) {
+            *m = (f64::from(*m) * keep + f64::from(n)) as f32;
+        }
+    }
+
+    /// Reports the mix rests on (decayed).
+    pub fn mass(&self) -> f64 {
+        self.counts.iter().map(|&c| f64::from(c)).sum()
+    }
+
+    /// Whether every count is finite and not negative.
+    pub fn is_sane(&self) -> bool {
+        self.counts.iter().all(|c| c.is_finite() && *c >= 0.0)
+    }
+
+    /// Scores each problem's count in a window that expected `expected`
+    /// reports in all, at dispersion `k` (the window's, as the total was
+    /// scored). `page` and `spread` are the thresholds of one problem
+    /// (already divided among the eight); `allowance` is what dividing
+    /// costs in surprise.
+    #[allow(clippy::too_many_arguments)]
+    pub fn score(
+        &self,
+        problems: &[u32; PROBLEMS],
+        expected: f64,
+        k: f64,
+        page: f64,
+        spread: f64,
+        allowance: f64,
+        min_count: f64,
+        cap: f64,
+    ) -> MixVerdict {
+        let mass = self.mass();
+        let mut verdict = MixVerdict::default();
+        if mass < MIN_MIX_REPORTS {
+            return verdict;
+        }
+        for (&learned, &n) in self.counts.iter().zip(problems) {
+            let c = f64::from(n);
+            if c < min_count {
+                continue;
+            }
+            let share = (f64::from(learned) / mass).max(MIN_SHARE);
+            // The share is a proportion of `mass` reports: its relative
+            // variance adds to the expectation's.
+            let k_share = k + (1.0 - share).max(0.0) / (mass * share);
+            let e = expected * share;
+            let sd = (e * (1.0 + k_share * e)).sqrt();
+            if c < e + 2.0 * sd {
+                continue;
+            }
+            let surprise = score::surprise(n, e, k_share, cap);
+            if surprise - allowance > verdict.surprise {
+                verdict.surprise = surprise - allowance;
+                verdict.observed = c;
+                verdict.expected = e;
+            }
+            verdict.page |= surprise >= page;
+            verdict.spread |= surprise >= spread;
+        }
+        verdict
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn even(mass_per_problem: u32) -> Mix {
+        let mut m = Mix::default();
+        m.learn(&[mass_per_problem; PROBLEMS], 0.0);
+        m
+    }
+
+    #[test]
+    fn one_problem_rising_is_evidence_the_total_does_not_show() {
+        let m = even(1000);
+        // 16 reports where 8 were due, 12 of them of one problem (1 due).
+        let mut p = [0; PROBLEMS];
+        p[2] = 12;
+        p[0] = 4;
+        let v = m.score(&p, 8.0, 0.05, 8.0, 6.0, 0.9, 4.0, 50.0);
+        assert!(v.page, "{v:?}");
+        let total = score::surprise(16, 8.0, 0.05, 50.0);
+        assert!(total < 3.0, "the total alone: {total}");
+    }
+
+    #[test]
+    fn the_usual_mix_at_a_higher_count_is_not_a_problem_rise() {
+        let m = even(1000);
+        // Twice the reports, in the usual mix: no problem stands out more
+        // than the total does.
+        let v = m.score(&[2; PROBLEMS], 8.0, 0.05, 8.0, 6.0, 0.9, 1.0, 50.0);
+        assert!(!v.page && v.surprise <= 0.0, "{v:?}");
+    }
+
+    #[test]
+    fn a_feed_of_one_problem_scores_it_as_the_total() {
+        let mut m = Mix::default();
+        let mut all_other = [0; PROBLEMS];
+        all_other[7] = 1000;
+        m.learn(&all_other, 0.0);
+        let mut p = [0; PROBLEMS];
+        p[7] = 20;
+        let v = m.score(&p, 10.0, 0.05, 8.0, 6.0, 0.9, 4.0, 50.0);
+        let total = score::surprise(20, 10.0, 0.05, 50.0);
+        assert!(v.surprise < total, "{v:?} vs {total}");
+        assert!(!v.page);
+    }
+
+    #[test]
+    fn a_problem_never_seen_pages_only_when_many_name_it() {
+        let mut m = Mix::default();
+        let mut usual = [100; PROBLEMS];
+        usual[6] = 0;
+        m.learn(&usual, 0.0);
+        let mut few = [1; PROBLEMS];
+        few[6] = 4;
+        assert!(!m.score(&few, 8.0, 0.05, 8.0, 6.0, 0.9, 4.0, 50.0).page);
+        let mut many = [1; PROBLEMS];
+        many[6] = 30;
+        assert!(m.score(&many, 8.0, 0.05, 8.0, 6.0, 0.9, 4.0, 50.0).page);
+    }
+
+    #[test]
+    fn nothing_is_scored_before_the_mix_is_learned() {
+        let m = even(10);
+        let mut p = [0; PROBLEMS];
+        p[1] = 50;
+        assert_eq!(
+            m.score(&p, 8.0, 0.05, 8.0, 6.0, 0.9, 4.0, 50.0),
+            MixVerdict::default()
+        );
+    }
+}
