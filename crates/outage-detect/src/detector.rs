@@ -1501,6 +1501,63 @@ mod tests {
     }
 
     #[test]
+    fn a_worldwide_rise_one_region_explained_opens_a_global_incident_when_a_second_pages() {
+        // GB (40 a minute) and DE, FR (15 each) in an even mix of
+        // problems; at minute 0 of the rise GB's login reports go up 20 a
+        // minute (the worldwide series pages on them at once, explained by
+        // GB alone), from minute 6 DE's go up 30 a minute. FR never rises,
+        // so the third region a global incident otherwise waits for never
+        // comes.
+        let mut d = Detector::new(DetectorConfig::default());
+        let rise = 3 * 1440;
+        let mut global = Vec::new();
+        for m in 0..rise + 30 {
+            let t = T0 + m * MIN;
+            for (ri, (region, base)) in [("GB", 40.0), ("DE", 15.0), ("FR", 15.0)]
+                .into_iter()
+                .enumerate()
+            {
+                let usual = noisy(base, m as u64 * 3 + ri as u64);
+                let more = match region {
+                    "GB" if m >= rise => 20,
+                    "DE" if m >= rise + 6 => 30,
+                    _ => 0,
+                };
+                for i in 0..usual + more {
+                    let problem = if i >= usual {
+                        Problem::Login
+                    } else {
+                        Problem::ALL[i as usize % 8]
+                    };
+                    d.observe(&Report {
+                        problem,
+                        ..report(
+                            "alexa",
+                            region,
+                            t + i64::from(i) * 20,
+                            Some(format!("{region}{t}-{i}")),
+                        )
+                    });
+                }
+            }
+            for e in d.drain_events() {
+                if let Event::Opened(i) = e {
+                    if i.scope == Scope::Global {
+                        global.push(((i.detected_at_ms - T0) / MIN - rise, i.regions.len()));
+                    }
+                }
+            }
+        }
+        // Opened when DE pages (a minute or two after its rise), with both.
+        assert!(
+            global
+                .first()
+                .is_some_and(|&(m, n)| (6..=9).contains(&m) && n == 2),
+            "{global:?}"
+        );
+    }
+
+    #[test]
     fn the_same_outage_twice_in_a_week_pages_twice() {
         let mut d = Detector::new(DetectorConfig::default());
         let outage = |t: i64| {

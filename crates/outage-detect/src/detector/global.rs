@@ -67,14 +67,26 @@ impl Detector {
         };
         match &self.services[sid].incident {
             None => {
-                // Decided once, in the window the worldwide series pages:
-                // later windows of its outage carry the tail of whatever
-                // opened it, and a region's excess no longer explains them.
+                // Decided in the window the worldwide series pages, and again
+                // in a window in which a second region pages while it stays
+                // in outage (a worldwide rise that one region explained has
+                // spread since: a problem rising in a big region pages the
+                // worldwide series at once, before the next regions show).
+                // Not in other windows: later windows of its outage carry
+                // the tail of whatever opened it, and a region's excess no
+                // longer explains them (a region whose outage flaps pages
+                // again with sums that restarted at normal).
+                let paged_now = |i: &Incident| i.detected_at_ms == window_end;
+                let region_paged = regions.len() >= 2
+                    && svc.series.iter().any(|&i| {
+                        let s = &self.series[i as usize];
+                        s.scope != Scope::Global && s.incident.as_deref().is_some_and(paged_now)
+                    });
                 let global_rising = global_out
                     && global
                         .incident
-                        .as_ref()
-                        .is_some_and(|i| i.detected_at_ms == window_end);
+                        .as_deref()
+                        .is_some_and(|i| paged_now(i) || region_paged);
                 // The global series alone opens a global incident when no
                 // single region explains it: a diffuse worldwide rise (no
                 // region in outage) or a spreading one (several).
