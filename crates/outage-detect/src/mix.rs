@@ -137,43 +137,49 @@ impl Mix {
 mod tests {
     use super::*;
 
-    fn even(mass_per_problem: u32) -> Mix {
+    /// A mix learned from `counts` at once.
+    fn learned(counts: [u32; PROBLEMS]) -> Mix {
         let mut m = Mix::default();
-        m.learn(&[mass_per_problem; PROBLEMS], 0.0);
+        m.learn(&counts, 0.0);
         m
+    }
+
+    /// `n` reports of problem `p` and `rest` of each other.
+    fn counts(p: usize, n: u32, rest: u32) -> [u32; PROBLEMS] {
+        let mut c = [rest; PROBLEMS];
+        c[p] = n;
+        c
+    }
+
+    /// Scores `problems` in a window that expected `expected` reports at
+    /// dispersion 0.05, against bars of 8 (page) and 6 (spread), an
+    /// allowance of 0.9 and `min_count` 4.
+    fn score(m: &Mix, problems: [u32; PROBLEMS], expected: f64) -> MixVerdict {
+        m.score(&problems, expected, 0.05, 8.0, 6.0, 0.9, 4.0, 50.0)
     }
 
     #[test]
     fn one_problem_rising_is_evidence_the_total_does_not_show() {
-        let m = even(1000);
         // 16 reports where 8 were due, 12 of them of one problem (1 due).
-        let mut p = [0; PROBLEMS];
-        p[2] = 12;
+        let mut p = counts(2, 12, 0);
         p[0] = 4;
-        let v = m.score(&p, 8.0, 0.05, 8.0, 6.0, 0.9, 4.0, 50.0);
-        assert!(v.page, "{v:?}");
+        let v = score(&learned([1000; PROBLEMS]), p, 8.0);
+        assert!(v.page && v.observed == 12.0 && v.expected == 1.0, "{v:?}");
         let total = score::surprise(16, 8.0, 0.05, 50.0);
         assert!(total < 3.0, "the total alone: {total}");
     }
 
     #[test]
     fn the_usual_mix_at_a_higher_count_is_not_a_problem_rise() {
-        let m = even(1000);
-        // Twice the reports, in the usual mix: no problem stands out more
-        // than the total does.
-        let v = m.score(&[2; PROBLEMS], 8.0, 0.05, 8.0, 6.0, 0.9, 1.0, 50.0);
+        // Twice the reports, in the usual mix: no problem reaches the
+        // count a problem needs, nor stands out.
+        let v = score(&learned([1000; PROBLEMS]), [2; PROBLEMS], 8.0);
         assert!(!v.page && v.surprise <= 0.0, "{v:?}");
     }
 
     #[test]
     fn a_feed_of_one_problem_scores_it_as_the_total() {
-        let mut m = Mix::default();
-        let mut all_other = [0; PROBLEMS];
-        all_other[7] = 1000;
-        m.learn(&all_other, 0.0);
-        let mut p = [0; PROBLEMS];
-        p[7] = 20;
-        let v = m.score(&p, 10.0, 0.05, 8.0, 6.0, 0.9, 4.0, 50.0);
+        let v = score(&learned(counts(7, 1000, 0)), counts(7, 20, 0), 10.0);
         let total = score::surprise(20, 10.0, 0.05, 50.0);
         assert!(v.surprise < total, "{v:?} vs {total}");
         assert!(!v.page);
@@ -181,26 +187,14 @@ mod tests {
 
     #[test]
     fn a_problem_never_seen_pages_only_when_many_name_it() {
-        let mut m = Mix::default();
-        let mut usual = [100; PROBLEMS];
-        usual[6] = 0;
-        m.learn(&usual, 0.0);
-        let mut few = [1; PROBLEMS];
-        few[6] = 4;
-        assert!(!m.score(&few, 8.0, 0.05, 8.0, 6.0, 0.9, 4.0, 50.0).page);
-        let mut many = [1; PROBLEMS];
-        many[6] = 30;
-        assert!(m.score(&many, 8.0, 0.05, 8.0, 6.0, 0.9, 4.0, 50.0).page);
+        let m = learned(counts(6, 0, 100));
+        assert!(!score(&m, counts(6, 4, 1), 8.0).page);
+        assert!(score(&m, counts(6, 30, 1), 8.0).page);
     }
 
     #[test]
     fn nothing_is_scored_before_the_mix_is_learned() {
-        let m = even(10);
-        let mut p = [0; PROBLEMS];
-        p[1] = 50;
-        assert_eq!(
-            m.score(&p, 8.0, 0.05, 8.0, 6.0, 0.9, 4.0, 50.0),
-            MixVerdict::default()
-        );
+        let v = score(&learned([10; PROBLEMS]), counts(1, 50, 0), 8.0);
+        assert_eq!(v, MixVerdict::default());
     }
 }
