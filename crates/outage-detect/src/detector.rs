@@ -29,7 +29,7 @@ pub use crate::config::{ConfigError, DetectorConfig};
 pub use crate::event::{
     DetectorCounters, Event, Incident, Observed, Scope, SeriesState, SpreadEntry, WindowScore,
 };
-use crate::mix::Mix;
+use crate::mix::{Misfit, Mix};
 use crate::recur::Recurrence;
 use crate::region::Country;
 use crate::regional::{self, RegionalFactors};
@@ -87,6 +87,8 @@ struct Series {
     run_long: f32,
     /// Normal windows not learned yet (see [`Held`]).
     held: Held,
+    /// How far its problem mix is from its service's (`crate::mix`).
+    mix_misfit: Misfit,
 }
 
 /// What a pending run gathers for the incident it may become. Boxed in
@@ -164,6 +166,7 @@ impl Series {
             run_size: 0.0,
             run_long: 0.0,
             held: Held::default(),
+            mix_misfit: Misfit::default(),
         }
     }
 }
@@ -844,10 +847,11 @@ impl Detector {
             );
             // What the problems say (`crate::mix`): one problem rising is
             // evidence of the outage the total hides.
+            let k_window = s.sums.window_dispersion(k_disp, uncertain);
             let mixed = self.services[sid].mix.score(
                 &acc.problems,
                 mu,
-                s.sums.window_dispersion(k_disp, uncertain),
+                k_window + s.mix_misfit.get(),
                 thresholds.problem_page,
                 thresholds.problem_spread,
                 thresholds.problem_allowance,
@@ -1054,6 +1058,14 @@ impl Detector {
                 if idx == global {
                     mix_learned = Some(acc.problems);
                 }
+                self.services[sid].mix.learn_misfit(
+                    &mut s.mix_misfit,
+                    &acc.problems,
+                    (mu, k_window),
+                    rates
+                        .dispersion
+                        .max(1.0 / f64::from(s.baseline.windows().max(1))),
+                );
                 if trusted {
                     let learned = f64::from(c).min(score::noise_ceiling(mu, k_disp));
                     s.held.push(at, learned, &mut release);
@@ -1498,6 +1510,44 @@ mod tests {
         // The same rise in the usual mix: the total alone does not page
         // in half an hour (±30 % noise a window).
         assert_eq!(problem_rise(None), Vec::<i64>::new());
+    }
+
+    #[test]
+    fn a_region_whose_people_name_other_problems_does_not_page_on_its_mix() {
+        // GB (240 a minute) in an even mix; every JP report (60 a minute)
+        // says `app`: against the service's mix (three in ten `app`) each
+        // JP window holds three times the `app` reports due, 60 where 18
+        // are, as an outage of its app would.
+        let mut d = Detector::new(DetectorConfig::default());
+        let mut opened = Vec::new();
+        for m in 0..3 * 1440 {
+            let t = T0 + m * MIN;
+            for (ri, (region, base)) in [("GB", 240.0), ("JP", 60.0)].into_iter().enumerate() {
+                let n = noisy(base, m as u64 * 2 + ri as u64);
+                for i in 0..n {
+                    let problem = if region == "JP" {
+                        Problem::App
+                    } else {
+                        Problem::ALL[i as usize % 8]
+                    };
+                    d.observe(&Report {
+                        problem,
+                        ..report(
+                            "alexa",
+                            region,
+                            t + i64::from(i) * 5,
+                            Some(format!("{region}{t}-{i}")),
+                        )
+                    });
+                }
+            }
+            for e in d.drain_events() {
+                if let Event::Opened(i) = e {
+                    opened.push((i.scope, (i.detected_at_ms - T0) / MIN));
+                }
+            }
+        }
+        assert_eq!(opened, Vec::new());
     }
 
     #[test]

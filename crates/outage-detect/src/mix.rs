@@ -23,7 +23,11 @@
 //! The shares are the service's, learned from its worldwide series'
 //! normal windows over about a day (the level's half-life), so a region
 //! is judged by the mix of all of them. Each share is floored at
-//! [`MIN_SHARE`] and carries its own sampling uncertainty.
+//! [`MIN_SHARE`] and carries its own sampling uncertainty. A region whose
+//! people name other problems than the rest (a device sold only there)
+//! would hold "too many" of them in every window: each series learns how
+//! far its mix is from its service's ([`Misfit`]) and its problems are
+//! scored that much more loosely, so it pages on its total as before.
 //!
 //! Must not: allocate, read clocks, or know about incidents.
 
@@ -46,6 +50,28 @@ pub const MIN_MIX_REPORTS: f64 = 200.0;
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Mix {
     counts: [f32; PROBLEMS],
+}
+
+/// How far one series' problem mix is from its service's: a relative
+/// dispersion of its problem counts around their expected shares, learned
+/// from its normal windows (unbiased; used only where positive). A region
+/// whose people report `app` four times as often as the service's other
+/// regions learns about 1, and its problems are then scored as loosely as
+/// that says (the total still pages as before); a region whose mix is the
+/// service's learns about 0. Four bytes per series (they fit its padding).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Misfit(f32);
+
+impl Misfit {
+    /// The learned dispersion, at least 0.
+    pub fn get(self) -> f64 {
+        f64::from(self.0).max(0.0)
+    }
+
+    /// Whether it is a finite number in its range.
+    pub fn is_sane(self) -> bool {
+        self.0.is_finite() && (-1.0..=4.0).contains(&self.0)
+    }
 }
 
 /// What the problem counts of one window say.
@@ -82,6 +108,38 @@ impl Mix {
     /// Whether every count is finite and not negative.
     pub fn is_sane(&self) -> bool {
         self.counts.iter().all(|c| c.is_finite() && *c >= 0.0)
+    }
+
+    /// Learns a series' [`Misfit`] from one of its normal windows that
+    /// expected `expected` reports in all at dispersion `k` (the window's,
+    /// as scored): the ratio estimator Σ((c − e)² − c) / Σe² over the
+    /// problems, less `k` (what the whole window's noise and misfit give
+    /// every problem alike: a thinned negative binomial keeps its
+    /// dispersion), each window weighing Σe² up to 1, as the window's
+    /// own dispersion is learned; `rate` is the weight of a window that
+    /// weighs 1.
+    pub fn learn_misfit(
+        &self,
+        misfit: &mut Misfit,
+        problems: &[u32; PROBLEMS],
+        (expected, k): (f64, f64),
+        rate: f64,
+    ) {
+        let mass = self.mass();
+        if mass < MIN_MIX_REPORTS || expected <= 0.0 {
+            return;
+        }
+        let (mut num, mut den) = (0.0, 0.0);
+        for (&learned, &n) in self.counts.iter().zip(problems) {
+            let e = expected * (f64::from(learned) / mass).max(MIN_SHARE);
+            let c = f64::from(n);
+            num += (c - e).powi(2) - c;
+            den += e * e;
+        }
+        let w = den.min(1.0);
+        let x = (num / den - k).clamp(-1.0, 4.0);
+        let m = f64::from(misfit.0);
+        misfit.0 = (m + rate * w * (x - m)).clamp(-1.0, 4.0) as f32;
     }
 
     /// Scores each problem's count in a window that expected `expected`
@@ -190,6 +248,23 @@ mod tests {
         let m = learned(counts(6, 0, 100));
         assert!(!score(&m, counts(6, 4, 1), 8.0).page);
         assert!(score(&m, counts(6, 30, 1), 8.0).page);
+    }
+
+    #[test]
+    fn a_series_learns_how_far_its_mix_is_from_its_services() {
+        let service = learned([1000; PROBLEMS]);
+        let learn = |problems: [u32; PROBLEMS]| {
+            let mut misfit = Misfit::default();
+            for _ in 0..2000 {
+                service.learn_misfit(&mut misfit, &problems, (80.0, 0.0), 0.01);
+            }
+            misfit.get()
+        };
+        // The service's mix, exactly: the counting noise it expects
+        // (−1/e per problem) and nothing more.
+        assert!(learn([10; PROBLEMS]) < 0.01);
+        // Half its reports `app` (an eighth is due): far off.
+        assert!(learn(counts(2, 40, 6)) > 0.5);
     }
 
     #[test]

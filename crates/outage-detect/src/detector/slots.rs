@@ -93,7 +93,12 @@ impl Detector {
             let finite = [peak.0, peak.1, s.last_excess, s.run_size]
                 .iter()
                 .all(|x| x.is_finite());
-            if !finite || !s.baseline.is_sane() || !s.sums.is_sane() || !s.recur.is_sane() {
+            if !finite
+                || !s.baseline.is_sane()
+                || !s.sums.is_sane()
+                || !s.recur.is_sane()
+                || !s.mix_misfit.is_sane()
+            {
                 return Err("a series holds a number that is not finite or out of range".into());
             }
         }
