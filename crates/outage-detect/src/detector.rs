@@ -845,6 +845,9 @@ impl Detector {
                 &thresholds,
                 cfg.surprise_cap,
             );
+            // Whether the total alone makes the window suspect: the mix is
+            // learned from windows it does not (below).
+            let count_suspect = trusted && verdict.suspect;
             // What the problems say (`crate::mix`): one problem rising is
             // evidence of the outage the total hides.
             let k_window = s.sums.window_dispersion(k_disp, uncertain);
@@ -1052,9 +1055,13 @@ impl Detector {
             };
             let low_ok = s.low_run == 0
                 || u32::from(s.low_run) > windows_per_day.min(u32::from(u16::MAX) - 1);
-            let to_learn = &mut self.to_learn;
-            let mut release = |i: u32, count: f64| to_learn.push((idx as u32, i, count as f32));
-            if s.state == SeriesState::Normal && !suspect && learn_ok && low_ok {
+            // The mix is learned from every window whose total is not
+            // suspect, whatever its problems say and whatever the state:
+            // learned only where they say nothing, a mix that changed for
+            // good (a new client labelling problems otherwise) would page
+            // every region every day; at the level's half-life, an
+            // outage's problem moves the shares a few hundredths an hour.
+            if !count_suspect && learn_ok && low_ok {
                 if idx == global {
                     mix_learned = Some(acc.problems);
                 }
@@ -1066,6 +1073,10 @@ impl Detector {
                         .dispersion
                         .max(1.0 / f64::from(s.baseline.windows().max(1))),
                 );
+            }
+            let to_learn = &mut self.to_learn;
+            let mut release = |i: u32, count: f64| to_learn.push((idx as u32, i, count as f32));
+            if s.state == SeriesState::Normal && !suspect && learn_ok && low_ok {
                 if trusted {
                     let learned = f64::from(c).min(score::noise_ceiling(mu, k_disp));
                     s.held.push(at, learned, &mut release);
@@ -1548,6 +1559,43 @@ mod tests {
             }
         }
         assert_eq!(opened, Vec::new());
+    }
+
+    #[test]
+    fn a_mix_that_changes_for_good_is_learned_within_about_a_day() {
+        // GB and DE (60 a minute each) in an even mix for three days; then
+        // a new client has every other report of both say `app`, for good.
+        let mut d = Detector::new(DetectorConfig::default());
+        let change = 3 * 1440;
+        let mut opened = Vec::new();
+        for m in 0..change + 3 * 1440 {
+            let t = T0 + m * MIN;
+            for (ri, region) in ["GB", "DE"].into_iter().enumerate() {
+                for i in 0..noisy(60.0, m as u64 * 2 + ri as u64) {
+                    let problem = if m >= change && i % 2 == 0 {
+                        Problem::App
+                    } else {
+                        Problem::ALL[i as usize % 8]
+                    };
+                    d.observe(&Report {
+                        problem,
+                        ..report(
+                            "alexa",
+                            region,
+                            t + i64::from(i) * 10,
+                            Some(format!("{region}{t}-{i}")),
+                        )
+                    });
+                }
+            }
+            for e in d.drain_events() {
+                if let Event::Opened(i) = e {
+                    opened.push((i.detected_at_ms - T0) / MIN - change);
+                }
+            }
+        }
+        // It may page as it happens (it is news); not from the next day on.
+        assert!(opened.iter().all(|&m| (0..1440).contains(&m)), "{opened:?}");
     }
 
     #[test]

@@ -20,9 +20,13 @@
 //! Only the window itself is scored: a sum per problem per scale would
 //! cost each series 128 bytes.
 //!
-//! The shares are the service's, learned from its worldwide series'
-//! normal windows over about a day (the level's half-life), so a region
-//! is judged by the mix of all of them. Each share is floored at
+//! The shares are the service's, learned from its worldwide series over
+//! about a day (the level's half-life), so a region is judged by the mix
+//! of all of them. Every window whose *total* is not suspect teaches the
+//! mix, whatever its problems say: learned only where they say nothing, a
+//! mix that changed for good (a new client labelling problems otherwise)
+//! would page every region every day; at this rate an outage's problem
+//! moves the shares a few hundredths an hour. Each share is floored at
 //! [`MIN_SHARE`] and carries its own sampling uncertainty. A region whose
 //! people name other problems than the rest (a device sold only there)
 //! would hold "too many" of them in every window: each series learns how
@@ -54,11 +58,12 @@ pub struct Mix {
 
 /// How far one series' problem mix is from its service's: a relative
 /// dispersion of its problem counts around their expected shares, learned
-/// from its normal windows (unbiased; used only where positive). A region
-/// whose people report `app` four times as often as the service's other
-/// regions learns about 1, and its problems are then scored as loosely as
-/// that says (the total still pages as before); a region whose mix is the
-/// service's learns about 0. Four bytes per series (they fit its padding).
+/// from its windows whose total is not suspect (unbiased; used only where
+/// positive). A region whose people report `app` four times as often as
+/// the service's other regions learns about 1, and its problems are then
+/// scored as loosely as that says (the total still pages as before); a
+/// region whose mix is the service's learns about 0. Four bytes per
+/// series (they fit its padding).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Misfit(f32);
 
@@ -91,7 +96,7 @@ pub struct MixVerdict {
 }
 
 impl Mix {
-    /// Learns one normal window's problem counts; `rate` is the weight per
+    /// Learns one window's problem counts; `rate` is the weight per
     /// window of the past (the level's).
     pub fn learn(&mut self, problems: &[u32; PROBLEMS], rate: f64) {
         let keep = 1.0 - rate;
@@ -110,7 +115,7 @@ impl Mix {
         self.counts.iter().all(|c| c.is_finite() && *c >= 0.0)
     }
 
-    /// Learns a series' [`Misfit`] from one of its normal windows that
+    /// Learns a series' [`Misfit`] from one of its windows that
     /// expected `expected` reports in all at dispersion `k` (the window's,
     /// as scored): the ratio estimator Σ((c − e)² − c) / Σe² over the
     /// problems, less `k` (what the whole window's noise and misfit give
