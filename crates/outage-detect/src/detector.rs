@@ -1469,44 +1469,75 @@ mod tests {
         assert_eq!(opened.len(), 1, "{opened:?}");
     }
 
-    /// Three days of `alexa` GB at 40 reports a minute in an even mix of
-    /// problems, then half as many again for half an hour, the extra
-    /// reports naming `extra` (or the usual mix): the windows after the
-    /// rise began in which incidents opened.
-    fn problem_rise(extra: Option<Problem>) -> Vec<i64> {
+    /// Feeds `minutes` from `T0` to a default detector: `count(region,
+    /// minute)` reports of `alexa` in each region, the `i`-th naming
+    /// `problem(region, minute, i)`. The incidents opened.
+    fn feed_problems(
+        minutes: i64,
+        regions: &[&str],
+        count: impl Fn(&str, i64) -> u32,
+        problem: impl Fn(&str, i64, u32) -> Problem,
+    ) -> Vec<Incident> {
         let mut d = Detector::new(DetectorConfig::default());
-        let rise = 3 * 1440;
-        let mut opened_at = Vec::new();
-        for m in 0..rise + 30 {
+        let mut opened = Vec::new();
+        for m in 0..minutes {
             let t = T0 + m * MIN;
-            let usual = noisy(40.0, m as u64);
-            let more = if m >= rise {
-                noisy(20.0, m as u64 + 7)
-            } else {
-                0
-            };
-            for i in 0..usual + more {
-                let problem = match extra {
-                    Some(p) if i >= usual => p,
-                    _ => Problem::ALL[i as usize % 8],
-                };
-                d.observe(&Report {
-                    problem,
-                    ..report(
-                        "alexa",
-                        "GB",
-                        t + i64::from(i) * 20,
-                        Some(format!("{t}-{i}")),
-                    )
-                });
+            for &region in regions {
+                for i in 0..count(region, m) {
+                    d.observe(&Report {
+                        problem: problem(region, m, i),
+                        ..report(
+                            "alexa",
+                            region,
+                            t + i64::from(i) * 5,
+                            Some(format!("{region}{t}-{i}")),
+                        )
+                    });
+                }
             }
             for e in d.drain_events() {
                 if let Event::Opened(i) = e {
-                    opened_at.push((i.detected_at_ms - T0) / MIN - rise);
+                    opened.push(i);
                 }
             }
         }
-        opened_at
+        opened
+    }
+
+    /// An even mix of problems: the `i`-th report of a minute.
+    fn even(i: u32) -> Problem {
+        Problem::ALL[i as usize % 8]
+    }
+
+    /// Minutes from `from` to when `i` was detected.
+    fn detected(i: &Incident, from: i64) -> i64 {
+        (i.detected_at_ms - T0) / MIN - from
+    }
+
+    /// Three days of `alexa` GB at 40 reports a minute in an even mix of
+    /// problems, then half as many again for half an hour, the extra
+    /// reports naming `extra` (or the usual mix): the minutes after the
+    /// rise began in which incidents opened.
+    fn problem_rise(extra: Option<Problem>) -> Vec<i64> {
+        let rise = 3 * 1440;
+        let usual = |m: i64| noisy(40.0, m as u64);
+        let more = |m: i64| {
+            if m >= rise {
+                noisy(20.0, m as u64 + 7)
+            } else {
+                0
+            }
+        };
+        let opened = feed_problems(
+            rise + 30,
+            &["GB"],
+            |_, m| usual(m) + more(m),
+            |_, m, i| match extra {
+                Some(p) if i >= usual(m) => p,
+                _ => even(i),
+            },
+        );
+        opened.iter().map(|i| detected(i, rise)).collect()
     }
 
     #[test]
@@ -1529,35 +1560,13 @@ mod tests {
         // says `app`: against the service's mix (three in ten `app`) each
         // JP window holds three times the `app` reports due, 60 where 18
         // are, as an outage of its app would.
-        let mut d = Detector::new(DetectorConfig::default());
-        let mut opened = Vec::new();
-        for m in 0..3 * 1440 {
-            let t = T0 + m * MIN;
-            for (ri, (region, base)) in [("GB", 240.0), ("JP", 60.0)].into_iter().enumerate() {
-                let n = noisy(base, m as u64 * 2 + ri as u64);
-                for i in 0..n {
-                    let problem = if region == "JP" {
-                        Problem::App
-                    } else {
-                        Problem::ALL[i as usize % 8]
-                    };
-                    d.observe(&Report {
-                        problem,
-                        ..report(
-                            "alexa",
-                            region,
-                            t + i64::from(i) * 5,
-                            Some(format!("{region}{t}-{i}")),
-                        )
-                    });
-                }
-            }
-            for e in d.drain_events() {
-                if let Event::Opened(i) = e {
-                    opened.push((i.scope, (i.detected_at_ms - T0) / MIN));
-                }
-            }
-        }
+        let rate = |region: &str| if region == "JP" { 60.0 } else { 240.0 };
+        let opened = feed_problems(
+            3 * 1440,
+            &["GB", "JP"],
+            |r, m| noisy(rate(r), m as u64 * 2 + u64::from(r == "JP")),
+            |r, _, i| if r == "JP" { Problem::App } else { even(i) },
+        );
         assert_eq!(opened, Vec::new());
     }
 
@@ -1565,35 +1574,22 @@ mod tests {
     fn a_mix_that_changes_for_good_is_learned_within_about_a_day() {
         // GB and DE (60 a minute each) in an even mix for three days; then
         // a new client has every other report of both say `app`, for good.
-        let mut d = Detector::new(DetectorConfig::default());
         let change = 3 * 1440;
-        let mut opened = Vec::new();
-        for m in 0..change + 3 * 1440 {
-            let t = T0 + m * MIN;
-            for (ri, region) in ["GB", "DE"].into_iter().enumerate() {
-                for i in 0..noisy(60.0, m as u64 * 2 + ri as u64) {
-                    let problem = if m >= change && i % 2 == 0 {
-                        Problem::App
-                    } else {
-                        Problem::ALL[i as usize % 8]
-                    };
-                    d.observe(&Report {
-                        problem,
-                        ..report(
-                            "alexa",
-                            region,
-                            t + i64::from(i) * 10,
-                            Some(format!("{region}{t}-{i}")),
-                        )
-                    });
+        let opened: Vec<i64> = feed_problems(
+            change + 3 * 1440,
+            &["GB", "DE"],
+            |r, m| noisy(60.0, m as u64 * 2 + u64::from(r == "DE")),
+            |_, m, i| {
+                if m >= change && i % 2 == 0 {
+                    Problem::App
+                } else {
+                    even(i)
                 }
-            }
-            for e in d.drain_events() {
-                if let Event::Opened(i) = e {
-                    opened.push((i.detected_at_ms - T0) / MIN - change);
-                }
-            }
-        }
+            },
+        )
+        .iter()
+        .map(|i| detected(i, change))
+        .collect();
         // It may page as it happens (it is news); not from the next day on.
         assert!(opened.iter().all(|&m| (0..1440).contains(&m)), "{opened:?}");
     }
@@ -1606,46 +1602,31 @@ mod tests {
         // GB alone), from minute 6 DE's go up 30 a minute. FR never rises,
         // so the third region a global incident otherwise waits for never
         // comes.
-        let mut d = Detector::new(DetectorConfig::default());
         let rise = 3 * 1440;
-        let mut global = Vec::new();
-        for m in 0..rise + 30 {
-            let t = T0 + m * MIN;
-            for (ri, (region, base)) in [("GB", 40.0), ("DE", 15.0), ("FR", 15.0)]
-                .into_iter()
-                .enumerate()
-            {
-                let usual = noisy(base, m as u64 * 3 + ri as u64);
-                let more = match region {
-                    "GB" if m >= rise => 20,
-                    "DE" if m >= rise + 6 => 30,
-                    _ => 0,
-                };
-                for i in 0..usual + more {
-                    let problem = if i >= usual {
-                        Problem::Login
-                    } else {
-                        Problem::ALL[i as usize % 8]
-                    };
-                    d.observe(&Report {
-                        problem,
-                        ..report(
-                            "alexa",
-                            region,
-                            t + i64::from(i) * 20,
-                            Some(format!("{region}{t}-{i}")),
-                        )
-                    });
+        let regions = [("GB", 40.0), ("DE", 15.0), ("FR", 15.0)];
+        let at = |r: &str| regions.iter().position(|x| x.0 == r).unwrap();
+        let usual = |r: &str, m: i64| noisy(regions[at(r)].1, m as u64 * 3 + at(r) as u64);
+        let more = |r: &str, m: i64| match r {
+            "GB" if m >= rise => 20,
+            "DE" if m >= rise + 6 => 30,
+            _ => 0,
+        };
+        let global: Vec<(i64, usize)> = feed_problems(
+            rise + 30,
+            &["GB", "DE", "FR"],
+            |r, m| usual(r, m) + more(r, m),
+            |r, m, i| {
+                if i >= usual(r, m) {
+                    Problem::Login
+                } else {
+                    even(i)
                 }
-            }
-            for e in d.drain_events() {
-                if let Event::Opened(i) = e {
-                    if i.scope == Scope::Global {
-                        global.push(((i.detected_at_ms - T0) / MIN - rise, i.regions.len()));
-                    }
-                }
-            }
-        }
+            },
+        )
+        .iter()
+        .filter(|i| i.scope == Scope::Global)
+        .map(|i| (detected(i, rise), i.regions.len()))
+        .collect();
         // Opened when DE pages (a minute or two after its rise), with both.
         assert!(
             global
