@@ -34,13 +34,13 @@
 //!
 //! The budget: `B` false incidents per series per 30 days, shared equally by
 //! the scales and the problem mix ([`crate::mix`]: one more share, `S` = 6,
-//! divided among the eight problems). A sum is tested every window, and its tests are not
-//! independent; what costs a false incident is a crossing of the threshold
-//! from below. An exponentially weighted sum of span `n` crosses a high
-//! level about `√n` times less often than it lies above it (it rises to the
-//! level over a few windows and falls back slowly), so scale `n` is held to
-//! about `N / √n` tests in 30 days of `N` windows: its p-value threshold is
-//! `B / S · √n / N`. Counting `N / n` tests instead (blocks of `n` windows)
+//! divided among the eight problems). A sum is tested every window, and
+//! its tests are not independent; what costs a false incident is a
+//! crossing of the threshold from below. An exponentially weighted sum of
+//! span `n` crosses a high level about `√n` times less often than it lies
+//! above it (it rises to the level over a few windows and falls back
+//! slowly), so scale `n` is held to about `N / √n` tests in 30 days of `N`
+//! windows: its p-value threshold is `B / S · √n / N`. Counting `N / n` tests instead (blocks of `n` windows)
 //! let pure noise page 5–17 times the budget on the 24- and 72-window
 //! sums; `√n` brings every scale within about twice it
 //! (`examples/budget_check`, and the test `pure_noise_pages_about_the_budget`).
