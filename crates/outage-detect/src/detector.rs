@@ -29,7 +29,7 @@ pub use crate::config::{ConfigError, DetectorConfig};
 pub use crate::event::{
     DetectorCounters, Event, Incident, Observed, Scope, SeriesState, SpreadEntry, WindowScore,
 };
-use crate::mix::{Misfit, Mix};
+use crate::mix::{Misfit, Mix, MixVerdict};
 use crate::recur::Recurrence;
 use crate::region::Country;
 use crate::regional::{self, RegionalFactors};
@@ -810,6 +810,9 @@ impl Detector {
             .series
             .iter()
             .any(|&i| i as usize != global && self.series[i as usize].state == SeriesState::Outage);
+        // The service's problem shares, as they stand before this window
+        // teaches them (the worldwide series' window is learned last).
+        let shares = self.services[sid].mix.shares();
         let mut mix_learned = None;
         for k in 0..n {
             let idx = self.services[sid].series[k] as usize;
@@ -851,16 +854,18 @@ impl Detector {
             // What the problems say (`crate::mix`): one problem rising is
             // evidence of the outage the total hides.
             let k_window = s.sums.window_dispersion(k_disp, uncertain);
-            let mixed = self.services[sid].mix.score(
-                &acc.problems,
-                mu,
-                k_window + s.mix_misfit.get(),
-                thresholds.problem_page,
-                thresholds.problem_spread,
-                thresholds.problem_allowance,
-                thresholds.min_count,
-                cfg.surprise_cap,
-            );
+            let mixed = shares.map_or_else(MixVerdict::default, |sh| {
+                sh.score(
+                    &acc.problems,
+                    mu,
+                    k_window + s.mix_misfit.get(),
+                    thresholds.problem_page,
+                    thresholds.problem_spread,
+                    thresholds.problem_allowance,
+                    thresholds.min_count,
+                    cfg.surprise_cap,
+                )
+            });
             verdict.page |= mixed.page;
             verdict.spread |= mixed.spread;
             verdict.suspect |= mixed.surprise >= crate::scan::SUSPECT_SURPRISE;
@@ -1065,14 +1070,16 @@ impl Detector {
                 if idx == global {
                     mix_learned = Some(acc.problems);
                 }
-                self.services[sid].mix.learn_misfit(
-                    &mut s.mix_misfit,
-                    &acc.problems,
-                    (mu, k_window),
-                    rates
-                        .dispersion
-                        .max(1.0 / f64::from(s.baseline.windows().max(1))),
-                );
+                if let Some(sh) = &shares {
+                    sh.learn_misfit(
+                        &mut s.mix_misfit,
+                        &acc.problems,
+                        (mu, k_window),
+                        rates
+                            .dispersion
+                            .max(1.0 / f64::from(s.baseline.windows().max(1))),
+                    );
+                }
             }
             let to_learn = &mut self.to_learn;
             let mut release = |i: u32, count: f64| to_learn.push((idx as u32, i, count as f32));

@@ -115,6 +115,27 @@ impl Mix {
         self.counts.iter().all(|c| c.is_finite() && *c >= 0.0)
     }
 
+    /// The shares problems are scored against (each at least
+    /// [`MIN_SHARE`]); `None` until the mix rests on [`MIN_MIX_REPORTS`].
+    /// Worked out once per window close of the service, for all its series.
+    pub fn shares(&self) -> Option<Shares> {
+        let mass = self.mass();
+        (mass >= MIN_MIX_REPORTS).then(|| Shares {
+            mass,
+            share: self.counts.map(|c| (f64::from(c) / mass).max(MIN_SHARE)),
+        })
+    }
+}
+
+/// A service's problem shares as of one window close ([`Mix::shares`]).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Shares {
+    /// Reports the shares rest on.
+    mass: f64,
+    share: [f64; PROBLEMS],
+}
+
+impl Shares {
     /// Learns a series' [`Misfit`] from one of its windows that
     /// expected `expected` reports in all at dispersion `k` (the window's,
     /// as scored): the ratio estimator Σ((c − e)² − c) / Σe² over the
@@ -130,13 +151,12 @@ impl Mix {
         (expected, k): (f64, f64),
         rate: f64,
     ) {
-        let mass = self.mass();
-        if mass < MIN_MIX_REPORTS || expected <= 0.0 {
+        if expected <= 0.0 {
             return;
         }
         let (mut num, mut den) = (0.0, 0.0);
-        for (&learned, &n) in self.counts.iter().zip(problems) {
-            let e = expected * (f64::from(learned) / mass).max(MIN_SHARE);
+        for (&share, &n) in self.share.iter().zip(problems) {
+            let e = expected * share;
             let c = f64::from(n);
             num += (c - e).powi(2) - c;
             den += e * e;
@@ -164,20 +184,15 @@ impl Mix {
         min_count: f64,
         cap: f64,
     ) -> MixVerdict {
-        let mass = self.mass();
         let mut verdict = MixVerdict::default();
-        if mass < MIN_MIX_REPORTS {
-            return verdict;
-        }
-        for (&learned, &n) in self.counts.iter().zip(problems) {
+        for (&share, &n) in self.share.iter().zip(problems) {
             let c = f64::from(n);
             if c < min_count {
                 continue;
             }
-            let share = (f64::from(learned) / mass).max(MIN_SHARE);
             // The share is a proportion of `mass` reports: its relative
             // variance adds to the expectation's.
-            let k_share = k + (1.0 - share).max(0.0) / (mass * share);
+            let k_share = k + (1.0 - share).max(0.0) / (self.mass * share);
             let e = expected * share;
             let sd = (e * (1.0 + k_share * e)).sqrt();
             if c < e + 2.0 * sd {
@@ -218,7 +233,9 @@ mod tests {
     /// dispersion 0.05, against bars of 8 (page) and 6 (spread), an
     /// allowance of 0.9 and `min_count` 4.
     fn score(m: &Mix, problems: [u32; PROBLEMS], expected: f64) -> MixVerdict {
-        m.score(&problems, expected, 0.05, 8.0, 6.0, 0.9, 4.0, 50.0)
+        m.shares().map_or_else(MixVerdict::default, |s| {
+            s.score(&problems, expected, 0.05, 8.0, 6.0, 0.9, 4.0, 50.0)
+        })
     }
 
     #[test]
@@ -257,7 +274,7 @@ mod tests {
 
     #[test]
     fn a_series_learns_how_far_its_mix_is_from_its_services() {
-        let service = learned([1000; PROBLEMS]);
+        let service = learned([1000; PROBLEMS]).shares().unwrap();
         let learn = |problems: [u32; PROBLEMS]| {
             let mut misfit = Misfit::default();
             for _ in 0..2000 {
@@ -274,7 +291,9 @@ mod tests {
 
     #[test]
     fn nothing_is_scored_before_the_mix_is_learned() {
+        assert_eq!(learned([10; PROBLEMS]).shares(), None);
         let v = score(&learned([10; PROBLEMS]), counts(1, 50, 0), 8.0);
         assert_eq!(v, MixVerdict::default());
+        assert!(learned([25; PROBLEMS]).shares().is_some());
     }
 }

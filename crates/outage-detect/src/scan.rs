@@ -40,9 +40,10 @@
 //! span `n` crosses a high level about `√n` times less often than it lies
 //! above it (it rises to the level over a few windows and falls back
 //! slowly), so scale `n` is held to about `N / √n` tests in 30 days of `N`
-//! windows: its p-value threshold is `B / S · √n / N`. Counting `N / n` tests instead (blocks of `n` windows)
-//! let pure noise page 5–17 times the budget on the 24- and 72-window
-//! sums; `√n` brings every scale within about twice it
+//! windows: its p-value threshold is `B / S · √n / N`. Counting `N / n`
+//! tests instead (blocks of `n` windows) let pure noise page 5–17 times the
+//! budget on the 24- and 72-window sums; `√n` brings every scale within
+//! about twice it
 //! (`examples/budget_check`, and the test `pure_noise_pages_about_the_budget`).
 //! One number an operator can reason about sets every threshold, and means
 //! what it says.
