@@ -10,7 +10,9 @@
 //!
 //! Real outages of one service in one region do not come back every day
 //! for a week. So a series counts its *episodes* — runs that reached the
-//! paging bar — in a decaying count with a one-week half-life. Once that
+//! paging bar, a run that begins within the hour after the last one began
+//! being that one going on (an outage flapping on and off) — in a
+//! decaying count with a one-week half-life. Once that
 //! count says "about one a day for a week" ([`RECURRING`]), excursions are
 //! part of what the series does: a new run pages only if it is clearly
 //! bigger than every episode the series has shown since — by more than
