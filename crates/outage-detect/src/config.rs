@@ -55,8 +55,13 @@ pub struct DetectorConfig {
     /// normal (a noisy quiet region does not reset on one low count).
     /// Default 1.
     pub pending_tolerance: u32,
-    /// Consecutive normal windows that resolve an outage. Default 3.
-    pub resolve_windows: u32,
+    /// How long an outage must stay calm to resolve: no short scale even
+    /// 1-in-100 surprising for this long (rounded up to whole windows, at
+    /// least one). An outage that flaps on and off within it stays one
+    /// incident and one page. Its end is reported as when the calm began.
+    /// Default `15m`.
+    #[serde(with = "humantime_serde")]
+    pub resolve_after: Duration,
     /// Regions in outage within `global_span` that make a global incident.
     /// Default 3.
     pub global_min_regions: u32,
@@ -94,7 +99,7 @@ impl Default for DetectorConfig {
             false_alarms_per_month: 0.01,
             min_count: 10,
             surprise_cap: 50.0,
-            resolve_windows: 3,
+            resolve_after: Duration::from_secs(15 * 60),
             pending_tolerance: 1,
             global_min_regions: 3,
             global_span: Duration::from_secs(3600),
@@ -144,8 +149,8 @@ impl DetectorConfig {
         if self.allowed_lateness > self.window * 10 {
             return err("allowed_lateness", "at most 10 windows");
         }
-        if self.resolve_windows == 0 {
-            return err("resolve_windows", "must be at least 1");
+        if self.resolve_after > Duration::from_secs(86_400) {
+            return err("resolve_after", "at most 1d");
         }
         // Written so that NaN, which TOML can spell, fails too.
         let budget = self.false_alarms_per_month;
@@ -179,6 +184,18 @@ impl DetectorConfig {
     pub fn window_start(&self, ts_ms: i64) -> i64 {
         let (width, offset) = (self.width_ms(), self.window_offset.as_millis() as i64);
         (ts_ms - offset).div_euclid(width) * width + offset
+    }
+
+    /// Consecutive calm windows that resolve an outage: `resolve_after`
+    /// in whole windows, rounded up, at least one.
+    pub fn resolve_windows(&self) -> u32 {
+        let (after, width) = (
+            self.resolve_after.as_millis(),
+            self.window.as_millis().max(1),
+        );
+        u32::try_from(after.div_ceil(width))
+            .unwrap_or(u32::MAX)
+            .max(1)
     }
 
     /// Windows in 30 days.

@@ -1006,7 +1006,7 @@ impl Detector {
                         }
                     } else {
                         s.run += 1;
-                        if s.run >= cfg.resolve_windows {
+                        if s.run >= cfg.resolve_windows() {
                             s.state = SeriesState::Normal;
                             s.run = 0;
                             // The sums restart as if the span had been
@@ -1016,7 +1016,7 @@ impl Detector {
                             s.end_episode();
                             if let Some(mut inc) = s.incident.take() {
                                 inc.resolved_at_ms =
-                                    Some(window_end - i64::from(cfg.resolve_windows) * width);
+                                    Some(window_end - i64::from(cfg.resolve_windows()) * width);
                                 if idx != global {
                                     self.events.push(Event::Resolved(*inc));
                                 }
@@ -1306,6 +1306,36 @@ mod tests {
         assert!(after
             .iter()
             .any(|e| matches!(e, Event::Resolved(i) if i.id == inc[0].id)));
+    }
+
+    #[test]
+    fn an_outage_flapping_on_and_off_is_one_incident() {
+        // GB at 6× for 5 minutes, then 12 minutes normal, for an hour; then
+        // calm. One incident, resolved after the last flap.
+        let mut d = Detector::new(DetectorConfig::default());
+        let regions = ["GB", "DE", "FR", "US"];
+        feed(&mut d, T0, 3 * 1440, &regions, |_, t| diurnal(20.0, t));
+        let start = T0 + 3 * 1440 * MIN;
+        let on = |t: i64| t < start + 60 * MIN && (t - start) / MIN % 17 < 5;
+        let events = feed(&mut d, start, 90, &regions, |r, t| {
+            diurnal(20.0, t) * if r == "GB" && on(t) { 6.0 } else { 1.0 }
+        });
+        let inc = opened(&events);
+        assert_eq!(inc.len(), 1, "{inc:?}");
+        let resolved: Vec<_> = events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Resolved(i) => Some(i.resolved_at_ms),
+                _ => None,
+            })
+            .collect();
+        // The last flap is minutes 51–55; the calm begins once the short
+        // scales have let it go.
+        let end = start + 56 * MIN;
+        assert!(
+            matches!(resolved[..], [Some(at)] if at >= end && at <= end + 10 * MIN),
+            "resolved {resolved:?}, last flap ended {end}"
+        );
     }
 
     #[test]

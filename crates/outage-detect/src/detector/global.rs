@@ -179,7 +179,10 @@ impl Detector {
                     *a = (*a).max(b);
                 }
                 if !global_out && regions.is_empty() {
-                    inc.resolved_at_ms = Some(window_end);
+                    // Its last series resolved in this window, its end
+                    // dated as theirs are: when their calm began.
+                    let calm = i64::from(self.config.resolve_windows()) * self.config.width_ms();
+                    inc.resolved_at_ms = Some((window_end - calm).max(inc.started_at_ms));
                     self.events.push(Event::Resolved(inc));
                     self.services[sid].incident = None;
                 } else {
