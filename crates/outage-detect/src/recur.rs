@@ -350,23 +350,31 @@ mod tests {
     #[test]
     fn an_outage_flapping_for_hours_is_one_episode() {
         // Five hours of an outage that resolves and pages again every
-        // twenty minutes or so: one episode, however many incidents.
+        // twenty minutes or so, its biggest flap in the middle: one
+        // episode, however many incidents.
         let mut r = Recurrence::default();
         let f = Recurrence::decay_per_window(FIVE_MIN);
         for flap in 0..15 {
-            episode(&mut r, 3000 + flap * 20 / 60, 30.0 + flap as f64);
+            let size = if flap == 7 { 300.0 } else { 30.0 };
+            episode(&mut r, 3000 + flap * 20 / 60, size);
             for _ in 0..4 {
                 r.age(f);
             }
         }
         assert!(r.episodes() < 1.5, "{r:?}");
-        // Its biggest flap is what it is remembered by.
+        // A day and a half later a run of its size pages: one episode
+        // does not make the series recurring.
         days(&mut r, 1.5);
-        assert!(!r.holds_back(40.0, 0.0, 1.0, 0.0, 3036), "{r:?}");
+        assert!(!r.holds_back(300.0, 0.0, 1.0, 0.0, 3036), "{r:?}");
+        // It is remembered by its biggest flap: a week after its last
+        // one, at that hour, a run of 250 is held back as a weekly repeat.
+        days(&mut r, 5.5);
+        assert!(r.holds_back(250.0, 0.0, 1.0, 0.0, 3004 + 168), "{r:?}");
         // Episodes hours apart are counted apart.
-        episode(&mut r, 3036, 40.0);
-        episode(&mut r, 3040, 40.0);
-        assert!(r.episodes() > 2.5, "{r:?}");
+        let before = r.episodes();
+        episode(&mut r, 3200, 40.0);
+        episode(&mut r, 3204, 40.0);
+        assert!(r.episodes() > before + 1.99, "{r:?}");
     }
 
     #[test]
