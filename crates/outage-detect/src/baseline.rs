@@ -49,6 +49,8 @@ const MIN_DAY_SPREAD: f64 = 0.0025;
 const MAX_DAY_SPREAD: f64 = 65_535.0 / DAY_SPREAD_UNIT;
 /// The learned day spread is kept in units of 2⁻¹⁶.
 const DAY_SPREAD_UNIT: f64 = 65_536.0;
+/// Largest multiplier a slot may hold (fifty times the series' level).
+const MAX_MULT: f32 = 50.0;
 /// Reports a profile must rest on before it is trusted over a borrowed one
 /// (~50 per hour of day).
 const PROFILE_MASS: u16 = 1200;
@@ -409,7 +411,7 @@ impl Baseline {
             let f = (old_level / level) as f32;
             for (m, &v) in profile.mult.iter_mut().zip(profile.visits.iter()) {
                 if v > 0 {
-                    *m = (*m * f).min(50.0);
+                    *m = (*m * f).min(MAX_MULT);
                 }
             }
         }
@@ -417,7 +419,8 @@ impl Baseline {
             let v = profile.visits[slot];
             let b = rates.profile.max(1.0 / (f64::from(v) + 1.0));
             let p = f64::from(profile.mult[slot]);
-            profile.mult[slot] = (p + b * (count / level - p)).clamp(0.0, 50.0) as f32;
+            profile.mult[slot] =
+                (p + b * (count / level - p)).clamp(0.0, f64::from(MAX_MULT)) as f32;
             profile.visits[slot] = v.saturating_add(1);
             // An hour seen in full for the first time.
             if f64::from(v) + 1.0 == first_hour(rates) {

@@ -198,6 +198,13 @@ impl DetectorConfig {
             .max(1)
     }
 
+    /// The calm that resolves an outage, in milliseconds of whole windows:
+    /// an incident's end is dated this long before the window that
+    /// resolves it.
+    pub fn resolve_span_ms(&self) -> i64 {
+        i64::from(self.resolve_windows()) * self.width_ms()
+    }
+
     /// Windows in 30 days.
     pub fn windows_per_30d(&self) -> f64 {
         30.0 * 86_400_000.0 / self.width_ms() as f64

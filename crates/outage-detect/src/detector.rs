@@ -1015,8 +1015,7 @@ impl Detector {
                             s.sums.settle();
                             s.end_episode();
                             if let Some(mut inc) = s.incident.take() {
-                                inc.resolved_at_ms =
-                                    Some(window_end - i64::from(cfg.resolve_windows()) * width);
+                                inc.resolved_at_ms = Some(window_end - cfg.resolve_span_ms());
                                 if idx != global {
                                     self.events.push(Event::Resolved(*inc));
                                 }

@@ -181,8 +181,8 @@ impl Detector {
                 if !global_out && regions.is_empty() {
                     // Its last series resolved in this window, its end
                     // dated as theirs are: when their calm began.
-                    let calm = i64::from(self.config.resolve_windows()) * self.config.width_ms();
-                    inc.resolved_at_ms = Some((window_end - calm).max(inc.started_at_ms));
+                    let calm_began = window_end - self.config.resolve_span_ms();
+                    inc.resolved_at_ms = Some(calm_began.max(inc.started_at_ms));
                     self.events.push(Event::Resolved(inc));
                     self.services[sid].incident = None;
                 } else {
