@@ -451,9 +451,17 @@ impl Baseline {
         let m2 = mu * mu;
         let e = ((count - mu).powi(2) - count) / m2;
         let w = m2.min(1.0);
-        let d = rates.dispersion.max(1.0 / (f64::from(self.windows) + 1.0)) * w;
+        let d = self.dispersion_rate(rates) * w;
         let k = f64::from(self.dispersion);
         self.dispersion = (k + d * (e.clamp(-1.0, 4.0 / w) - k)).clamp(0.0, 4.0) as f32;
+    }
+
+    /// Weight of a window that weighs 1 in the dispersion's average: a
+    /// running mean while the series is young, the level's half-life
+    /// after. Every dispersion learned from the same windows (the
+    /// problem mix's misfit too) learns at this rate.
+    pub fn dispersion_rate(&self, rates: &LearnRates) -> f64 {
+        rates.dispersion.max(1.0 / (f64::from(self.windows) + 1.0))
     }
 
     /// Moves the level by `factor` at once (a rise or drop that lasted a

@@ -1074,9 +1074,7 @@ impl Detector {
                         &mut s.mix_misfit,
                         &acc.problems,
                         (mu, k_window),
-                        rates
-                            .dispersion
-                            .max(1.0 / f64::from(s.baseline.windows().max(1))),
+                        s.baseline.dispersion_rate(&rates),
                     );
                 }
             }
