@@ -1151,7 +1151,7 @@ impl Detector {
             self.services[sid].mix.learn(&problems, rates.level);
         }
         self.learn_released(global, w.start_ms, &rates);
-        self.update_global_incident(sid, w.start_ms + width, pos, &rates);
+        self.update_global_incident(sid, w.start_ms + width, pos, &rates, &thresholds);
     }
 
     /// Learns the windows [`Held`] released while the windows of a service
@@ -1490,6 +1490,51 @@ mod tests {
             )
             .count();
         assert!(suspect <= 5, "{suspect} suspect windows after the change");
+    }
+
+    #[test]
+    fn a_worldwide_day_shifted_by_daylight_saving_is_not_a_global_incident() {
+        // Britain's evening is busy from 18:00 to 22:00 local time; on
+        // 2018-10-28 at 01:00 UTC its clocks go back, so in UTC its
+        // evening ends an hour later and the worldwide series (in UTC)
+        // pages on 21:00-22:00, quiet for a fortnight; Britain's own
+        // series, in local time, expects it. Twenty small countries
+        // without daylight saving time run 40 % high that hour, each
+        // within its own noise: their excesses add up to more than three
+        // standard deviations of the worldwide sum (which opened a global
+        // incident before), but the worldwide series would not page on
+        // them, so they do not confirm its rise.
+        let change = 1_540_688_400_000; // 2018-10-28 01:00 UTC
+        let small = [
+            "JP", "KR", "CN", "IN", "SG", "TH", "ID", "VN", "PH", "MY", "TW", "HK", "PK", "BD",
+            "LK", "KE", "NG", "EG", "SA", "AE",
+        ];
+        let mut regions = vec!["GB"];
+        regions.extend(small);
+        let rate = |r: &str, t: i64| {
+            let hour = |t: i64| t / 3_600_000 % 24;
+            if r == "GB" {
+                let local = t + if t < change { 3_600_000 } else { 0 };
+                if (18..22).contains(&hour(local)) {
+                    60.0
+                } else {
+                    5.0
+                }
+            } else if t > change && hour(t) == 21 && t < change + 86_400_000 {
+                5.6
+            } else {
+                4.0
+            }
+        };
+        let mut d = Detector::new(DetectorConfig::default());
+        let from = change - 15 * 1440 * MIN;
+        feed(&mut d, from, 15 * 1440, &regions, rate);
+        let after = feed(&mut d, change, 1440, &regions, rate);
+        let global: Vec<_> = opened(&after)
+            .into_iter()
+            .filter(|i| i.scope == Scope::Global)
+            .collect();
+        assert!(global.is_empty(), "{global:?}");
     }
 
     #[test]

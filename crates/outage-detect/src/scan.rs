@@ -407,6 +407,26 @@ impl ScaleSums {
         (e * (1.0 + k_span * e)).sqrt()
     }
 
+    /// Surprise of scale `scale` had its sum been `excess` over its
+    /// expectation (`expected`, `k` and `uncertain` are the window's, as
+    /// given to [`ScaleSums::push`]): what a rise of that size would score.
+    pub fn surprise_of_excess(
+        &self,
+        scale: usize,
+        excess: f64,
+        expected: f64,
+        k: f64,
+        uncertain: f64,
+        cap: f64,
+    ) -> f64 {
+        let e = if scale == 0 {
+            expected.max(score::MIN_EXPECTED)
+        } else {
+            self.plain(scale).1
+        };
+        tail_surprise(e + excess, e, self.dispersion(scale, k, uncertain), cap)
+    }
+
     /// Index of the scale whose span is `span` windows.
     pub fn scale_of(span: f64) -> usize {
         SPANS.iter().position(|&s| s == span).unwrap_or(0)

@@ -14,6 +14,7 @@ impl Detector {
         window_end: i64,
         pos: WeekPos,
         rates: &LearnRates,
+        thresholds: &Thresholds,
     ) {
         let cfg = &self.config;
         let span = cfg.global_span.as_millis() as i64;
@@ -108,12 +109,12 @@ impl Detector {
                         }
                     };
                     let b = &global.baseline;
-                    let sd = global.sums.sd(
-                        scale,
+                    let (expected, k, uncertain) = (
                         b.expected_at(pos, None, rates),
                         b.dispersion(),
                         b.slot_uncertainty(pos.slot, rates),
                     );
+                    let sd = global.sums.sd(scale, expected, k, uncertain);
                     let (mut biggest, mut total) = (0.0f64, 0.0);
                     for &i in &svc.series {
                         let s = &self.series[i as usize];
@@ -130,9 +131,22 @@ impl Detector {
                     // from daylight saving time, the worldwide day shifts
                     // and its expectation is off while every country's is
                     // right. A worldwide rise is one the countries see too,
-                    // against their own expectations (their excesses add up
-                    // to more than the worldwide sum's noise).
-                    let seen_in_regions = total >= 3.0 * sd;
+                    // against their own expectations: two of them paged, or
+                    // the worldwide series would page on their excesses
+                    // alone. (Their sum three standard deviations over, as
+                    // before, let a shifted worldwide evening page on
+                    // countries a little high in their own noise: altsim
+                    // seed 43, the Sunday after the US left daylight saving
+                    // time, worldwide excess 75, the countries' 42, 3.6 sd.)
+                    let seen_in_regions = regions.len() >= 2
+                        || global.sums.surprise_of_excess(
+                            scale,
+                            total,
+                            expected,
+                            k,
+                            uncertain,
+                            cfg.surprise_cap,
+                        ) >= thresholds.page[scale];
                     !explained_by_one && seen_in_regions
                 };
                 if opens_alone || recent >= cfg.global_min_regions {
