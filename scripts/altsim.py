@@ -258,10 +258,9 @@ def main():
             regs.append(dict(region=code, start=iso(rs), excess=round(tot, 1), peak_excess=round(peak, 2),
                              base_per_minute=round(base, 3), detectable=detectable,
                              floor_at=iso(floor) if floor is not None else None))
-        n_det = sum(r["detectable"] for r in regs)
         truth_events.append(dict(kind="outage", service=e["service"], regions=regs, start=iso(e["start"]),
                                  end=iso(e["start"] + e["dur"]), expect_incident=True,
-                                 expect_global=bool(e.get("fan")) and n_det >= 3,
+                                 expect_global=bool(e.get("fan")),
                                  magnitude=round(e["mag"], 2), shape="step", duration_minutes=float(e["dur"])))
     truth = dict(scenario=f"alt:{kind}:{seed}", start=iso(0), end=iso(minutes),
                  series=len(series), events=truth_events)
