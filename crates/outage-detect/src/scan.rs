@@ -398,18 +398,15 @@ impl ScaleSums {
     /// [`ScaleSums::push`] scored it (`expected`, `k` and `uncertain` are
     /// the window's, as given to it).
     pub fn sd(&self, scale: usize, expected: f64, k: f64, uncertain: f64) -> f64 {
-        let e = if scale == 0 {
-            expected.max(score::MIN_EXPECTED)
-        } else {
-            self.plain(scale).1
-        };
+        let e = self.expected_sum(scale, expected);
         let k_span = self.dispersion(scale, k, uncertain);
         (e * (1.0 + k_span * e)).sqrt()
     }
 
     /// Surprise of scale `scale` had its sum been `excess` over its
     /// expectation (`expected`, `k` and `uncertain` are the window's, as
-    /// given to [`ScaleSums::push`]): what a rise of that size would score.
+    /// given to [`ScaleSums::push`]): what a rise of that size would
+    /// score in a series without a regional factor (the worldwide one).
     pub fn surprise_of_excess(
         &self,
         scale: usize,
@@ -419,12 +416,18 @@ impl ScaleSums {
         uncertain: f64,
         cap: f64,
     ) -> f64 {
-        let e = if scale == 0 {
+        let e = self.expected_sum(scale, expected);
+        tail_surprise(e + excess, e, self.dispersion(scale, k, uncertain), cap)
+    }
+
+    /// What scale `scale`'s sum expects as a plain sum's (the window's
+    /// `expected` for the window itself).
+    fn expected_sum(&self, scale: usize, expected: f64) -> f64 {
+        if scale == 0 {
             expected.max(score::MIN_EXPECTED)
         } else {
             self.plain(scale).1
-        };
-        tail_surprise(e + excess, e, self.dispersion(scale, k, uncertain), cap)
+        }
     }
 
     /// Index of the scale whose span is `span` windows.
