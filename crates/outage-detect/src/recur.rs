@@ -70,6 +70,9 @@ const NO_HOUR: u16 = u16::MAX;
 
 /// Hours in a week.
 const WEEK_HOURS: u16 = 168;
+/// Furthest a local clock is taken to be set back (hours): an hour "before"
+/// the last episode by more than this is one 7.5 years after it.
+const CLOCK_BACK_HOURS: i32 = 24;
 
 /// `hour` (local hours since the epoch) as kept: mod 2^16 (7.5 years),
 /// never [`NO_HOUR`].
@@ -144,15 +147,25 @@ impl Recurrence {
     /// hour either side), at least a week after it.
     fn weekly(&self, hour: i64) -> bool {
         self.hours_since_last(hour).is_some_and(|since| {
-            let off = since % WEEK_HOURS;
-            since >= WEEK_HOURS - 1 && (off <= 1 || off >= WEEK_HOURS - 1)
+            let off = since.rem_euclid(i32::from(WEEK_HOURS));
+            since >= i32::from(WEEK_HOURS) - 1 && (off <= 1 || off >= i32::from(WEEK_HOURS) - 1)
         })
     }
 
-    /// Local hours from the last episode's to `hour` (wrapping mod 2^16);
-    /// `None` before the first episode.
-    fn hours_since_last(&self, hour: i64) -> Option<u16> {
-        (self.last_hour != NO_HOUR).then(|| hour_mark(hour).wrapping_sub(self.last_hour))
+    /// Local hours from the last episode's to `hour`, kept mod 2^16 (7.5
+    /// years) and negative, down to a day, when a local clock was set back
+    /// past the last episode's hour (daylight saving time ending). `None`
+    /// before the first episode. The one reading of "since" that `weekly`,
+    /// `fade` and `record` share.
+    fn hours_since_last(&self, hour: i64) -> Option<i32> {
+        (self.last_hour != NO_HOUR).then(|| {
+            let since = i32::from(hour_mark(hour).wrapping_sub(self.last_hour));
+            if since > i32::from(u16::MAX) - CLOCK_BACK_HOURS {
+                since - (i32::from(u16::MAX) + 1)
+            } else {
+                since
+            }
+        })
     }
 
     /// Whether a run of peak `size` and excess `long` on the longest scale
@@ -192,11 +205,7 @@ impl Recurrence {
         self.hours_since_last(hour).map_or(1.0, |since| {
             // A local clock set back (daylight saving time ending) can put
             // a run's hour before the last episode's: nothing has faded.
-            let since = if since >= 1 << 15 {
-                0.0
-            } else {
-                f64::from(since)
-            };
+            let since = f64::from(since.max(0));
             0.5f64.powf(since * 3_600_000.0 / HALF_LIFE_MS as f64)
         })
     }
@@ -212,11 +221,9 @@ impl Recurrence {
     /// later was held back for two hours against it (family seed 551,
     /// whatsapp JP: twelve flaps, then a 2.3× step missed).
     pub fn record(&mut self, size: f64, long: f64, hour: i64) {
-        // `since` wraps below 0 when a local clock is set back an hour.
-        if self
-            .hours_since_last(hour)
-            .is_some_and(|since| since <= 1 || since == u16::MAX)
-        {
+        // Before the last episode's hour only when a local clock was set
+        // back: the same episode, as in `fade`.
+        if self.hours_since_last(hour).is_some_and(|since| since <= 1) {
             self.biggest = self.biggest.max(pack(size));
             self.biggest_long = self.biggest_long.max(pack(long));
             self.last_hour = hour_mark(hour);
@@ -394,6 +401,23 @@ mod tests {
         episode(&mut r, 1000 + 168, 41.0);
         days(&mut r, 7.0);
         assert!(r.holds_back(40.0, 0.0, 1.0, 0.0, 1000 + 2 * 168));
+    }
+
+    #[test]
+    fn a_clock_set_back_is_read_alike_by_fading_and_recording() {
+        let mut r = Recurrence::default();
+        r.record(80.0, 0.0, 7000);
+        // Two hours before the last episode's hour (a clock set back by
+        // two): nothing has faded, and it is that episode going on.
+        assert_eq!(r.fade(6998), 1.0);
+        r.record(90.0, 0.0, 6998);
+        assert_eq!(r.episodes(), 1.0, "{r:?}");
+        // Four years on (past half the hours kept) is not "before": the
+        // peak has faded, and it is an episode of its own.
+        let later = 6998 + 35_000;
+        assert!(r.fade(later) < 1e-6, "{}", r.fade(later));
+        r.record(80.0, 0.0, later);
+        assert_eq!(r.episodes(), 2.0, "{r:?}");
     }
 
     #[test]
