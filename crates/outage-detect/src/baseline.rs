@@ -847,8 +847,8 @@ mod tests {
         }
         // A day and a half in: still the borrowed day.
         assert_eq!(before, Some(0.5));
-        // Two and a half: its own (noon three times its level or more,
-        // where the borrowed day said half of it).
+        // Two and a half: its own (noon at 2.5 times its level, where the
+        // borrowed day said half of it).
         assert!(b.profile_learned(&r));
         let own = b.shape_in_use(noon, Some(0.5), &r);
         assert!(own > 1.5, "{own}");
