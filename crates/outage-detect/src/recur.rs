@@ -69,7 +69,7 @@ pub const RECURRING: f32 = 10.0;
 const NO_HOUR: u16 = u16::MAX;
 
 /// Hours in a week.
-const WEEK_HOURS: u16 = 168;
+const WEEK_HOURS: i32 = 168;
 /// Furthest a local clock is taken to be set back (hours): an hour "before"
 /// the last episode by more than this is one 7.5 years after it.
 const CLOCK_BACK_HOURS: i32 = 24;
@@ -147,8 +147,8 @@ impl Recurrence {
     /// hour either side), at least a week after it.
     fn weekly(&self, hour: i64) -> bool {
         self.hours_since_last(hour).is_some_and(|since| {
-            let off = since.rem_euclid(i32::from(WEEK_HOURS));
-            since >= i32::from(WEEK_HOURS) - 1 && (off <= 1 || off >= i32::from(WEEK_HOURS) - 1)
+            let off = since.rem_euclid(WEEK_HOURS);
+            since >= WEEK_HOURS - 1 && (off <= 1 || off >= WEEK_HOURS - 1)
         })
     }
 
