@@ -7,8 +7,10 @@
 //! snapshot restored elsewhere continues bit-for-bit. Output goes to an
 //! event buffer the caller drains; nothing here blocks or allocates per
 //! report on the hot path except for a first-seen service or series. The
-//! rule that decides a page lives in [`crate::scan`]; a service's global
-//! incident in `detector/global.rs`, the windows held back from learning in
+//! rule that decides a page lives in [`crate::scan`]; one series' window
+//! (scored, stepped through its states, learned from) in
+//! `detector/series.rs`; a service's global incident in
+//! `detector/global.rs`, the windows held back from learning in
 //! `detector/held.rs`, eviction and snapshot checks in `detector/slots.rs`.
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -20,156 +22,26 @@ use siphasher::sip::SipHasher13;
 
 mod global;
 mod held;
+mod series;
 mod slots;
 
-use held::{Held, HELD};
+use held::HELD;
+use series::{PendingRun, Series, ServiceWindow};
 
 use crate::baseline::{Baseline, LearnRates, WeekPos};
 pub use crate::config::{ConfigError, DetectorConfig};
 pub use crate::event::{
     DetectorCounters, Event, Incident, Observed, Scope, SeriesState, SpreadEntry, WindowScore,
 };
-use crate::mix::{Misfit, Mix, MixVerdict};
+use crate::mix::Mix;
 use crate::recur::Recurrence;
 use crate::region::Country;
-use crate::regional::{self, RegionalFactors};
+use crate::regional::RegionalFactors;
 use crate::report::{Problem, Report};
-use crate::scan::{Evidence, ScaleSums, Thresholds};
-use crate::score;
+use crate::scan::Thresholds;
 pub use crate::snapshot::{SnapshotError, SNAPSHOT_VERSION};
 
 type FxBuild = BuildHasherDefault<FxHasher>;
-
-/// No onset yet (see `Series::onset_at`).
-const NO_ONSET: u32 = u32::MAX;
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-struct Series {
-    service: u32,
-    scope: Scope,
-    baseline: Baseline,
-    /// The weighted sums every scale is scored on.
-    sums: ScaleSums,
-    state: SeriesState,
-    /// Pending: windows since the run was last suspect; outage:
-    /// consecutive normal windows.
-    run: u32,
-    /// Start of the current pending/outage run.
-    since_ms: i64,
-    /// Start of the first clearly elevated window (its own surprise at
-    /// least [`scan::HOLD_SURPRISE`](crate::scan::HOLD_SURPRISE)) of the
-    /// current run of windows above expectation (above its median): where
-    /// an incident whose run was pending before it paged says it started;
-    /// as its index (start / width, wrapping like [`Held`]'s).
-    /// [`NO_ONSET`] when the last window was not above expectation.
-    onset_at: u32,
-    /// Boxed: most series never have one, and the box keeps them small.
-    incident: Option<Box<Incident>>,
-    /// What the pending run gathers for its incident; `None` outside a
-    /// pending run.
-    pending: Option<Box<PendingRun>>,
-    /// Observed minus expected count of the last closed window.
-    last_excess: f32,
-    /// Scale (index into `scan::SPANS`) with the most evidence in the last
-    /// closed window: a global incident is attributed on it.
-    best_scale: u8,
-    /// Consecutive windows far below expectation (see `Verdict::low`),
-    /// saturating: with windows under 1.4 s "a day of them" is read as
-    /// 65,534.
-    low_run: u16,
-    /// Episodes this series has shown (see [`crate::recur`]).
-    recur: Recurrence,
-    /// Peak size (reports over the level) of the current run once it
-    /// reached the paging bar; 0 before, and between runs.
-    run_size: f32,
-    /// The run's largest excess on the longest scale, over the level (a
-    /// long rise's size); 0 as `run_size`.
-    run_long: f32,
-    /// Normal windows not learned yet (see [`Held`]).
-    held: Held,
-    /// How far its problem mix is from its service's (`crate::mix`).
-    mix_misfit: Misfit,
-}
-
-/// What a pending run gathers for the incident it may become. Boxed in
-/// [`Series`] (most series are never pending, and a box costs a series 8
-/// bytes where this costs 24), and dropped when the run ends or pages.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
-struct PendingRun {
-    /// Problems, carried into the incident (saturating: a pending run is
-    /// short, and the incident counts in `u64`).
-    problems: [u16; 8],
-    /// Peak ratio and surprise.
-    peak: (f32, f32),
-}
-
-impl Series {
-    /// What this series tells about its region's common factor (see
-    /// [`crate::regional`]), as its sums stand before the window being
-    /// closed: nothing from a series in an outage (its rise is not the
-    /// region's) or one too young to trust.
-    fn regional_share(&self, min_history_windows: u32) -> Option<(f64, f64)> {
-        if self.state == SeriesState::Outage || self.baseline.windows() < min_history_windows {
-            return None;
-        }
-        let (observed, expected, k_span) = self.sums.regional(self.baseline.dispersion());
-        regional::share(observed, expected, k_span)
-    }
-
-    /// The run's window of `count` reports counts toward its size: its
-    /// peak window and its excess on the longest scale, over `level`.
-    fn grow_run(&mut self, count: u32, level: f64) {
-        let long = self.sums.excess(crate::scan::SCALES - 1) / level;
-        self.run_size = self.run_size.max((f64::from(count) / level) as f32);
-        self.run_long = self.run_long.max(long as f32);
-    }
-
-    /// Hours since the epoch of `ms` in the series' local time (see
-    /// [`crate::tz`]; UTC for the worldwide series).
-    fn local_hour(&self, ms: i64) -> i64 {
-        crate::tz::local_ms(ms, self.scope.zone()).div_euclid(3_600_000)
-    }
-
-    /// A pending or outage run ended: if it reached the paging bar, it was
-    /// an episode of this series. What it gathered while pending goes.
-    fn end_episode(&mut self) {
-        self.pending = None;
-        if self.run_size > 0.0 {
-            self.recur.record(
-                f64::from(self.run_size),
-                f64::from(self.run_long),
-                self.local_hour(self.since_ms),
-            );
-            self.run_size = 0.0;
-            self.run_long = 0.0;
-        }
-    }
-}
-
-impl Series {
-    fn new(service: u32, scope: Scope) -> Series {
-        Series {
-            service,
-            scope,
-            baseline: Baseline::new(),
-            sums: ScaleSums::default(),
-            state: SeriesState::Normal,
-            run: 0,
-            since_ms: 0,
-            onset_at: NO_ONSET,
-            incident: None,
-            pending: None,
-            last_excess: 0.0,
-            best_scale: 0,
-            low_run: 0,
-            recur: Recurrence::default(),
-            run_size: 0.0,
-            run_long: 0.0,
-            held: Held::default(),
-            mix_misfit: Misfit::default(),
-        }
-    }
-}
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 struct Service {
@@ -825,7 +697,7 @@ impl Detector {
             thresholds,
             min_history_windows,
             windows_per_day,
-            recur_decay,
+            ..
         } = *params;
         let global = self.services[sid].global as usize;
         let global_shape = self.series[global].baseline.shape_at(pos, &rates);
@@ -843,7 +715,6 @@ impl Detector {
         };
         let learn_ok = svc.low_run == 0 || svc.low_run > windows_per_day;
 
-        let window_end = w.start_ms + width;
         let n = self.services[sid].series.len();
         // Another region of the service is in an outage (as the window
         // began): the others page on the spreading bar (`scan` module doc).
@@ -854,297 +725,41 @@ impl Detector {
         // The service's problem shares, as they stand before this window
         // teaches them (the worldwide series' window is learned last).
         let shares = self.services[sid].mix.shares();
+        let win = ServiceWindow {
+            cfg,
+            params,
+            start_ms: w.start_ms,
+            service: &self.services[sid].name,
+            spreading,
+            shares: shares.as_ref(),
+            learn_ok,
+            live: self.services[sid].live,
+        };
         let mut mix_learned = None;
         for k in 0..n {
             let idx = self.services[sid].series[k] as usize;
             let acc = w.get(idx as u32);
-            let borrowed = if idx == global { None } else { global_shape };
-            let s = &mut self.series[idx];
-            let c = acc.count;
-            // The window's place in the series' own week (local time for a
-            // country, UTC for the worldwide series).
-            let pos = WeekPos::local(w.start_ms, width, s.scope.zone());
-            let slot = pos.slot;
-            // Computed once: the window is scored and learned with it.
-            let shape = s.baseline.shape_in_use_at(pos, borrowed, &rates);
-            let own_mu = s.baseline.level() * shape;
-            let common = match s.scope {
-                Scope::Region(country) => self
-                    .regional
-                    .factor(country, s.regional_share(min_history_windows)),
+            let worldwide = idx == global;
+            let borrowed = if worldwide { None } else { global_shape };
+            let common = match self.series[idx].scope {
+                Scope::Region(country) => self.regional.factor(
+                    country,
+                    self.series[idx].regional_share(min_history_windows),
+                ),
                 Scope::Global => 1.0,
             };
-            // What the window is judged against: the series' own
-            // expectation times what its region's other services share.
-            let mu = own_mu * common;
-            let k_disp = s.baseline.dispersion();
-            let trusted = s.baseline.windows() >= min_history_windows;
-            let uncertain = s.baseline.slot_uncertainty(slot, &rates);
-            let mut verdict = s.sums.push(
-                c,
-                own_mu,
+            let mix_ok = self.series[idx].close_window(
+                idx as u32,
+                worldwide,
+                &acc,
+                borrowed,
                 common,
-                k_disp,
-                uncertain,
-                &thresholds,
-                cfg.surprise_cap,
+                &win,
+                &mut self.to_learn,
+                &mut self.events,
             );
-            // Whether the total alone makes the window suspect: the mix is
-            // learned from windows it does not (below).
-            let count_suspect = trusted && verdict.suspect;
-            // What the problems say (`crate::mix`): one problem rising is
-            // evidence of the outage the total hides.
-            let k_window = s.sums.window_dispersion(k_disp, uncertain);
-            let mixed = shares.map_or_else(MixVerdict::default, |sh| {
-                sh.score(
-                    &acc.problems,
-                    mu,
-                    k_window + s.mix_misfit.get(),
-                    thresholds.problem_page,
-                    thresholds.problem_spread,
-                    thresholds.problem_allowance,
-                    thresholds.min_count,
-                    cfg.surprise_cap,
-                )
-            });
-            verdict.page |= mixed.page;
-            verdict.spread |= mixed.spread;
-            verdict.suspect |= mixed.surprise >= crate::scan::SUSPECT_SURPRISE;
-            verdict.hold |= mixed.surprise >= crate::scan::HOLD_SURPRISE;
-            // The window shows the evidence that is furthest over its bar.
-            let best_bar = thresholds.page[ScaleSums::scale_of(verdict.best.span)];
-            if mixed.surprise - thresholds.page[0] > verdict.best.surprise - best_bar {
-                verdict.best = Evidence {
-                    span: 1.0,
-                    observed: mixed.observed,
-                    expected: mixed.expected,
-                    surprise: mixed.surprise,
-                };
-            }
-            let suspect = trusted && verdict.suspect;
-            // A run that reaches the paging bar is an episode; in a series
-            // whose episodes recur daily it pages only if it is bigger than
-            // they were (`recur`).
-            s.recur.age(recur_decay);
-            let level = s.baseline.level().max(0.5);
-            let reached =
-                trusted && (verdict.page || (spreading && idx != global && verdict.spread));
-            if reached && s.state != SeriesState::Outage {
-                s.grow_run(c, level);
-            }
-            // Worked out only for a run that reaches the bar: where it
-            // began (this window, unless it was pending) in local time.
-            let held = reached
-                && s.state != SeriesState::Outage
-                && s.recur.holds_back(
-                    f64::from(s.run_size),
-                    f64::from(s.run_long),
-                    level,
-                    k_disp,
-                    s.local_hour(if s.state == SeriesState::Pending {
-                        s.since_ms
-                    } else {
-                        w.start_ms
-                    }),
-                );
-            let page = reached && !held;
-            let ratio = score::ratio(c, mu);
-            let own = verdict.window_surprise;
-            let at = w.start_ms.div_euclid(width) as u32;
-            // Above expectation means above its median (about the mean
-            // plus a third, a Poisson count's; over-dispersion lowers the
-            // median, so this errs towards dating later): in a series
-            // under one report a window, a single report is above the
-            // mean in more than half of all windows, and runs of them
-            // dated outages minutes early (altsim seed 26 `roblox` AU:
-            // one window of 5 at 0.8, then 2, 1, 1, 2, 3, 3 and the
-            // outage six minutes later).
-            s.onset_at = if f64::from(c) <= mu + 1.0 / 3.0 {
-                NO_ONSET
-            } else if s.onset_at == NO_ONSET && own >= crate::scan::HOLD_SURPRISE {
-                at
-            } else {
-                s.onset_at
-            };
-            let service_name = &self.services[sid].name;
-
-            match s.state {
-                SeriesState::Normal | SeriesState::Pending if page || suspect => {
-                    if s.state == SeriesState::Normal {
-                        s.state = SeriesState::Pending;
-                        s.since_ms = w.start_ms;
-                        s.pending = None;
-                    }
-                    s.run = 0;
-                    let pending = s.pending.get_or_insert_with(Box::default);
-                    for (p, n) in pending.problems.iter_mut().zip(acc.problems) {
-                        *p = p.saturating_add(u16::try_from(n).unwrap_or(u16::MAX));
-                    }
-                    pending.peak = (
-                        pending.peak.0.max(ratio as f32),
-                        pending.peak.1.max(verdict.best.surprise as f32),
-                    );
-                    if page {
-                        let pending = s.pending.take().unwrap_or_default();
-                        s.state = SeriesState::Outage;
-                        s.run = 0;
-                        s.held.drop_all();
-                        // A run that was already pending began at its
-                        // onset, or when it became suspect. One that pages
-                        // straight from normal began in this window: the
-                        // windows above their mean before it are half of
-                        // all windows, and a noisy blip followed by two of
-                        // them dated sharp outages minutes before they
-                        // began (counted false and missed). `since_ms`
-                        // is this window when the run began in it.
-                        let started = if s.since_ms == w.start_ms {
-                            w.start_ms
-                        } else if s.onset_at != NO_ONSET {
-                            w.start_ms - i64::from(at.wrapping_sub(s.onset_at)) * width
-                        } else {
-                            s.since_ms
-                        };
-                        let region = s.scope.label().to_string();
-                        let incident = Incident {
-                            id: stable_id(&[service_name, "region", &region, &started.to_string()]),
-                            service: service_name.clone(),
-                            scope: s.scope,
-                            regions: Vec::new(),
-                            started_at_ms: started,
-                            detected_at_ms: window_end,
-                            resolved_at_ms: None,
-                            peak_ratio: f64::from(pending.peak.0),
-                            peak_surprise: f64::from(pending.peak.1),
-                            problems: pending.problems.map(u64::from),
-                        };
-                        // The global series' own outage is reported through
-                        // the service's global incident, not on its own.
-                        if idx != global {
-                            self.events.push(Event::Opened(incident.clone()));
-                        }
-                        s.incident = Some(Box::new(incident));
-                    }
-                }
-                SeriesState::Pending => {
-                    s.run += 1;
-                    if s.run > cfg.pending_tolerance {
-                        s.state = SeriesState::Normal;
-                        s.run = 0;
-                        s.end_episode();
-                    }
-                }
-                SeriesState::Normal => {}
-                SeriesState::Outage => {
-                    if verdict.hold {
-                        s.run = 0;
-                        s.grow_run(c, level);
-                        if let Some(inc) = &mut s.incident {
-                            inc.peak_ratio = inc.peak_ratio.max(ratio);
-                            inc.peak_surprise = inc.peak_surprise.max(verdict.best.surprise);
-                            for (p, n) in inc.problems.iter_mut().zip(acc.problems) {
-                                *p += u64::from(n);
-                            }
-                        }
-                    } else {
-                        s.run += 1;
-                        if s.run >= cfg.resolve_windows() {
-                            s.state = SeriesState::Normal;
-                            s.run = 0;
-                            // The sums restart as if the span had been
-                            // normal: the outage's excess must not linger
-                            // in them and page its own tail.
-                            s.sums.settle();
-                            s.end_episode();
-                            if let Some(mut inc) = s.incident.take() {
-                                inc.resolved_at_ms = Some(window_end - cfg.resolve_span_ms());
-                                if idx != global {
-                                    self.events.push(Event::Resolved(*inc));
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-
-            // A rise that lasts a day is the new normal: the baseline moves
-            // to it at once, and an outage still open is resolved.
-            if s.state != SeriesState::Normal
-                && w.start_ms - s.since_ms >= i64::from(windows_per_day) * width
-            {
-                let factor = s.sums.long_ratio().clamp(0.05, 20.0);
-                s.baseline.rebase(factor);
-                s.sums.rebase(factor);
-                s.held.drop_all();
-                s.state = SeriesState::Normal;
-                s.run = 0;
-                s.end_episode();
-                if let Some(mut inc) = s.incident.take() {
-                    inc.resolved_at_ms = Some(window_end);
-                    if idx != global {
-                        self.events.push(Event::Resolved(*inc));
-                    }
-                }
-            }
-
-            s.last_excess = (f64::from(c) - mu) as f32;
-            s.best_scale = ScaleSums::scale_of(verdict.best.span) as u8;
-            let anomalous = s.state == SeriesState::Outage || page;
-            // Windows of a pending or suspected run are not learned, so a
-            // slow outage cannot teach its own hour of the week; nor are
-            // windows far below expectation (a regional holiday), unless
-            // that lasts a day: then it is the new normal.
-            s.low_run = if verdict.low {
-                s.low_run.saturating_add(1)
-            } else {
-                0
-            };
-            let low_ok = s.low_run == 0
-                || u32::from(s.low_run) > windows_per_day.min(u32::from(u16::MAX) - 1);
-            // The mix is learned from every window whose total is not
-            // suspect, whatever its problems say and whatever the state:
-            // learned only where they say nothing, a mix that changed for
-            // good (a new client labelling problems otherwise) would page
-            // every region every day; at the level's half-life, an
-            // outage's problem moves the shares a few hundredths an hour.
-            if !count_suspect && learn_ok && low_ok {
-                if idx == global {
-                    mix_learned = Some(acc.problems);
-                }
-                if let Some(sh) = &shares {
-                    sh.learn_misfit(
-                        &mut s.mix_misfit,
-                        &acc.problems,
-                        (mu, k_window),
-                        s.baseline.dispersion_rate(&rates),
-                    );
-                }
-            }
-            let to_learn = &mut self.to_learn;
-            let mut release = |i: u32, count: f64| to_learn.push((idx as u32, i, count as f32));
-            if s.state == SeriesState::Normal && !suspect && learn_ok && low_ok {
-                if trusted {
-                    let learned = f64::from(c).min(score::noise_ceiling(mu, k_disp));
-                    s.held.push(at, learned, &mut release);
-                } else {
-                    s.baseline
-                        .learn_with_shape(slot, f64::from(c), shape, &rates);
-                }
-                s.sums
-                    .learn(k_disp, thresholds.persistent_rate, common, uncertain);
-            }
-            if (c > 0 || mu >= 0.5) && self.services[sid].live {
-                self.events.push(Event::Window(WindowScore {
-                    window_start_ms: w.start_ms,
-                    service: service_name.clone(),
-                    scope: s.scope,
-                    observed: c,
-                    expected: mu,
-                    surprise: verdict.best.surprise,
-                    span: verdict.best.span as u32,
-                    ratio,
-                    anomalous,
-                    state: s.state,
-                }));
+            if mix_ok && worldwide {
+                mix_learned = Some(acc.problems);
             }
         }
         if let Some(problems) = mix_learned {
