@@ -9,9 +9,10 @@
 //! report on the hot path except for a first-seen service or series. The
 //! rule that decides a page lives in [`crate::scan`]; one series' window
 //! (scored, stepped through its states, learned from) in
-//! `detector/series.rs`; a service's global incident in
-//! `detector/global.rs`, the windows held back from learning in
-//! `detector/held.rs`, eviction and snapshot checks in `detector/slots.rs`.
+//! `detector/series.rs`; the windows still open in `detector/window.rs`;
+//! a service's global incident in `detector/global.rs`, the windows held
+//! back from learning in `detector/held.rs`, eviction and snapshot checks
+//! in `detector/slots.rs`.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::hash::{BuildHasherDefault, Hash, Hasher};
@@ -24,9 +25,11 @@ mod global;
 mod held;
 mod series;
 mod slots;
+mod window;
 
 use held::HELD;
 use series::{PendingRun, Series, ServiceWindow};
+use window::{Acc, OpenWindow};
 
 use crate::baseline::{Baseline, LearnRates, WeekPos};
 pub use crate::config::{ConfigError, DetectorConfig};
@@ -37,7 +40,7 @@ use crate::mix::Mix;
 use crate::recur::Recurrence;
 use crate::region::Country;
 use crate::regional::RegionalFactors;
-use crate::report::{Problem, Report};
+use crate::report::Report;
 use crate::scan::Thresholds;
 pub use crate::snapshot::{SnapshotError, SNAPSHOT_VERSION};
 
@@ -81,62 +84,6 @@ impl Service {
     /// An evicted service's slot, kept for reuse (names are never empty).
     fn is_free(&self) -> bool {
         self.name.is_empty()
-    }
-}
-
-#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize)]
-struct Acc {
-    count: u32,
-    problems: [u32; 8],
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-struct OpenWindow {
-    start_ms: i64,
-    /// Position in `accs` per series, `u32::MAX` when untouched.
-    slot: Vec<u32>,
-    accs: Vec<(u32, Acc)>,
-    /// (service, reporter) hashes counted in this window.
-    seen: HashSet<u64, FxBuild>,
-}
-
-impl OpenWindow {
-    fn new(start_ms: i64) -> OpenWindow {
-        OpenWindow::with_capacity(start_ms, 0, 0)
-    }
-
-    fn with_capacity(start_ms: i64, series: usize, reporters: usize) -> OpenWindow {
-        OpenWindow {
-            start_ms,
-            slot: Vec::with_capacity(series),
-            accs: Vec::new(),
-            seen: HashSet::with_capacity_and_hasher(reporters, FxBuild::default()),
-        }
-    }
-
-    #[inline]
-    fn add(&mut self, series: u32, problem: Problem) {
-        let i = series as usize;
-        if i >= self.slot.len() {
-            self.slot.resize(i + 1, u32::MAX);
-        }
-        let pos = if self.slot[i] == u32::MAX {
-            self.slot[i] = self.accs.len() as u32;
-            self.accs.push((series, Acc::default()));
-            self.accs.len() - 1
-        } else {
-            self.slot[i] as usize
-        };
-        let acc = &mut self.accs[pos].1;
-        acc.count += 1;
-        acc.problems[problem as usize] += 1;
-    }
-
-    fn get(&self, series: u32) -> Acc {
-        match self.slot.get(series as usize) {
-            Some(&p) if p != u32::MAX => self.accs[p as usize].1,
-            _ => Acc::default(),
-        }
     }
 }
 
@@ -800,6 +747,7 @@ impl Detector {
 mod tests {
     use super::*;
     use crate::region::Region;
+    use crate::report::Problem;
     use std::borrow::Cow;
     use std::time::Duration;
 

@@ -150,18 +150,7 @@ impl Detector {
             return Err("times out of range or windows out of order".into());
         }
         for w in &self.open {
-            for (pos, (series, _)) in w.accs.iter().enumerate() {
-                if w.slot.get(*series as usize) != Some(&(pos as u32)) {
-                    return Err(format!("window {}: slots do not match counts", w.start_ms));
-                }
-            }
-            if w.slot
-                .iter()
-                .any(|&p| p != u32::MAX && p as usize >= w.accs.len())
-                || w.slot.len() > n_series
-            {
-                return Err(format!("window {}: slot out of range", w.start_ms));
-            }
+            w.check_structure(n_series)?;
         }
         Ok(())
     }
