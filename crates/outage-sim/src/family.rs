@@ -244,4 +244,44 @@ mod tests {
             );
         }
     }
+
+    #[test]
+    fn normal_rates_are_the_truths_base_rate_where_each_outage_starts() {
+        let scenario = family("outages", 3).unwrap();
+        let truth = scenario.truth();
+        let rates = scenario.normal_rates();
+        let n = scenario.regions.len();
+        assert_eq!(rates.len(), scenario.services.len() * n);
+        let ms = |t: &str| {
+            chrono::DateTime::parse_from_rfc3339(t)
+                .unwrap()
+                .timestamp_millis()
+        };
+        let start = ms(&truth.start);
+        let mut checked = 0;
+        for e in truth.events.iter().filter(|e| e.kind == "outage") {
+            let svc = e.service.as_deref().unwrap();
+            let i = scenario
+                .services
+                .iter()
+                .position(|s| s.name == svc)
+                .unwrap();
+            for r in &e.regions {
+                let j = scenario
+                    .regions
+                    .iter()
+                    .position(|x| x.code == r.region)
+                    .unwrap();
+                let minute = ((ms(&r.start) - start) / MIN) as usize;
+                let rate = rates[i * n + j][minute];
+                assert!(
+                    (rate - r.base_per_minute).abs() < 6e-4,
+                    "{svc} {}: {rate}",
+                    r.region
+                );
+                checked += 1;
+            }
+        }
+        assert!(checked >= 12);
+    }
 }

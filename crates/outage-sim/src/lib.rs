@@ -577,6 +577,29 @@ impl Scenario {
         }
     }
 
+    /// Normal reports per minute of every service in every region, minute
+    /// by minute from the start (one row per service and region,
+    /// service-major, as [`Scenario::services`] × [`Scenario::regions`]):
+    /// the rate before the count's noise and without outages, with drift,
+    /// daylight saving and holidays as they are. What a detector that knew
+    /// the scenario would expect (the yardstick of `examples/oracle.rs`).
+    pub fn normal_rates(&self) -> Vec<Vec<f64>> {
+        let start = parse_time(&self.start, "start").expect("validated");
+        let minutes = (self.duration.as_millis() as i64 / MIN).max(0);
+        let times = self.event_times();
+        let mut rows = Vec::with_capacity(self.services.len() * self.regions.len());
+        for svc in &self.services {
+            for region in &self.regions {
+                rows.push(
+                    (0..minutes)
+                        .map(|m| self.rate(&times, svc, region, start + m * MIN).base)
+                        .collect(),
+                );
+            }
+        }
+        rows
+    }
+
     fn event_times(&self) -> Vec<(i64, &EventSpec)> {
         self.events
             .iter()

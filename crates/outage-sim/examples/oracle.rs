@@ -1,0 +1,194 @@
+//! What a detector that knew the scenario could do: the scales of
+//! `outage_detect::scan`, held to the same false-alarm budget, scoring each
+//! series' counts against its true normal rate and its true dispersion
+//! (nothing learned, no hour uncertain, no spreading bar, no problem mix).
+//! The yardstick for the families' recall and delays: where this oracle is
+//! late too, the counts do not say more sooner at that budget; where it is
+//! on time and the detector is not, the detector's learning is what costs.
+//!
+//! ```sh
+//! cargo run --release -p outage-sim --example oracle -- outages 101 120 [BUDGET]
+//! ```
+//!
+//! Prints every detectable outage (its delay, or `MISSED`) and a summary.
+//! Delays are counted as `outage-radar evaluate` counts them: in windows
+//! from the first minute whose excess reaches the detectability floor to
+//! the end of the window that pages.
+
+use std::collections::HashMap;
+
+use chrono::DateTime;
+use outage_detect::scan::{ScaleSums, Thresholds};
+use outage_detect::DetectorConfig;
+use outage_sim::family::family;
+use outage_sim::generate;
+
+const MIN: i64 = 60_000;
+
+fn ms(rfc3339: &str) -> i64 {
+    DateTime::parse_from_rfc3339(rfc3339)
+        .expect("the truth's times are RFC 3339")
+        .timestamp_millis()
+}
+
+/// Rising edges of paging (minute indices) of one series, with the sums
+/// settled once a run of pages has been quiet for `resolve` windows, as
+/// after an incident.
+fn pages(counts: &[u32], rates: &[f64], k: f64, t: &Thresholds, resolve: u32) -> Vec<usize> {
+    let mut sums = ScaleSums::default();
+    let (mut out, mut open, mut quiet) = (Vec::new(), false, 0);
+    for (m, (&c, &mu)) in counts.iter().zip(rates).enumerate() {
+        let v = sums.push(c, mu, 1.0, k, 0.0, t, 50.0);
+        if open {
+            quiet = if v.hold { 0 } else { quiet + 1 };
+            if quiet >= resolve {
+                open = false;
+                sums.settle();
+            }
+        } else if v.page {
+            out.push(m);
+            open = true;
+            quiet = 0;
+        }
+    }
+    out
+}
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let kind = args.next().unwrap_or_else(|| "outages".into());
+    let from: u64 = args
+        .next()
+        .map_or(101, |a| a.parse().expect("FROM: a seed"));
+    let to: u64 = args.next().map_or(from, |a| a.parse().expect("TO: a seed"));
+    let budget: f64 = args
+        .next()
+        .map_or(0.01, |a| a.parse().expect("BUDGET: a number"));
+    let cfg = DetectorConfig::default();
+    let t = Thresholds::new(budget, cfg.windows_per_30d(), cfg.min_count);
+    let resolve = cfg.resolve_windows();
+    let (mut found, mut due, mut delays, mut false_pages, mut series_months): (
+        _,
+        _,
+        Vec<f64>,
+        usize,
+        f64,
+    ) = (0, 0, Vec::new(), 0usize, 0.0);
+    for seed in from..=to {
+        let scenario = family(&kind, seed).expect("KIND: outages or quiet");
+        let truth = scenario.truth();
+        let start = ms(&truth.start);
+        let rates = scenario.normal_rates();
+        let minutes = rates.first().map_or(0, Vec::len);
+        let mut text = Vec::new();
+        generate(&scenario, &mut text).expect("in memory");
+        let n_regions = scenario.regions.len();
+        let index: HashMap<(&str, &str), usize> = scenario
+            .services
+            .iter()
+            .enumerate()
+            .flat_map(|(i, s)| {
+                scenario
+                    .regions
+                    .iter()
+                    .enumerate()
+                    .map(move |(j, r)| ((s.name.as_str(), r.code.as_str()), i * n_regions + j))
+            })
+            .collect();
+        let mut counts = vec![vec![0u32; minutes]; rates.len()];
+        for line in text.split(|&b| b == b'\n') {
+            let Ok(v) = serde_json::from_slice::<serde_json::Value>(line) else {
+                continue;
+            };
+            let (Some(svc), Some(region), Some(ts)) = (
+                v["service"].as_str(),
+                v["region"].as_str(),
+                v["ts"].as_i64(),
+            ) else {
+                continue;
+            };
+            let country = region.split('-').next().unwrap_or(region);
+            let m = (ts - start).div_euclid(MIN);
+            if let (Some(&i), true) = (index.get(&(svc, country)), (0..minutes as i64).contains(&m))
+            {
+                counts[i][m as usize] += 1;
+            }
+        }
+        let mut paged: Vec<Vec<usize>> = Vec::with_capacity(rates.len());
+        for (i, (c, r)) in counts.iter().zip(&rates).enumerate() {
+            let k = scenario.services[i / n_regions].dispersion;
+            paged.push(pages(c, r, k, &t, resolve));
+        }
+        // Minutes of each series that an event explains (outages and what
+        // follows them, spam): a page there is not false.
+        let mut explained = vec![Vec::new(); rates.len()];
+        for e in &truth.events {
+            let (Some(svc), "outage" | "spam") = (e.service.as_deref(), e.kind.as_str()) else {
+                continue;
+            };
+            let end = ((ms(&e.end) - start) / MIN) as usize;
+            for r in &e.regions {
+                let Some(&i) = index.get(&(svc, r.region.as_str())) else {
+                    continue;
+                };
+                let begin = ((ms(&r.start) - start) / MIN) as usize;
+                explained[i].push((begin.saturating_sub(5), end + 60));
+                if e.kind != "outage" || !r.detectable {
+                    continue;
+                }
+                due += 1;
+                let floor = r
+                    .floor_at
+                    .as_deref()
+                    .map_or(begin, |f| ((ms(f) - start) / MIN) as usize);
+                match paged[i].iter().find(|&&p| p + 5 >= begin && p <= end + 30) {
+                    Some(&p) => {
+                        found += 1;
+                        let delay = p as f64 + 1.0 - floor as f64;
+                        delays.push(delay);
+                        println!(
+                            "{kind}-{seed} {svc} {} {} after {delay} ({:.2}x, {:.0} excess, {:.1}/min)",
+                            r.region,
+                            r.start,
+                            e.magnitude.unwrap_or(0.0),
+                            r.excess,
+                            r.base_per_minute
+                        );
+                    }
+                    None => println!(
+                        "{kind}-{seed} {svc} {} {} MISSED ({:.2}x, {:.0} excess, peak {:.1}, {:.1}/min)",
+                        r.region,
+                        r.start,
+                        e.magnitude.unwrap_or(0.0),
+                        r.excess,
+                        r.peak_excess,
+                        r.base_per_minute
+                    ),
+                }
+            }
+        }
+        for (p, x) in paged.iter().zip(&explained) {
+            false_pages += p
+                .iter()
+                .filter(|&&m| !x.iter().any(|&(a, b)| (a..=b).contains(&m)))
+                .count();
+        }
+        series_months += rates.len() as f64 * minutes as f64 / 43_200.0;
+    }
+    delays.sort_by(f64::total_cmp);
+    let q = |f: f64| {
+        delays
+            .get(((delays.len() as f64 - 1.0) * f).round() as usize)
+            .copied()
+    };
+    println!(
+        "oracle on {kind} {from}-{to} at {budget} per series-month: recall {found}/{due}; \
+         delay median {:?}, p90 {:?}, max {:?}; over 5: {}; false pages {false_pages} \
+         ({:.4} per series-month)",
+        q(0.5),
+        q(0.9),
+        delays.last(),
+        delays.iter().filter(|&&d| d > 5.0).count(),
+        false_pages as f64 / series_months.max(1e-9)
+    );
+}
