@@ -7,8 +7,12 @@
 //! on time and the detector is not, the detector's learning is what costs.
 //!
 //! ```sh
-//! cargo run --release -p outage-sim --example oracle -- outages 101 120 [BUDGET]
+//! cargo run --release -p outage-sim --example oracle -- outages 101 120 [BUDGET [boxes]]
 //! ```
+//!
+//! With `boxes`, plain sums over the last 1 to 89 windows replace the
+//! detector's weighted scales (a scan statistic over box lengths, held to
+//! the same budget): a yardstick for the scan itself.
 //!
 //! Prints every detectable outage (its delay, or `MISSED`) and a summary.
 //! Delays are counted as `outage-radar evaluate` counts them: in windows
@@ -19,6 +23,7 @@ use std::collections::HashMap;
 
 use chrono::DateTime;
 use outage_detect::scan::{ScaleSums, Thresholds};
+use outage_detect::score;
 use outage_detect::DetectorConfig;
 use outage_sim::family::family;
 use outage_sim::generate;
@@ -54,6 +59,55 @@ fn pages(counts: &[u32], rates: &[f64], k: f64, t: &Thresholds, resolve: u32) ->
     out
 }
 
+/// Lengths of the plain boxes [`pages_boxes`] scans (Fibonacci, to 89
+/// windows: a bit over the longest weighted scale's span).
+const BOXES: [usize; 10] = [1, 2, 3, 5, 8, 13, 21, 34, 55, 89];
+
+/// [`pages`] with plain sums over the last `BOXES` windows instead of the
+/// detector's weighted scales (a scan statistic over box lengths), each
+/// held to `−log10(budget / 10 · √L / N)` for `N` windows in 30 days (the
+/// crossings the detector's thresholds count, shared by the ten lengths).
+fn pages_boxes(
+    counts: &[u32],
+    rates: &[f64],
+    k: f64,
+    budget: f64,
+    cfg: &DetectorConfig,
+) -> Vec<usize> {
+    let n = cfg.windows_per_30d();
+    let bars = BOXES.map(|l| -(budget / BOXES.len() as f64 * (l as f64).sqrt() / n).log10());
+    let hold = 2.0;
+    let resolve = cfg.resolve_windows();
+    let (mut out, mut open, mut quiet, mut since) = (Vec::new(), false, 0, 0usize);
+    for m in 0..counts.len() {
+        let mut page = false;
+        let mut held = false;
+        for (&l, &bar) in BOXES.iter().zip(&bars) {
+            // A box never reaches back past the last settle.
+            if l > m + 1 - since {
+                break;
+            }
+            let c: u32 = counts[m + 1 - l..=m].iter().sum();
+            let e: f64 = rates[m + 1 - l..=m].iter().sum();
+            let s = score::surprise(c, e.max(1e-3), k / l as f64, 50.0);
+            page |= s >= bar && f64::from(c) >= f64::from(cfg.min_count);
+            held |= l <= 8 && s >= hold;
+        }
+        if open {
+            quiet = if held { 0 } else { quiet + 1 };
+            if quiet >= resolve {
+                open = false;
+                since = m + 1;
+            }
+        } else if page {
+            out.push(m);
+            open = true;
+            quiet = 0;
+        }
+    }
+    out
+}
+
 fn main() {
     let mut args = std::env::args().skip(1);
     let kind = args.next().unwrap_or_else(|| "outages".into());
@@ -64,6 +118,7 @@ fn main() {
     let budget: f64 = args
         .next()
         .map_or(0.01, |a| a.parse().expect("BUDGET: a number"));
+    let boxes = args.next().is_some_and(|a| a == "boxes");
     let cfg = DetectorConfig::default();
     let t = Thresholds::new(budget, cfg.windows_per_30d(), cfg.min_count);
     let resolve = cfg.resolve_windows();
@@ -117,7 +172,11 @@ fn main() {
         let mut paged: Vec<Vec<usize>> = Vec::with_capacity(rates.len());
         for (i, (c, r)) in counts.iter().zip(&rates).enumerate() {
             let k = scenario.services[i / n_regions].dispersion;
-            paged.push(pages(c, r, k, &t, resolve));
+            paged.push(if boxes {
+                pages_boxes(c, r, k, budget, &cfg)
+            } else {
+                pages(c, r, k, &t, resolve)
+            });
         }
         // Minutes of each series that an event explains (outages and what
         // follows them, spam): a page there is not false.
