@@ -155,9 +155,13 @@ impl Series {
 
 /// What every series of one service shares in the window being closed.
 pub(super) struct ServiceWindow<'a> {
+    /// The detector's configuration.
     pub(super) cfg: &'a DetectorConfig,
+    /// What the configuration gives every window (rates, thresholds).
     pub(super) params: &'a CloseParams,
+    /// Start of the window being closed.
     pub(super) start_ms: i64,
+    /// The service's name, for its incidents and window scores.
     pub(super) service: &'a str,
     /// Another region of the service is in an outage (as the window
     /// began): the others page on the spreading bar (`scan` module doc).
