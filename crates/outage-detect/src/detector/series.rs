@@ -25,13 +25,19 @@ use crate::score;
 /// No onset yet (see `Series::onset_at`).
 pub(super) const NO_ONSET: u32 = u32::MAX;
 
+/// One series (a service in one country, or worldwide): what it learned,
+/// its sums, and where it stands (normal, pending or in an outage).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub(super) struct Series {
+    /// Its service's index in the detector.
     pub(super) service: u32,
+    /// A country, or worldwide.
     pub(super) scope: Scope,
+    /// The learned expectation.
     pub(super) baseline: Baseline,
     /// The weighted sums every scale is scored on.
     pub(super) sums: ScaleSums,
+    /// Normal, pending or in an outage.
     pub(super) state: SeriesState,
     /// Pending: windows since the run was last suspect; outage:
     /// consecutive normal windows.
