@@ -20,6 +20,7 @@
 //! the end of the window that pages.
 
 use std::collections::HashMap;
+use std::io::Write;
 
 use chrono::DateTime;
 use outage_detect::scan::{ScaleSums, Thresholds};
@@ -108,6 +109,62 @@ fn pages_boxes(
     out
 }
 
+/// Counts the reports [`generate`] writes, per series and minute, as
+/// they come (a month of reports is not kept in memory).
+struct Counter {
+    /// Series index by service, then country.
+    index: HashMap<String, HashMap<String, usize>>,
+    /// Start of the scenario (ms): minute 0.
+    start: i64,
+    /// Reports per series per minute, by their `ts`.
+    counts: Vec<Vec<u32>>,
+    /// The line being written.
+    line: Vec<u8>,
+}
+
+impl Counter {
+    fn count(&mut self) {
+        let Ok(v) = serde_json::from_slice::<serde_json::Value>(&self.line) else {
+            return;
+        };
+        let (Some(svc), Some(region), Some(ts)) = (
+            v["service"].as_str(),
+            v["region"].as_str(),
+            v["ts"].as_i64(),
+        ) else {
+            return;
+        };
+        let country = region.split('-').next().unwrap_or(region);
+        let m = (ts - self.start).div_euclid(MIN);
+        if let Some(&i) = self.index.get(svc).and_then(|r| r.get(country)) {
+            if let Some(c) = usize::try_from(m)
+                .ok()
+                .and_then(|m| self.counts[i].get_mut(m))
+            {
+                *c += 1;
+            }
+        }
+    }
+}
+
+impl Write for Counter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        for &b in buf {
+            if b == b'\n' {
+                self.count();
+                self.line.clear();
+            } else {
+                self.line.push(b);
+            }
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 fn main() {
     let mut args = std::env::args().skip(1);
     let kind = args.next().unwrap_or_else(|| "outages".into());
@@ -135,40 +192,25 @@ fn main() {
         let start = ms(&truth.start);
         let rates = scenario.normal_rates();
         let minutes = rates.first().map_or(0, Vec::len);
-        let mut text = Vec::new();
-        generate(&scenario, &mut text).expect("in memory");
         let n_regions = scenario.regions.len();
-        let index: HashMap<(&str, &str), usize> = scenario
+        let index: HashMap<String, HashMap<String, usize>> = scenario
             .services
             .iter()
             .enumerate()
-            .flat_map(|(i, s)| {
-                scenario
-                    .regions
-                    .iter()
-                    .enumerate()
-                    .map(move |(j, r)| ((s.name.as_str(), r.code.as_str()), i * n_regions + j))
+            .map(|(i, s)| {
+                let regions = scenario.regions.iter().enumerate();
+                let by_country = regions.map(|(j, r)| (r.code.clone(), i * n_regions + j));
+                (s.name.clone(), by_country.collect())
             })
             .collect();
-        let mut counts = vec![vec![0u32; minutes]; rates.len()];
-        for line in text.split(|&b| b == b'\n') {
-            let Ok(v) = serde_json::from_slice::<serde_json::Value>(line) else {
-                continue;
-            };
-            let (Some(svc), Some(region), Some(ts)) = (
-                v["service"].as_str(),
-                v["region"].as_str(),
-                v["ts"].as_i64(),
-            ) else {
-                continue;
-            };
-            let country = region.split('-').next().unwrap_or(region);
-            let m = (ts - start).div_euclid(MIN);
-            if let (Some(&i), true) = (index.get(&(svc, country)), (0..minutes as i64).contains(&m))
-            {
-                counts[i][m as usize] += 1;
-            }
-        }
+        let mut counter = Counter {
+            index,
+            start,
+            counts: vec![vec![0u32; minutes]; rates.len()],
+            line: Vec::new(),
+        };
+        generate(&scenario, &mut counter).expect("counting does not fail");
+        let Counter { index, counts, .. } = counter;
         let mut paged: Vec<Vec<usize>> = Vec::with_capacity(rates.len());
         for (i, (c, r)) in counts.iter().zip(&rates).enumerate() {
             let k = scenario.services[i / n_regions].dispersion;
@@ -187,7 +229,7 @@ fn main() {
             };
             let end = ((ms(&e.end) - start) / MIN) as usize;
             for r in &e.regions {
-                let Some(&i) = index.get(&(svc, r.region.as_str())) else {
+                let Some(&i) = index.get(svc).and_then(|c| c.get(&r.region)) else {
                     continue;
                 };
                 let begin = ((ms(&r.start) - start) / MIN) as usize;
