@@ -23,7 +23,7 @@ use std::collections::HashMap;
 use std::io::Write;
 
 use chrono::DateTime;
-use outage_detect::scan::{ScaleSums, Thresholds};
+use outage_detect::scan::{ScaleSums, Thresholds, HOLD_SURPRISE};
 use outage_detect::score;
 use outage_detect::DetectorConfig;
 use outage_sim::family::family;
@@ -37,24 +37,53 @@ fn ms(rfc3339: &str) -> i64 {
         .timestamp_millis()
 }
 
-/// Rising edges of paging (minute indices) of one series, with the sums
-/// settled once a run of pages has been quiet for `resolve` windows, as
-/// after an incident.
+/// Where one series stands between pages: a run opens when a window
+/// pages and ends once no window has held it for `resolve` windows, as an
+/// incident does. Both scans step it the same way.
+#[derive(Default)]
+struct Run {
+    open: bool,
+    quiet: u32,
+}
+
+/// What one window did to a [`Run`].
+enum Step {
+    /// Nothing changed.
+    Same,
+    /// A run opened: a page (a rising edge).
+    Paged,
+    /// The run ended: the sums start over, as after an incident.
+    Ended,
+}
+
+impl Run {
+    fn step(&mut self, page: bool, hold: bool, resolve: u32) -> Step {
+        if self.open {
+            self.quiet = if hold { 0 } else { self.quiet + 1 };
+            if self.quiet >= resolve {
+                self.open = false;
+                return Step::Ended;
+            }
+        } else if page {
+            self.open = true;
+            self.quiet = 0;
+            return Step::Paged;
+        }
+        Step::Same
+    }
+}
+
+/// Rising edges of paging (minute indices) of one series on the
+/// detector's weighted scales.
 fn pages(counts: &[u32], rates: &[f64], k: f64, t: &Thresholds, resolve: u32) -> Vec<usize> {
     let mut sums = ScaleSums::default();
-    let (mut out, mut open, mut quiet) = (Vec::new(), false, 0);
+    let (mut out, mut run) = (Vec::new(), Run::default());
     for (m, (&c, &mu)) in counts.iter().zip(rates).enumerate() {
         let v = sums.push(c, mu, 1.0, k, 0.0, t, 50.0);
-        if open {
-            quiet = if v.hold { 0 } else { quiet + 1 };
-            if quiet >= resolve {
-                open = false;
-                sums.settle();
-            }
-        } else if v.page {
-            out.push(m);
-            open = true;
-            quiet = 0;
+        match run.step(v.page, v.hold, resolve) {
+            Step::Paged => out.push(m),
+            Step::Ended => sums.settle(),
+            Step::Same => {}
         }
     }
     out
@@ -77,33 +106,25 @@ fn pages_boxes(
 ) -> Vec<usize> {
     let n = cfg.windows_per_30d();
     let bars = BOXES.map(|l| -(budget / BOXES.len() as f64 * (l as f64).sqrt() / n).log10());
-    let hold = 2.0;
     let resolve = cfg.resolve_windows();
-    let (mut out, mut open, mut quiet, mut since) = (Vec::new(), false, 0, 0usize);
+    let (mut out, mut run, mut since) = (Vec::new(), Run::default(), 0usize);
     for m in 0..counts.len() {
-        let mut page = false;
-        let mut held = false;
+        let (mut page, mut hold) = (false, false);
         for (&l, &bar) in BOXES.iter().zip(&bars) {
-            // A box never reaches back past the last settle.
+            // A box never reaches back past the end of the last run.
             if l > m + 1 - since {
                 break;
             }
             let c: u32 = counts[m + 1 - l..=m].iter().sum();
             let e: f64 = rates[m + 1 - l..=m].iter().sum();
-            let s = score::surprise(c, e.max(1e-3), k / l as f64, 50.0);
+            let s = score::surprise(c, e, k / l as f64, 50.0);
             page |= s >= bar && f64::from(c) >= f64::from(cfg.min_count);
-            held |= l <= 8 && s >= hold;
+            hold |= l <= 8 && s >= HOLD_SURPRISE;
         }
-        if open {
-            quiet = if held { 0 } else { quiet + 1 };
-            if quiet >= resolve {
-                open = false;
-                since = m + 1;
-            }
-        } else if page {
-            out.push(m);
-            open = true;
-            quiet = 0;
+        match run.step(page, hold, resolve) {
+            Step::Paged => out.push(m),
+            Step::Ended => since = m + 1,
+            Step::Same => {}
         }
     }
     out
