@@ -676,6 +676,7 @@ impl Detector {
             cfg,
             params,
             start_ms: w.start_ms,
+            at: w.start_ms.div_euclid(width) as u32,
             service: &self.services[sid].name,
             spreading,
             shares: shares.as_ref(),

@@ -167,6 +167,8 @@ pub(super) struct ServiceWindow<'a> {
     pub(super) params: &'a CloseParams,
     /// Start of the window being closed.
     pub(super) start_ms: i64,
+    /// Its index (start / width, wrapping as [`Held`]'s).
+    pub(super) at: u32,
     /// The service's name, for its incidents and window scores.
     pub(super) service: &'a str,
     /// Another region of the service is in an outage (as the window
@@ -193,6 +195,8 @@ struct Scored {
     common: f64,
     /// What the window is judged against.
     mu: f64,
+    /// Its count over `mu` (what incidents and window scores report).
+    ratio: f64,
     /// The baseline's over-dispersion, the window's dispersion as scored,
     /// and the uncertainty of the hour's expectation.
     k_disp: f64,
@@ -242,7 +246,7 @@ impl Series {
                 expected: mu,
                 surprise: scored.verdict.best.surprise,
                 span: scored.verdict.best.span as u32,
-                ratio: score::ratio(c, mu),
+                ratio: scored.ratio,
                 anomalous: self.state == SeriesState::Outage || page,
                 state: self.state,
             }));
@@ -316,6 +320,7 @@ impl Series {
             shape,
             common,
             mu,
+            ratio: score::ratio(c, mu),
             k_disp,
             k_window,
             uncertain,
@@ -343,6 +348,7 @@ impl Series {
         let window_end = win.start_ms + width;
         let &Scored {
             mu,
+            ratio,
             k_disp,
             ref verdict,
             trusted,
@@ -375,9 +381,8 @@ impl Series {
                 }),
             );
         let page = reached && !held;
-        let ratio = score::ratio(c, mu);
         let own = verdict.window_surprise;
-        let at = win.start_ms.div_euclid(width) as u32;
+        let at = win.at;
         // Above expectation means above its median (about the mean
         // plus a third, a Poisson count's; over-dispersion lowers the
         // median, so this errs towards dating later): in a series
@@ -551,6 +556,7 @@ impl Series {
             trusted,
             count_suspect,
             suspect,
+            ..
         } = scored;
         self.low_run = if verdict.low {
             self.low_run.saturating_add(1)
@@ -576,12 +582,11 @@ impl Series {
                 );
             }
         }
-        let at = win.start_ms.div_euclid(win.cfg.width_ms()) as u32;
         let mut release = |i: u32, count: f64| to_learn.push((idx, i, count as f32));
         if self.state == SeriesState::Normal && !suspect && win.learn_ok && low_ok {
             if trusted {
                 let learned = f64::from(c).min(score::noise_ceiling(mu, k_disp));
-                self.held.push(at, learned, &mut release);
+                self.held.push(win.at, learned, &mut release);
             } else {
                 self.baseline
                     .learn_with_shape(slot, f64::from(c), shape, &rates);
