@@ -16,7 +16,9 @@
 //! hour not yet known is learned per series: each hour seen for the first
 //! time is compared with it (`Baseline::day_spread`), so a series whose
 //! days agree trusts the guess for its unseen hours more than one whose
-//! days differ. About 860 bytes.
+//! days differ. A kind of day (weekday, weekend) not seen yet is guessed
+//! from the other kind times what the service's other countries showed of
+//! the hour ([`crate::kinds`]). About 860 bytes.
 
 use serde::{Deserialize, Serialize};
 
@@ -34,8 +36,9 @@ const SLOT_TRUST_WEEKS: f64 = 4.0;
 /// 0.04 (EVALUATION.md).
 const WEEK_VARIANCE: f64 = 0.01;
 /// Relative variance of an hour of the week not yet seen, before the series
-/// has shown how its days differ (and always for a kind of day, weekday or
-/// weekend, not seen yet): its value is a guess from other days, trusted to
+/// has shown how its days differ (and for a kind of day, weekday or
+/// weekend, not seen yet, unless the service's countries have shown it:
+/// [`crate::kinds`]): its value is a guess from other days, trusted to
 /// about ±20 % (weekends differ, and the region's time zone is unknown).
 /// Chosen on the development seeds of the scenario families (0.01 and 0.02
 /// found more slow outages but paged on first weekends; EVALUATION.md).
@@ -309,7 +312,12 @@ impl Baseline {
         // first Sunday leans on Saturday, not on five weekdays.
         // The days of the other kind, times the ratio of the two kinds at
         // this hour where the service's countries have shown it
-        // (`crate::kinds`), off by how far one country is from it.
+        // (`crate::kinds`), off by how far one country is from it: until
+        // this series has seen the hour in full, when it tells its own
+        // ratio to the service and its own weeks become the evidence (a
+        // service seen in one country would otherwise be told its own
+        // first week back as news).
+        let kinds = kinds.filter(|_| own_visits < first_hour(rates));
         let cross = |sum: f64, visits: f64| match kinds.and_then(|k| k.at(slot)) {
             Some((ratio, spread)) => {
                 let (m, v) = guess(sum, visits, spread);
@@ -1102,6 +1110,27 @@ mod tests {
             west.blend(sunday, Some(&kinds), &r),
             west.blend(sunday, None, &r)
         );
+    }
+
+    #[test]
+    fn a_series_is_not_told_its_own_hours_back() {
+        // A service seen in one country: what that country told the
+        // service of its kinds of day changes none of its own hours.
+        let r = rates();
+        let monday = 1_537_747_200_000;
+        let mut kinds = KindRatios::default();
+        let mut b = Baseline::new();
+        for w in 0..9 * 1440 {
+            let sat = (5 * 1440..7 * 1440).contains(&(w % (7 * 1440)));
+            let count = if sat { 60.0 } else { 40.0 };
+            if let Some(sample) = b.learn(slot_of(monday + w * MIN), count, None, &r) {
+                kinds.learn(sample);
+            }
+        }
+        assert!((0..SLOTS).any(|slot| kinds.at(slot).is_some()));
+        for slot in 0..SLOTS {
+            assert_eq!(b.blend(slot, Some(&kinds), &r), b.blend(slot, None, &r));
+        }
     }
 
     #[test]
