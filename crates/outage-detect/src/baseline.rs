@@ -16,13 +16,10 @@
 //! hour not yet known is learned per series: each hour seen for the first
 //! time is compared with it (`Baseline::day_spread`), so a series whose
 //! days agree trusts the guess for its unseen hours more than one whose
-//! days differ. A kind of day (weekday, weekend) not seen yet is guessed
-//! from the other kind times what the service's other countries showed of
-//! the hour ([`crate::kinds`]). About 860 bytes.
+//! days differ. About 860 bytes.
 
 use serde::{Deserialize, Serialize};
 
-use crate::kinds::{KindRatios, KindSample};
 use crate::tz::{self, Zone};
 
 /// Hour-of-week slots.
@@ -36,9 +33,8 @@ const SLOT_TRUST_WEEKS: f64 = 4.0;
 /// 0.04 (EVALUATION.md).
 const WEEK_VARIANCE: f64 = 0.01;
 /// Relative variance of an hour of the week not yet seen, before the series
-/// has shown how its days differ (and for a kind of day, weekday or
-/// weekend, not seen yet, unless the service's countries have shown it:
-/// [`crate::kinds`]): its value is a guess from other days, trusted to
+/// has shown how its days differ (and always for a kind of day, weekday or
+/// weekend, not seen yet): its value is a guess from other days, trusted to
 /// about ±20 % (weekends differ, and the region's time zone is unknown).
 /// Chosen on the development seeds of the scenario families (0.01 and 0.02
 /// found more slow outages but paged on first weekends; EVALUATION.md).
@@ -238,30 +234,14 @@ impl Baseline {
     /// mean of the same hour on the other days; `None` when that hour was
     /// never seen.
     pub fn shape(&self, slot: usize, rates: &LearnRates) -> Option<f64> {
-        self.shape_with(slot, None, rates)
-    }
-
-    /// [`Baseline::shape`] with what the service's countries have shown of
-    /// its kinds of day (see [`crate::kinds`]).
-    pub fn shape_with(
-        &self,
-        slot: usize,
-        kinds: Option<&KindRatios>,
-        rates: &LearnRates,
-    ) -> Option<f64> {
-        self.blend(slot, kinds, rates).map(|(shape, _)| shape)
+        self.blend(slot, rates).map(|(shape, _)| shape)
     }
 
     /// Extra persistent dispersion of the expectation at `slot`: the
     /// relative variance of its multiplier (see [`Baseline::blend`]), or
     /// that of a guess when the hour was never seen.
-    pub fn slot_uncertainty(
-        &self,
-        slot: usize,
-        kinds: Option<&KindRatios>,
-        rates: &LearnRates,
-    ) -> f64 {
-        self.blend(slot, kinds, rates)
+    pub fn slot_uncertainty(&self, slot: usize, rates: &LearnRates) -> f64 {
+        self.blend(slot, rates)
             .map_or(UNSEEN_SLOT_VARIANCE, |(_, variance)| variance)
     }
 
@@ -279,12 +259,7 @@ impl Baseline {
     /// its own weeks are the evidence: how days differ at first sight says
     /// nothing of how one hour changes from week to week (trusting the
     /// other days over it made an hour that moved 40 % page daily).
-    pub fn blend(
-        &self,
-        slot: usize,
-        kinds: Option<&KindRatios>,
-        rates: &LearnRates,
-    ) -> Option<(f64, f64)> {
+    pub fn blend(&self, slot: usize, rates: &LearnRates) -> Option<(f64, f64)> {
         let profile = self.profile.as_deref()?;
         let level = f64::from(self.level);
         let k = f64::from(self.dispersion);
@@ -310,28 +285,13 @@ impl Baseline {
         // with the days of the other kind, off by the prior (a Saturday
         // is not a Tuesday). Each weighted by what it is worth, so the
         // first Sunday leans on Saturday, not on five weekdays.
-        // The days of the other kind, times the ratio of the two kinds at
-        // this hour where the service's countries have shown it
-        // (`crate::kinds`), off by how far one country is from it: until
-        // this series has seen the hour in full, when it tells its own
-        // ratio to the service and its own weeks become the evidence (a
-        // service seen in one country would otherwise be told its own
-        // first week back as news).
-        let kinds = kinds.filter(|_| own_visits < first_hour(rates));
-        let cross = |sum: f64, visits: f64| match kinds.and_then(|k| k.at(slot)) {
-            Some((ratio, spread)) => {
-                let (m, v) = guess(sum, visits, spread);
-                (m * ratio, v)
-            }
-            None => guess(sum, visits, UNSEEN_SLOT_VARIANCE),
-        };
         let other = match (same_visits > 0.0, visits > same_visits) {
             (true, true) => Some(pool(
                 guess(same_sum, same_visits, self.day_spread()),
-                cross(sum - same_sum, visits - same_visits),
+                guess(sum - same_sum, visits - same_visits, UNSEEN_SLOT_VARIANCE),
             )),
             (true, false) => Some(guess(same_sum, same_visits, self.day_spread())),
-            (false, true) => Some(cross(sum, visits)),
+            (false, true) => Some(guess(sum, visits, UNSEEN_SLOT_VARIANCE)),
             (false, false) => None,
         };
         match (own_visits > 0.0, other) {
@@ -433,28 +393,14 @@ impl Baseline {
 
     /// Learns from one window's count at `slot`. `count` should already be
     /// clipped by the caller when the window is not trusted to be normal.
-    pub fn learn(
-        &mut self,
-        slot: usize,
-        count: f64,
-        borrowed: Option<f64>,
-        rates: &LearnRates,
-    ) -> Option<KindSample> {
+    pub fn learn(&mut self, slot: usize, count: f64, borrowed: Option<f64>, rates: &LearnRates) {
         let shape = self.shape_in_use(slot, borrowed, rates);
-        self.learn_with_shape(slot, count, shape, rates)
+        self.learn_with_shape(slot, count, shape, rates);
     }
 
     /// [`Baseline::learn`] with the window's [`Baseline::shape_in_use`]
-    /// already known (the caller scored the window with it). When the
-    /// window completes the slot's first hour, what it shows of the two
-    /// kinds of day, for the service (see [`crate::kinds`]).
-    pub fn learn_with_shape(
-        &mut self,
-        slot: usize,
-        count: f64,
-        shape: f64,
-        rates: &LearnRates,
-    ) -> Option<KindSample> {
+    /// already known (the caller scored the window with it).
+    pub fn learn_with_shape(&mut self, slot: usize, count: f64, shape: f64, rates: &LearnRates) {
         let mu = f64::from(self.level) * shape;
         let n = f64::from(self.windows);
         // Running means while young, EWMAs once enough windows were seen.
@@ -463,7 +409,6 @@ impl Baseline {
         let old_level = f64::from(self.level);
         let level = old_level + a * (count / shape - old_level);
         self.level = level.max(0.0) as f32;
-        let mut sample = None;
         let profile = self.profile.get_or_insert_with(|| Box::new(Profile::new()));
         // While the level is a running mean (young), its moves are its
         // estimate settling, not the series changing: the hours already
@@ -495,36 +440,12 @@ impl Baseline {
             // An hour seen in full for the first time.
             if f64::from(v) + 1.0 == first_hour(rates) {
                 self.learn_day_spread(slot, level, rates);
-                sample = self.kind_sample(slot, level, rates);
             }
         }
         self.windows = self.windows.saturating_add(1);
         self.mass = self
             .mass
             .saturating_add(count.round().clamp(0.0, 65_535.0) as u16);
-        sample
-    }
-
-    /// What `slot`, just seen for a full hour for the first time, shows of
-    /// the two kinds of day: its multiplier over the mean of the same hour
-    /// on the days of the other kind (nothing before a full hour of them).
-    fn kind_sample(&self, slot: usize, level: f64, rates: &LearnRates) -> Option<KindSample> {
-        let profile = self.profile.as_deref()?;
-        let [(sum, visits), (same_sum, same_visits)] = other_days(profile, slot);
-        let (sum, visits) = (sum - same_sum, visits - same_visits);
-        let hour = first_hour(rates);
-        let own = f64::from(profile.mult[slot]);
-        if visits < hour || sum <= 0.0 || own <= 0.0 {
-            return None;
-        }
-        let guess = sum / visits;
-        let k = f64::from(self.dispersion);
-        let noise_of = |p: f64, n: f64| (1.0 / (level * p).max(1e-3) + k) / n;
-        Some(KindSample {
-            slot,
-            ln_ratio: (own / guess).ln(),
-            noise: noise_of(own, hour) + noise_of(guess, visits),
-        })
     }
 
     /// Learns the over-dispersion alone from a window that expected `mu`
@@ -631,17 +552,9 @@ impl Baseline {
     /// part of the hour the window covers (an hour-long window gets the
     /// hour's own value). On a steady slope that is the slope; an hour
     /// unlike both neighbours keeps most of its own value across it.
-    pub fn shape_at(
-        &self,
-        pos: WeekPos,
-        kinds: Option<&KindRatios>,
-        rates: &LearnRates,
-    ) -> Option<f64> {
-        let own = self.shape_with(pos.slot, kinds, rates)?;
-        let side = |step: usize| {
-            self.shape_with((pos.slot + step) % SLOTS, kinds, rates)
-                .unwrap_or(own)
-        };
+    pub fn shape_at(&self, pos: WeekPos, rates: &LearnRates) -> Option<f64> {
+        let own = self.shape(pos.slot, rates)?;
+        let side = |step: usize| self.shape((pos.slot + step) % SLOTS, rates).unwrap_or(own);
         let (before, after) = (side(SLOTS - 1), side(1));
         // Two straight pieces, meeting at the hour's middle: the mean of
         // each over a stretch is its value at the stretch's middle.
@@ -669,19 +582,13 @@ impl Baseline {
     }
 
     /// [`Baseline::shape_in_use`] at `pos` (see [`Baseline::shape_at`]).
-    pub fn shape_in_use_at(
-        &self,
-        pos: WeekPos,
-        borrowed: Option<f64>,
-        kinds: Option<&KindRatios>,
-        rates: &LearnRates,
-    ) -> f64 {
-        self.in_use(self.shape_at(pos, kinds, rates), borrowed, rates)
+    pub fn shape_in_use_at(&self, pos: WeekPos, borrowed: Option<f64>, rates: &LearnRates) -> f64 {
+        self.in_use(self.shape_at(pos, rates), borrowed, rates)
     }
 
     /// [`Baseline::expected`] at `pos` (see [`Baseline::shape_at`]).
     pub fn expected_at(&self, pos: WeekPos, borrowed: Option<f64>, rates: &LearnRates) -> f64 {
-        f64::from(self.level) * self.shape_in_use_at(pos, borrowed, None, rates)
+        f64::from(self.level) * self.shape_in_use_at(pos, borrowed, rates)
     }
 }
 
@@ -963,11 +870,8 @@ mod tests {
                 b.learn(slot_of(t), level * if sat { 1.3 } else { 1.0 }, None, &r);
             }
             let sat_noon = slot_of(start + 5 * 86_400_000 + 12 * 3_600_000);
-            let (shape, variance) = b.blend(sat_noon, None, &r).unwrap();
-            let weekday = b
-                .blend(slot_of(start + 12 * 3_600_000), None, &r)
-                .unwrap()
-                .0;
+            let (shape, variance) = b.blend(sat_noon, &r).unwrap();
+            let weekday = b.blend(slot_of(start + 12 * 3_600_000), &r).unwrap().0;
             shapes.push((shape / weekday, variance));
         }
         let (busy, quiet) = (shapes[0], shapes[1]);
@@ -991,8 +895,8 @@ mod tests {
         }
         let noon = |day: i64| slot_of(start + day * 86_400_000 + 12 * 3_600_000);
         (
-            b.slot_uncertainty(noon(4), None, &r),
-            b.slot_uncertainty(noon(5), None, &r),
+            b.slot_uncertainty(noon(4), &r),
+            b.slot_uncertainty(noon(5), &r),
         )
     }
 
@@ -1024,12 +928,12 @@ mod tests {
             b.learn(slot_of(start + w * MIN), 50.0, None, &r);
         }
         let noon = start + 4 * 86_400_000 + 12 * 3_600_000;
-        let before = b.slot_uncertainty(slot_of(noon), None, &r);
+        let before = b.slot_uncertainty(slot_of(noon), &r);
         let expected = b.expected(slot_of(noon), None, &r);
         for m in 0..5 {
             b.learn(slot_of(noon + m * MIN), 90.0, None, &r);
         }
-        let after = b.slot_uncertainty(slot_of(noon), None, &r);
+        let after = b.slot_uncertainty(slot_of(noon), &r);
         assert!(before < UNSEEN_SLOT_VARIANCE / 4.0, "{before}");
         assert!(after < 2.0 * before, "{before} -> {after}");
         let moved = b.expected(slot_of(noon + 5 * MIN), None, &r) / expected;
@@ -1050,9 +954,9 @@ mod tests {
             b.learn(slot_of(t), if sat { 65.0 } else { 50.0 }, None, &r);
         }
         let noon = |day: i64| slot_of(start + day * 86_400_000 + 12 * 3_600_000);
-        let weekday = b.blend(noon(1), None, &r).unwrap().0;
-        let (sunday, sunday_var) = b.blend(noon(5), None, &r).unwrap();
-        let (monday, monday_var) = b.blend(noon(6), None, &r).unwrap();
+        let weekday = b.blend(noon(1), &r).unwrap().0;
+        let (sunday, sunday_var) = b.blend(noon(5), &r).unwrap();
+        let (monday, monday_var) = b.blend(noon(6), &r).unwrap();
         assert!(sunday / weekday > 1.15, "{}", sunday / weekday);
         assert!(
             (monday / weekday - 1.0).abs() < 0.02,
@@ -1063,77 +967,6 @@ mod tests {
         // little to go on, four weekdays that agree are much.
         assert!(monday_var < UNSEEN_SLOT_VARIANCE / 4.0, "{monday_var}");
         assert!(monday_var < sunday_var, "{monday_var} {sunday_var}");
-    }
-
-    #[test]
-    fn a_first_weekend_is_guessed_by_what_the_services_countries_showed() {
-        // Countries of one service, each busier on Saturday by half than
-        // on weekdays. Four in the east, a day ahead, have seen Saturday
-        // and told the service at each hour's end. The west has seen
-        // Monday to Saturday morning: its first Saturday noon is expected
-        // at its Saturday count, where a guess from its weekdays alone
-        // expects it lower.
-        let r = rates();
-        let monday = 1_537_747_200_000;
-        let noon = monday + 5 * 86_400_000 + 12 * 3_600_000;
-        let mut kinds = KindRatios::default();
-        let mut east: Vec<Baseline> = vec![Baseline::new(); 4];
-        let mut west = Baseline::new();
-        for w in 0..6 * 1440 {
-            let t = monday + w * MIN;
-            let sat = w >= 5 * 1440;
-            let factor = if sat { 1.5 } else { 1.0 };
-            for (i, b) in east.iter_mut().enumerate() {
-                let level = 20.0 * (i + 1) as f64;
-                if let Some(sample) = b.learn(slot_of(t), level * factor, None, &r) {
-                    kinds.learn(sample);
-                }
-            }
-            if t < noon {
-                west.learn(slot_of(t), 30.0 * factor, None, &r);
-            }
-        }
-        let expected = |kinds: Option<&KindRatios>| {
-            let (shape, variance) = west.blend(slot_of(noon), kinds, &r).unwrap();
-            (west.level() * shape, variance)
-        };
-        let (alone, alone_var) = expected(None);
-        let (told, told_var) = expected(Some(&kinds));
-        assert!(alone < 0.85 * 45.0, "{alone}");
-        assert!((told / 45.0 - 1.0).abs() < 0.05, "{told}");
-        // Moved, not trusted more than the days alone.
-        assert!(alone_var >= UNSEEN_SLOT_VARIANCE, "{alone_var}");
-        assert!(
-            (told_var - alone_var).abs() < 1e-9,
-            "{told_var} {alone_var}"
-        );
-        // Sunday noon, which the east has not shown yet, stays a guess.
-        let sunday = slot_of(noon + 86_400_000);
-        assert_eq!(
-            west.blend(sunday, Some(&kinds), &r),
-            west.blend(sunday, None, &r)
-        );
-    }
-
-    #[test]
-    fn a_series_is_not_told_its_own_hours_back() {
-        // A service seen in one country: what that country told the
-        // service of its kinds of day changes none of its own hours.
-        let r = rates();
-        let monday = 1_537_747_200_000;
-        let mut kinds = KindRatios::default();
-        let mut b = Baseline::new();
-        for w in 0..9 * 1440 {
-            let sat = (5 * 1440..7 * 1440).contains(&(w % (7 * 1440)));
-            let count = if sat { 60.0 } else { 40.0 };
-            if let Some(sample) = b.learn(slot_of(monday + w * MIN), count, None, &r) {
-                kinds.learn(sample);
-            }
-        }
-        assert!((0..SLOTS).any(|slot| kinds.at(slot).is_some()));
-        for slot in 0..SLOTS {
-            assert_eq!(b.blend(slot, Some(&kinds), &r), b.blend(slot, None, &r));
-        }
     }
 
     #[test]

@@ -36,7 +36,6 @@ pub use crate::config::{ConfigError, DetectorConfig};
 pub use crate::event::{
     DetectorCounters, Event, Incident, Observed, Scope, SeriesState, SpreadEntry, WindowScore,
 };
-use crate::kinds::{KindRatios, KindSample};
 use crate::mix::Mix;
 use crate::recur::Recurrence;
 use crate::region::Country;
@@ -65,9 +64,6 @@ struct Service {
     last_report_ms: i64,
     /// The problem mix of its normal windows (`crate::mix`).
     mix: Mix,
-    /// How its hours on weekdays and weekends compare, as its countries
-    /// have shown it (`crate::kinds`).
-    kinds: KindRatios,
 }
 
 impl Service {
@@ -82,7 +78,6 @@ impl Service {
             live: false,
             last_report_ms: i64::MIN,
             mix: Mix::default(),
-            kinds: KindRatios::default(),
         }
     }
 
@@ -152,10 +147,6 @@ pub struct Detector {
     /// (series, window index, count), learned once all are scored.
     #[serde(skip)]
     to_learn: Vec<(u32, u32, f32)>,
-    /// What country series' first full hours showed of their service's
-    /// kinds of day while its windows closed, learned once all are scored.
-    #[serde(skip)]
-    kind_samples: Vec<KindSample>,
     /// What each region's services share in the window being closed.
     #[serde(skip)]
     regional: RegionalFactors,
@@ -228,7 +219,6 @@ impl Detector {
             service_cache: ServiceCache::default(),
             events: Vec::new(),
             to_learn: Vec::new(),
-            kind_samples: Vec::new(),
             regional: RegionalFactors::default(),
         }
     }
@@ -279,7 +269,6 @@ impl Detector {
                 .map(|s| {
                     std::mem::size_of::<Service>()
                         + s.regions.capacity() * 4
-                        + s.kinds.heap_bytes()
                         + s.series.capacity() * 4
                         + s.name.capacity()
                 })
@@ -369,7 +358,6 @@ impl Detector {
             live: true,
             last_report_ms: i64::MIN,
             mix: Mix::default(),
-            kinds: KindRatios::default(),
         };
         self.service_ids.insert(name.to_string(), id);
         self.service_cache.0[slot] = id;
@@ -659,7 +647,7 @@ impl Detector {
             ..
         } = *params;
         let global = self.services[sid].global as usize;
-        let global_shape = self.series[global].baseline.shape_at(pos, None, &rates);
+        let global_shape = self.series[global].baseline.shape_at(pos, &rates);
 
         // A service far below its expectation has a data gap or a quiet
         // day: learn nothing from it, unless it lasts a day (a new normal).
@@ -692,7 +680,6 @@ impl Detector {
             service: &self.services[sid].name,
             spreading,
             shares: shares.as_ref(),
-            kinds: &self.services[sid].kinds,
             learn_ok,
             live: self.services[sid].live,
         };
@@ -717,7 +704,6 @@ impl Detector {
                 common,
                 &win,
                 &mut self.to_learn,
-                &mut self.kind_samples,
                 &mut self.events,
             );
             if mix_ok && worldwide {
@@ -727,16 +713,13 @@ impl Detector {
         if let Some(problems) = mix_learned {
             self.services[sid].mix.learn(&problems, rates.level);
         }
-        self.learn_released(sid, global, w.start_ms, &rates);
-        for sample in self.kind_samples.drain(..) {
-            self.services[sid].kinds.learn(sample);
-        }
+        self.learn_released(global, w.start_ms, &rates);
         self.update_global_incident(sid, w.start_ms + width, pos, &rates, &thresholds);
     }
 
     /// Learns the windows [`Held`] released while the windows of a service
     /// closed at `now_start_ms`, each at its own hour of the week.
-    fn learn_released(&mut self, sid: usize, global: usize, now_start_ms: i64, rates: &LearnRates) {
+    fn learn_released(&mut self, global: usize, now_start_ms: i64, rates: &LearnRates) {
         let width = self.config.width_ms();
         let at = now_start_ms.div_euclid(width) as u32;
         let mut released = std::mem::take(&mut self.to_learn);
@@ -748,21 +731,13 @@ impl Detector {
             } else {
                 self.series[global]
                     .baseline
-                    .shape_at(WeekPos::of(start, width), None, rates)
+                    .shape_at(WeekPos::of(start, width), rates)
             };
             let s = &mut self.series[idx];
-            let country = matches!(s.scope, Scope::Region(_));
-            let kinds = &mut self.services[sid].kinds;
             let pos = WeekPos::local(start, width, s.scope.zone());
-            let shape =
-                s.baseline
-                    .shape_in_use_at(pos, borrowed, country.then_some(&*kinds), rates);
-            let sample = s
-                .baseline
+            let shape = s.baseline.shape_in_use_at(pos, borrowed, rates);
+            s.baseline
                 .learn_with_shape(pos.slot, f64::from(count), shape, rates);
-            if let (true, Some(sample)) = (country, sample) {
-                kinds.learn(sample);
-            }
         }
         released.clear();
         self.to_learn = released;

@@ -13,7 +13,6 @@ pub mod config;
 pub mod decode;
 pub mod detector;
 pub mod event;
-pub mod kinds;
 pub mod mix;
 pub mod recur;
 pub mod region;

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use crate::detector::Detector;
 
 /// Version of the snapshot layout; bumped on any incompatible change.
-pub const SNAPSHOT_VERSION: u32 = 16;
+pub const SNAPSHOT_VERSION: u32 = 15;
 const SNAPSHOT_FORMAT: &str = "outage-radar.detector";
 /// First bytes of a binary snapshot (version 2 on).
 const SNAPSHOT_MAGIC: &[u8; 8] = b"ORDETECT";

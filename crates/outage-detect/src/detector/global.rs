@@ -112,7 +112,7 @@ impl Detector {
                     let (expected, k, uncertain) = (
                         b.expected_at(pos, None, rates),
                         b.dispersion(),
-                        b.slot_uncertainty(pos.slot, None, rates),
+                        b.slot_uncertainty(pos.slot, rates),
                     );
                     let sd = global.sums.sd(scale, expected, k, uncertain);
                     let (mut biggest, mut total) = (0.0f64, 0.0);

@@ -16,7 +16,6 @@ use super::held::Held;
 use super::{stable_id, Acc, CloseParams, DetectorConfig};
 use crate::baseline::{Baseline, WeekPos};
 use crate::event::{Event, Incident, Scope, SeriesState, WindowScore};
-use crate::kinds::{KindRatios, KindSample};
 use crate::mix::{Misfit, MixVerdict, Shares};
 use crate::recur::Recurrence;
 use crate::regional;
@@ -136,13 +135,6 @@ impl Series {
 }
 
 impl Series {
-    /// What the service's countries show of its kinds of day, for a
-    /// country's series (the worldwide one keeps UTC, where the kinds of
-    /// day of its countries do not line up).
-    fn kinds<'a>(&self, win: &ServiceWindow<'a>) -> Option<&'a KindRatios> {
-        matches!(self.scope, Scope::Region(_)).then_some(win.kinds)
-    }
-
     pub(super) fn new(service: u32, scope: Scope) -> Series {
         Series {
             service,
@@ -185,9 +177,6 @@ pub(super) struct ServiceWindow<'a> {
     /// The service's problem shares, as they stand before this window
     /// teaches them.
     pub(super) shares: Option<&'a Shares>,
-    /// How the service's hours on weekdays and weekends compare
-    /// (`crate::kinds`): a country's unseen kind of day is guessed by it.
-    pub(super) kinds: &'a KindRatios,
     /// The service is not in a data gap or a quiet day (or has been for a
     /// day: a new normal), so its windows may teach.
     pub(super) learn_ok: bool,
@@ -241,12 +230,11 @@ impl Series {
         common: f64,
         win: &ServiceWindow<'_>,
         to_learn: &mut Vec<(u32, u32, f32)>,
-        kind_samples: &mut Vec<KindSample>,
         events: &mut Vec<Event>,
     ) -> bool {
         let scored = self.score(acc, borrowed, common, win);
         let page = self.step(acc, worldwide, &scored, win, events);
-        let mix_ok = self.learn_window(idx, acc, &scored, win, to_learn, kind_samples);
+        let mix_ok = self.learn_window(idx, acc, &scored, win, to_learn);
         let c = acc.count;
         let mu = scored.mu;
         if (c > 0 || mu >= 0.5) && win.live {
@@ -288,15 +276,14 @@ impl Series {
         // country, UTC for the worldwide series).
         let pos = WeekPos::local(win.start_ms, win.cfg.width_ms(), self.scope.zone());
         // Computed once: the window is scored and learned with it.
-        let kinds = self.kinds(win);
-        let shape = self.baseline.shape_in_use_at(pos, borrowed, kinds, &rates);
+        let shape = self.baseline.shape_in_use_at(pos, borrowed, &rates);
         let own_mu = self.baseline.level() * shape;
         // What the window is judged against: the series' own
         // expectation times what its region's other services share.
         let mu = own_mu * common;
         let k_disp = self.baseline.dispersion();
         let trusted = self.baseline.windows() >= min_history_windows;
-        let uncertain = self.baseline.slot_uncertainty(pos.slot, kinds, &rates);
+        let uncertain = self.baseline.slot_uncertainty(pos.slot, &rates);
         let mut verdict = self
             .sums
             .push(c, own_mu, common, k_disp, uncertain, &thresholds, cap);
@@ -549,7 +536,6 @@ impl Series {
         scored: &Scored,
         win: &ServiceWindow<'_>,
         to_learn: &mut Vec<(u32, u32, f32)>,
-        kind_samples: &mut Vec<KindSample>,
     ) -> bool {
         let CloseParams {
             rates,
@@ -602,12 +588,8 @@ impl Series {
                 let learned = f64::from(c).min(score::noise_ceiling(mu, k_disp));
                 self.held.push(win.at, learned, &mut release);
             } else {
-                let sample = self
-                    .baseline
+                self.baseline
                     .learn_with_shape(slot, f64::from(c), shape, &rates);
-                if let (Some(_), Some(sample)) = (self.kinds(win), sample) {
-                    kind_samples.push(sample);
-                }
             }
             self.sums
                 .learn(k_disp, thresholds.persistent_rate, common, uncertain);

@@ -58,9 +58,6 @@ impl Detector {
             if !svc.mix.is_sane() {
                 return Err(format!("service {sid}: a problem count is not finite"));
             }
-            if !svc.kinds.is_sane() {
-                return Err(format!("service {sid}: malformed kind-of-day ratios"));
-            }
             for &i in &svc.series {
                 let series = self
                     .series

@@ -303,54 +303,6 @@ fn a_daylight_saving_change_is_not_a_shift_of_the_day() {
     assert!(suspect <= 5, "{suspect} suspect windows after the change");
 }
 
-/// Reports a minute of a service whose evenings run late at the weekend:
-/// each country's in its own local time, busiest at 21:00 on weekdays and
-/// at 22:30 on Saturday and Sunday, so its weekend nights are busier than
-/// its weekday nights; Brazil's eight times the others'.
-fn late_weekends(region: &str, t: i64) -> f64 {
-    let zone = Scope::Region(Region::parse(region).unwrap().country_code()).zone();
-    let local = crate::tz::local_ms(t, zone);
-    let h = (local / MIN).rem_euclid(1440) as f64 / 60.0;
-    let weekend = (local / 86_400_000 + 3).rem_euclid(7) >= 5;
-    let peak = if weekend { 23.0 } else { 21.0 };
-    let d = (h - peak + 12.0).rem_euclid(24.0) - 12.0;
-    let base = if region == "BR" { 80.0 } else { 10.0 };
-    base * (0.15 + (-0.5 * (d / 2.0).powi(2)).exp())
-}
-
-#[test]
-fn a_countrys_first_weekend_is_expected_as_the_countries_east_of_it_showed() {
-    // Brazil's first Saturday night comes after Japan's, India's,
-    // Germany's and Britain's: by then they have shown how much busier
-    // the service's Saturday nights are than its weekday ones (too
-    // little for their few reports to page), and Brazil expects its own
-    // as they showed. Alone, it guesses them from its weekdays and pages
-    // on its many reports: the test can tell the two apart.
-    let week = 7 * 1440;
-    let brazil = |events: &[Event]| {
-        opened(events)
-            .iter()
-            .filter(|i| i.scope == Scope::Region(Country::parse("BR").unwrap()))
-            .count()
-    };
-    let alone = feed(
-        &mut Detector::new(DetectorConfig::default()),
-        T0,
-        week,
-        &["BR"],
-        late_weekends,
-    );
-    assert!(brazil(&alone) > 0, "{:?}", opened(&alone));
-    let together = feed(
-        &mut Detector::new(DetectorConfig::default()),
-        T0,
-        week,
-        &["JP", "IN", "DE", "GB", "BR"],
-        late_weekends,
-    );
-    assert!(opened(&together).is_empty(), "{:?}", opened(&together));
-}
-
 #[test]
 fn a_worldwide_day_shifted_by_daylight_saving_is_not_a_global_incident() {
     // Britain's evening is busy from 18:00 to 22:00 local time; on
