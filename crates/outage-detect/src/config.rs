@@ -176,11 +176,13 @@ impl DetectorConfig {
     }
 
     /// Window width in milliseconds.
+    #[inline]
     pub fn width_ms(&self) -> i64 {
         self.window.as_millis() as i64
     }
 
     /// Start of the window that holds `ts_ms`.
+    #[inline]
     pub fn window_start(&self, ts_ms: i64) -> i64 {
         let (width, offset) = (self.width_ms(), self.window_offset.as_millis() as i64);
         (ts_ms - offset).div_euclid(width) * width + offset

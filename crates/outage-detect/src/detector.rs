@@ -184,6 +184,30 @@ fn random_key() -> (u64, u64) {
     )
 }
 
+/// The de-duplication key of `reporter` in service `sid`: SipHash-1-3,
+/// with `key`, of what `Hash` feeds a hasher for `(sid, reporter)` (the
+/// id's bytes, the reporter's, then 0xff). Hashed in one call from a
+/// stack buffer when it fits (the streaming writes cost a third more), so
+/// the keys, and the snapshots that keep them, are the same either way.
+#[inline]
+fn reporter_hash(key: (u64, u64), sid: u32, reporter: &str) -> u64 {
+    let hasher = SipHasher13::new_with_keys(key.0, key.1);
+    let bytes = reporter.as_bytes();
+    let mut buf = [0u8; 64];
+    let n = bytes.len() + 5;
+    if n <= buf.len() {
+        buf[..4].copy_from_slice(&sid.to_ne_bytes());
+        buf[4..n - 1].copy_from_slice(bytes);
+        buf[n - 1] = 0xff;
+        hasher.hash(&buf[..n])
+    } else {
+        let mut h = hasher;
+        sid.hash(&mut h);
+        reporter.hash(&mut h);
+        h.finish()
+    }
+}
+
 fn stable_id(parts: &[&str]) -> String {
     // FNV-1a: fixed across platforms and releases, unlike std's hashers.
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
@@ -310,6 +334,7 @@ impl Detector {
             .chain(self.services.iter().filter_map(|s| s.incident.as_ref()))
     }
 
+    #[inline]
     fn service_id(&mut self, name: &str) -> Option<u32> {
         // Reports are keyed by service, so a partition often sees the same
         // service many times in a row: one short compare beats a hash.
@@ -434,12 +459,10 @@ impl Detector {
             self.advance_stream(stream_ms);
             return Observed::Late;
         }
-        let key = report.reporter.as_ref().map(|reporter| {
-            let mut h = SipHasher13::new_with_keys(self.reporter_key.0, self.reporter_key.1);
-            sid.hash(&mut h);
-            reporter.hash(&mut h);
-            h.finish()
-        });
+        let key = report
+            .reporter
+            .as_ref()
+            .map(|reporter| reporter_hash(self.reporter_key, sid, reporter));
         let seen_before = key.is_some_and(|k| self.seen_in(start - self.config.width_ms(), k));
         let w = self.window_mut(start);
         let mut unchecked = false;
@@ -471,7 +494,14 @@ impl Detector {
         if stream_ms > self.stream_ms {
             self.stream_ms = stream_ms;
             let lateness = self.config.allowed_lateness.as_millis() as i64;
-            self.advance_to(stream_ms.saturating_sub(lateness));
+            let watermark = stream_ms.saturating_sub(lateness);
+            // Most reports close nothing: checked here, before the call.
+            if self
+                .next_close_ms
+                .is_some_and(|next| next + self.config.width_ms() <= watermark)
+            {
+                self.advance_to(watermark);
+            }
         }
     }
 
@@ -489,10 +519,17 @@ impl Detector {
             .is_some_and(|w| w.seen.contains(&key))
     }
 
+    #[inline]
     fn window_mut(&mut self, start: i64) -> &mut OpenWindow {
         if self.open.back().is_some_and(|w| w.start_ms == start) {
             return self.open.back_mut().expect("checked above");
         }
+        self.window_mut_slow(start)
+    }
+
+    /// [`Detector::window_mut`] for a window that is not the newest.
+    #[inline(never)]
+    fn window_mut_slow(&mut self, start: i64) -> &mut OpenWindow {
         let pos = self.open.iter().rposition(|w| w.start_ms <= start);
         // Size a new window like the last one, so the reporter set does not
         // rehash its way up on every window.

@@ -1075,6 +1075,33 @@ fn a_restored_detector_recognises_the_reporters_it_saw() {
 }
 
 #[test]
+fn reporter_keys_are_what_hashing_the_pair_gives() {
+    // Snapshots keep the keys of reporters already seen: hashing in one
+    // call must give what the streaming `Hash` of (service id, reporter)
+    // gave, for reporters that fit the buffer and for longer ones.
+    let key = (0x0123_4567_89ab_cdef, 0xfedc_ba98_7654_3210);
+    for reporter in [
+        "",
+        "u1",
+        "user-1234567",
+        &"r".repeat(59),
+        &"r".repeat(60),
+        &"x".repeat(300),
+    ] {
+        for sid in [0, 7, u32::MAX] {
+            let mut h = SipHasher13::new_with_keys(key.0, key.1);
+            sid.hash(&mut h);
+            reporter.hash(&mut h);
+            assert_eq!(
+                reporter_hash(key, sid, reporter),
+                h.finish(),
+                "{sid} {reporter}"
+            );
+        }
+    }
+}
+
+#[test]
 fn the_reporter_set_of_a_window_is_bounded() {
     let mut d = Detector::new(DetectorConfig::default());
     let n = MAX_REPORTERS_PER_WINDOW + 1000;

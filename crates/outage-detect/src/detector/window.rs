@@ -48,22 +48,27 @@ impl OpenWindow {
     }
 
     /// Counts one report of `problem` for series `series`.
-    #[inline]
+    #[inline(always)]
     pub(super) fn add(&mut self, series: u32, problem: Problem) {
-        let i = series as usize;
-        if i >= self.slot.len() {
-            self.slot.resize(i + 1, u32::MAX);
-        }
-        let pos = if self.slot[i] == u32::MAX {
-            self.slot[i] = self.accs.len() as u32;
-            self.accs.push((series, Acc::default()));
-            self.accs.len() - 1
-        } else {
-            self.slot[i] as usize
+        let pos = match self.slot.get(series as usize) {
+            Some(&p) if p != u32::MAX => p as usize,
+            _ => self.touch(series),
         };
         let acc = &mut self.accs[pos].1;
         acc.count += 1;
         acc.problems[problem as usize] += 1;
+    }
+
+    /// A series' first report in this window: its place in `accs`.
+    #[inline(never)]
+    fn touch(&mut self, series: u32) -> usize {
+        let i = series as usize;
+        if i >= self.slot.len() {
+            self.slot.resize(i + 1, u32::MAX);
+        }
+        self.slot[i] = self.accs.len() as u32;
+        self.accs.push((series, Acc::default()));
+        self.accs.len() - 1
     }
 
     /// What series `series` counted (nothing if it was never touched).
