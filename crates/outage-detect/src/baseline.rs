@@ -554,6 +554,11 @@ impl Baseline {
     /// unlike both neighbours keeps most of its own value across it.
     pub fn shape_at(&self, pos: WeekPos, rates: &LearnRates) -> Option<f64> {
         let own = self.shape(pos.slot, rates)?;
+        Some(self.line_at(pos, own, rates))
+    }
+
+    /// [`Baseline::shape_at`] given the hour's own shape `own`.
+    fn line_at(&self, pos: WeekPos, own: f64, rates: &LearnRates) -> f64 {
         let side = |step: usize| self.shape((pos.slot + step) % SLOTS, rates).unwrap_or(own);
         let (before, after) = (side(SLOTS - 1), side(1));
         // Two straight pieces, meeting at the hour's middle: the mean of
@@ -578,12 +583,27 @@ impl Baseline {
         // below both neighbours is not expected lower still (expecting too
         // little pages; too much, at the top of a peak, only waits).
         let lowest = own.min(before).min(after);
-        Some((mean + 0.25 * own - 0.125 * (before + after)).max(lowest))
+        (mean + 0.25 * own - 0.125 * (before + after)).max(lowest)
     }
 
     /// [`Baseline::shape_in_use`] at `pos` (see [`Baseline::shape_at`]).
     pub fn shape_in_use_at(&self, pos: WeekPos, borrowed: Option<f64>, rates: &LearnRates) -> f64 {
         self.in_use(self.shape_at(pos, rates), borrowed, rates)
+    }
+
+    /// [`Baseline::shape_in_use_at`] and the [`Baseline::slot_uncertainty`]
+    /// of `pos.slot` together, from one blend of the hour (blends are most
+    /// of what closing a window costs: a quarter of a replay's time).
+    pub fn shape_in_use_and_uncertainty_at(
+        &self,
+        pos: WeekPos,
+        borrowed: Option<f64>,
+        rates: &LearnRates,
+    ) -> (f64, f64) {
+        let blend = self.blend(pos.slot, rates);
+        let shape = blend.map(|(own, _)| self.line_at(pos, own, rates));
+        let uncertainty = blend.map_or(UNSEEN_SLOT_VARIANCE, |(_, variance)| variance);
+        (self.in_use(shape, borrowed, rates), uncertainty)
     }
 
     /// [`Baseline::expected`] at `pos` (see [`Baseline::shape_at`]).

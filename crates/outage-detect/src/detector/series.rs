@@ -276,14 +276,15 @@ impl Series {
         // country, UTC for the worldwide series).
         let pos = WeekPos::local(win.start_ms, win.cfg.width_ms(), self.scope.zone());
         // Computed once: the window is scored and learned with it.
-        let shape = self.baseline.shape_in_use_at(pos, borrowed, &rates);
+        let (shape, uncertain) = self
+            .baseline
+            .shape_in_use_and_uncertainty_at(pos, borrowed, &rates);
         let own_mu = self.baseline.level() * shape;
         // What the window is judged against: the series' own
         // expectation times what its region's other services share.
         let mu = own_mu * common;
         let k_disp = self.baseline.dispersion();
         let trusted = self.baseline.windows() >= min_history_windows;
-        let uncertain = self.baseline.slot_uncertainty(pos.slot, &rates);
         let mut verdict = self
             .sums
             .push(c, own_mu, common, k_disp, uncertain, &thresholds, cap);
