@@ -92,6 +92,8 @@ pub fn replay(
     let started = Instant::now();
     let mut line = Vec::with_capacity(512);
 
+    // Every series of a window shares its start: formatted once.
+    let mut stamp: (i64, String) = (i64::MIN, String::new());
     let mut handle = |events: &mut dyn Iterator<Item = Event>,
                       scores: &mut BufWriter<File>,
                       windows: &mut u64|
@@ -100,20 +102,29 @@ pub fn replay(
             match event {
                 Event::Window(w) => {
                     *windows += 1;
-                    plots
-                        .entry(w.service.clone())
-                        .or_default()
-                        .entry(w.scope.label().to_string())
-                        .or_default()
-                        .push(crate::plot::Point {
-                            ts_ms: w.window_start_ms,
-                            observed: f64::from(w.observed),
-                            expected: w.expected,
-                        });
+                    // Looked up before inserting: no names copied for
+                    // series already plotted (most windows).
+                    let service = match plots.get_mut(&w.service) {
+                        Some(service) => service,
+                        None => plots.entry(w.service.clone()).or_default(),
+                    };
+                    let label = w.scope.label();
+                    let series = match service.get_mut(label) {
+                        Some(series) => series,
+                        None => service.entry(label.to_string()).or_default(),
+                    };
+                    series.push(crate::plot::Point {
+                        ts_ms: w.window_start_ms,
+                        observed: f64::from(w.observed),
+                        expected: w.expected,
+                    });
+                    if stamp.0 != w.window_start_ms {
+                        stamp = (w.window_start_ms, rfc3339(w.window_start_ms));
+                    }
                     writeln!(
                         scores,
                         "{},{},{},{},{:.3},{:.3},{}",
-                        rfc3339(w.window_start_ms),
+                        stamp.1,
                         w.service,
                         w.scope.label(),
                         w.observed,
