@@ -760,15 +760,26 @@ impl Detector {
         let width = self.config.width_ms();
         let at = now_start_ms.div_euclid(width) as u32;
         let mut released = std::mem::take(&mut self.to_learn);
+        // The worldwide shape lent at a released window's start, computed
+        // once for all the series that release it, and only for those
+        // that still borrow (a learned profile ignores it).
+        let mut lent: Option<(u32, Option<f64>)> = None;
         for &(idx, i, count) in &released {
             let start = now_start_ms - i64::from(at.wrapping_sub(i)) * width;
             let idx = idx as usize;
-            let borrowed = if idx == global {
+            let borrowed = if idx == global || self.series[idx].baseline.profile_learned(rates) {
                 None
             } else {
-                self.series[global]
-                    .baseline
-                    .shape_at(WeekPos::of(start, width), rates)
+                match lent {
+                    Some((at_i, shape)) if at_i == i => shape,
+                    _ => {
+                        let shape = self.series[global]
+                            .baseline
+                            .shape_at(WeekPos::of(start, width), rates);
+                        lent = Some((i, shape));
+                        shape
+                    }
+                }
             };
             let s = &mut self.series[idx];
             let pos = WeekPos::local(start, width, s.scope.zone());
