@@ -378,15 +378,22 @@ impl Baseline {
     /// The multiplier [`Baseline::expected`] uses at `slot`: the own shape
     /// once the profile is learned, `borrowed` before (at least 0.05).
     pub fn shape_in_use(&self, slot: usize, borrowed: Option<f64>, rates: &LearnRates) -> f64 {
-        self.in_use(self.shape(slot, rates), borrowed, rates)
+        self.in_use(|| self.shape(slot, rates), borrowed, rates)
     }
 
     /// `own` once the profile is learned, `borrowed` before; at least 0.05.
-    fn in_use(&self, own: Option<f64>, borrowed: Option<f64>, rates: &LearnRates) -> f64 {
+    /// `own` is computed only when it is used (a borrowing series' own
+    /// shape is three blends nobody reads).
+    fn in_use(
+        &self,
+        own: impl FnOnce() -> Option<f64>,
+        borrowed: Option<f64>,
+        rates: &LearnRates,
+    ) -> f64 {
         let shape = if self.profile_learned(rates) {
-            own
+            own()
         } else {
-            borrowed.or(own)
+            borrowed.or_else(own)
         };
         shape.unwrap_or(1.0).max(0.05)
     }
@@ -588,7 +595,7 @@ impl Baseline {
 
     /// [`Baseline::shape_in_use`] at `pos` (see [`Baseline::shape_at`]).
     pub fn shape_in_use_at(&self, pos: WeekPos, borrowed: Option<f64>, rates: &LearnRates) -> f64 {
-        self.in_use(self.shape_at(pos, rates), borrowed, rates)
+        self.in_use(|| self.shape_at(pos, rates), borrowed, rates)
     }
 
     /// [`Baseline::shape_in_use_at`] and the [`Baseline::slot_uncertainty`]
@@ -601,7 +608,7 @@ impl Baseline {
         rates: &LearnRates,
     ) -> (f64, f64) {
         let blend = self.blend(pos.slot, rates);
-        let shape = blend.map(|(own, _)| self.line_at(pos, own, rates));
+        let shape = || blend.map(|(own, _)| self.line_at(pos, own, rates));
         let uncertainty = blend.map_or(UNSEEN_SLOT_VARIANCE, |(_, variance)| variance);
         (self.in_use(shape, borrowed, rates), uncertainty)
     }
