@@ -761,8 +761,9 @@ impl Detector {
         let at = now_start_ms.div_euclid(width) as u32;
         let mut released = std::mem::take(&mut self.to_learn);
         // The worldwide shape lent at a released window's start, computed
-        // once for all the series that release it, and only for those
-        // that still borrow (a learned profile ignores it).
+        // once for all the series that release it (until the worldwide
+        // series itself learns), and only for those that still borrow (a
+        // learned profile ignores it).
         let mut lent: Option<(u32, Option<f64>)> = None;
         for &(idx, i, count) in &released {
             let start = now_start_ms - i64::from(at.wrapping_sub(i)) * width;
@@ -786,6 +787,10 @@ impl Detector {
             let shape = s.baseline.shape_in_use_at(pos, borrowed, rates);
             s.baseline
                 .learn_with_shape(pos.slot, f64::from(count), shape, rates);
+            if idx == global {
+                // The lender learned: what it lends is computed again.
+                lent = None;
+            }
         }
         released.clear();
         self.to_learn = released;
