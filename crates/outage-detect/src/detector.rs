@@ -187,8 +187,9 @@ fn random_key() -> (u64, u64) {
 /// The de-duplication key of `reporter` in service `sid`: SipHash-1-3,
 /// with `key`, of what `Hash` feeds a hasher for `(sid, reporter)` (the
 /// id's bytes, the reporter's, then 0xff). Hashed in one call from a
-/// stack buffer when it fits (the streaming writes cost a third more), so
-/// the keys, and the snapshots that keep them, are the same either way.
+/// stack buffer when it fits (three streaming writes cost an eighth more
+/// instructions than the copy and the one call), so the keys, and the
+/// snapshots that keep them, are the same either way.
 #[inline]
 fn reporter_hash(key: (u64, u64), sid: u32, reporter: &str) -> u64 {
     let hasher = SipHasher13::new_with_keys(key.0, key.1);
