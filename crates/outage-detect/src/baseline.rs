@@ -617,6 +617,17 @@ impl Baseline {
     pub fn expected_at(&self, pos: WeekPos, borrowed: Option<f64>, rates: &LearnRates) -> f64 {
         f64::from(self.level) * self.shape_in_use_at(pos, borrowed, rates)
     }
+
+    /// [`Baseline::expected_at`] given this baseline's own
+    /// [`Baseline::shape_at`] there, already computed.
+    pub fn expected_with(
+        &self,
+        own: Option<f64>,
+        borrowed: Option<f64>,
+        rates: &LearnRates,
+    ) -> f64 {
+        f64::from(self.level) * self.in_use(|| own, borrowed, rates)
+    }
 }
 
 /// Hour-of-week slot of a UTC instant (Monday 00:00 = 0).

@@ -690,7 +690,9 @@ impl Detector {
         // A service far below its expectation has a data gap or a quiet
         // day: learn nothing from it, unless it lasts a day (a new normal).
         let g_acc = w.get(global as u32);
-        let g_mu = self.series[global].baseline.expected_at(pos, None, &rates);
+        let g_mu = self.series[global]
+            .baseline
+            .expected_with(global_shape, None, &rates);
         let low = g_mu >= 20.0 && f64::from(g_acc.count) < 0.3 * g_mu;
         let svc = &mut self.services[sid];
         svc.low_run = if low {

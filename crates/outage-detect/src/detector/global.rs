@@ -109,11 +109,8 @@ impl Detector {
                         }
                     };
                     let b = &global.baseline;
-                    let (expected, k, uncertain) = (
-                        b.expected_at(pos, None, rates),
-                        b.dispersion(),
-                        b.slot_uncertainty(pos.slot, rates),
-                    );
+                    let (shape, uncertain) = b.shape_in_use_and_uncertainty_at(pos, None, rates);
+                    let (expected, k) = (b.level() * shape, b.dispersion());
                     let sd = global.sums.sd(scale, expected, k, uncertain);
                     let (mut biggest, mut total) = (0.0f64, 0.0);
                     for &i in &svc.series {
