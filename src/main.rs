@@ -1,6 +1,7 @@
 //! outage-radar binary: parse the command line, set up logging, hand each
 //! subcommand to its module, and turn errors into exit codes.
 
+mod batches;
 mod cli;
 mod config;
 mod demo;

@@ -4,15 +4,16 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, BufWriter, IsTerminal, Read, Write};
+use std::io::{self, BufReader, BufWriter, IsTerminal, Read, Write};
 use std::path::Path;
 use std::time::Instant;
 
 use anyhow::Context;
 use outage_detect::clock::{StreamClock, Verdict};
-use outage_detect::{decode, Detector, Event, Incident, RejectReason, Report, Scope};
+use outage_detect::{Detector, Event, Incident, RejectReason, Report, Scope};
 use serde_json::json;
 
+use crate::batches::Batches;
 use crate::config::Config;
 
 /// RFC 3339 UTC with seconds, e.g. `2018-09-26T10:02:00Z`.
@@ -65,9 +66,9 @@ fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
 }
 
-fn open_input(input: &str) -> anyhow::Result<(Box<dyn Read>, Option<u64>)> {
+fn open_input(input: &str) -> anyhow::Result<(Box<dyn Read + Send>, Option<u64>)> {
     if input == "-" {
-        return Ok((Box::new(io::stdin().lock()), None));
+        return Ok((Box::new(io::stdin()), None));
     }
     let file = File::open(input).with_context(|| format!("cannot open {input}"))?;
     let len = file.metadata().ok().map(|m| m.len());
@@ -99,7 +100,7 @@ pub fn replay(
     } else {
         indicatif::ProgressBar::hidden()
     };
-    let mut reader = BufReader::with_capacity(1 << 20, progress.wrap_read(reader));
+    let reader = BufReader::with_capacity(1 << 20, progress.wrap_read(reader));
     let scores_path = out.join("scores.csv");
     let mut scores = BufWriter::new(
         File::create(&scores_path)
@@ -117,7 +118,6 @@ pub fn replay(
     let mut rejected: BTreeMap<RejectReason, u64> = BTreeMap::new();
     let (mut lines, mut decoded, mut windows) = (0u64, 0u64, 0u64);
     let started = Instant::now();
-    let mut line = Vec::with_capacity(512);
 
     // Every series of a window shares its start: formatted once.
     let mut stamp: (i64, String) = (i64::MIN, String::new());
@@ -240,51 +240,48 @@ pub fn replay(
         detector.observe_at(report, report.ts_ms.min(now));
         counted
     };
-    loop {
-        line.clear();
-        if reader.read_until(b'\n', &mut line)? == 0 {
-            break;
-        }
-        let body = line.strip_suffix(b"\n").unwrap_or(&line);
-        let body = body.strip_suffix(b"\r").unwrap_or(body);
-        if body.is_empty() {
-            continue;
-        }
-        lines += 1;
-        // The skew check is the clock's, below: the file's time is the clock.
-        match decode(body, None, i64::MAX / 4, &opts) {
-            Ok(report) => {
-                if clock.now().is_none() {
-                    clock.push(report.ts_ms);
-                    warmup.push(report.into_owned());
-                    if clock.warm() {
-                        clock.settle();
-                        for r in warmup.drain(..) {
-                            decoded += feed(
-                                &r,
-                                &mut clock,
-                                &mut detector,
-                                &mut rejected,
-                                &mut held,
-                                true,
-                            );
-                            handle(&mut detector.drain_events(), &mut scores, &mut windows)?;
-                        }
-                    }
+    let mut batches = Batches::spawn(reader, opts.clone());
+    while let Some(batch) = batches.next() {
+        let batch = batch.with_context(|| format!("cannot read {input}"))?;
+        for report in batch.reports() {
+            lines += 1;
+            let report = match report {
+                Ok(report) => report,
+                Err(reason) => {
+                    *rejected.entry(reason).or_default() += 1;
                     continue;
                 }
-                decoded += feed(
-                    &report,
-                    &mut clock,
-                    &mut detector,
-                    &mut rejected,
-                    &mut held,
-                    false,
-                );
-                handle(&mut detector.drain_events(), &mut scores, &mut windows)?;
+            };
+            if clock.now().is_none() {
+                clock.push(report.ts_ms);
+                warmup.push(report.into_owned());
+                if clock.warm() {
+                    clock.settle();
+                    for r in warmup.drain(..) {
+                        decoded += feed(
+                            &r,
+                            &mut clock,
+                            &mut detector,
+                            &mut rejected,
+                            &mut held,
+                            true,
+                        );
+                        handle(&mut detector.drain_events(), &mut scores, &mut windows)?;
+                    }
+                }
+                continue;
             }
-            Err(e) => *rejected.entry(e.reason).or_default() += 1,
+            decoded += feed(
+                &report,
+                &mut clock,
+                &mut detector,
+                &mut rejected,
+                &mut held,
+                false,
+            );
+            handle(&mut detector.drain_events(), &mut scores, &mut windows)?;
         }
+        batches.recycle(batch);
     }
     // A stream shorter than the clock's sample.
     clock.settle();
