@@ -48,15 +48,127 @@ fn push_fixed3(out: &mut Vec<u8>, x: f64) {
     }
 }
 
-/// Reports after a refused one during which it is held for a second look:
-/// the clock's sample (see `held` in [`replay`]).
+/// Reports after a refused one during which it is held for a second look
+/// (see [`Intake`]).
 const HELD_FOR: u64 = 64;
 
-/// Refused reports on hold, each with its sequence number.
-#[derive(Default)]
-struct Held {
+/// Between the decoder and the detector: stream time from the robust
+/// clock, the first reports held until it has a sample, and reports it
+/// refused held for a second look.
+struct Intake {
+    /// Stream time never runs ahead of what many reports agree on (see
+    /// `StreamClock`): a device clock 80 years ahead must not close every
+    /// window.
+    clock: StreamClock,
+    /// The first reports, waiting until the clock has its first sample.
+    warmup: Vec<Report<'static>>,
+    /// Reports the clock refused, each with its sequence number, held for
+    /// the next [`HELD_FOR`] reports instead of dropped: after a real data
+    /// gap the first reports are ahead of the clock until enough of them
+    /// move it (about 16), and they are then counted like the rest. A lone
+    /// device clock ahead is not joined by the reports after it; it leaves
+    /// the hold as `future_timestamp`.
+    held: std::collections::VecDeque<(u64, Report<'static>)>,
     seq: u64,
-    reports: std::collections::VecDeque<(u64, Report<'static>)>,
+    rejected: BTreeMap<RejectReason, u64>,
+    /// Reports handed to the detector.
+    decoded: u64,
+}
+
+impl Intake {
+    fn new(max_clock_skew_ms: i64) -> Intake {
+        Intake {
+            clock: StreamClock::new(max_clock_skew_ms),
+            warmup: Vec::with_capacity(64),
+            held: Default::default(),
+            seq: 0,
+            rejected: BTreeMap::new(),
+            decoded: 0,
+        }
+    }
+
+    fn reject(&mut self, reason: RejectReason) {
+        *self.rejected.entry(reason).or_default() += 1;
+    }
+
+    /// The next decoded report of the file.
+    fn take(&mut self, report: Report<'_>, detector: &mut Detector) {
+        if self.clock.now().is_some() {
+            return self.feed(&report, detector, false);
+        }
+        self.clock.push(report.ts_ms);
+        self.warmup.push(report.into_owned());
+        if self.clock.warm() {
+            self.release_warmup(detector);
+        }
+    }
+
+    /// Settles the clock on its sample and counts the reports that waited
+    /// for it.
+    fn release_warmup(&mut self, detector: &mut Detector) {
+        self.clock.settle();
+        for report in std::mem::take(&mut self.warmup) {
+            self.feed(&report, detector, true);
+        }
+    }
+
+    /// At the end of the file: reports decoded, and rejected by reason.
+    fn finish(mut self, detector: &mut Detector) -> (u64, BTreeMap<RejectReason, u64>) {
+        // A stream shorter than the clock's sample.
+        self.release_warmup(detector);
+        // Held to the end: ahead of everything the stream agreed on.
+        *self
+            .rejected
+            .entry(RejectReason::FutureTimestamp)
+            .or_default() += self.held.len() as u64;
+        self.rejected.retain(|_, n| *n > 0);
+        (self.decoded, self.rejected)
+    }
+
+    /// Counts `report` at its time, or holds it if the clock refuses it
+    /// (`pushed`: the clock has its time already, from the warm-up).
+    fn feed(&mut self, report: &Report<'_>, detector: &mut Detector, pushed: bool) {
+        self.seq += 1;
+        let seq = self.seq;
+        while self.held.front().is_some_and(|(s, _)| seq - s > HELD_FOR) {
+            self.held.pop_front();
+            self.reject(RejectReason::FutureTimestamp);
+        }
+        let clock = &mut self.clock;
+        if clock.judge(report.ts_ms) == Verdict::Future {
+            if !pushed {
+                clock.push_refused(report.ts_ms);
+            }
+            self.held.push_back((seq, report.clone().into_owned()));
+            return;
+        }
+        if !pushed {
+            clock.push(report.ts_ms);
+        }
+        let now = clock.now().unwrap_or(report.ts_ms);
+        // The clock may have moved: held reports it now accepts count, in
+        // time order and each at its own time (the clock's new time is the
+        // upper quartile of them, and would make the earliest late).
+        let mut due: Vec<Report<'static>> = Vec::new();
+        self.held.retain(|(_, h)| {
+            if clock.judge(h.ts_ms) == Verdict::Future {
+                return true;
+            }
+            due.push(h.clone());
+            false
+        });
+        due.sort_by_key(|h| h.ts_ms);
+        for h in &due {
+            detector.observe_at(h, h.ts_ms.min(now));
+        }
+        // Stream time follows the reports, never beyond what the clock
+        // agrees on: the clock's upper quartile can be ahead of a report by
+        // a quarter of its sample (seconds in a busy stream, more in a
+        // sparse one, and after warm-up), which would make honest reports
+        // late.
+        detector.observe_at(report, report.ts_ms.min(now));
+        self.decoded += 1 + due.len() as u64;
+    }
 }
 
 /// Plots written besides those of services with an incident: the busiest.
@@ -115,8 +227,7 @@ pub fn replay(
     let mut detector = Detector::new(config.detect.clone());
     let mut incidents: BTreeMap<String, (usize, Incident)> = BTreeMap::new();
     let mut plots: BTreeMap<String, BTreeMap<String, crate::plot::Series>> = BTreeMap::new();
-    let mut rejected: BTreeMap<RejectReason, u64> = BTreeMap::new();
-    let (mut lines, mut decoded, mut windows) = (0u64, 0u64, 0u64);
+    let (mut lines, mut windows) = (0u64, 0u64);
     let started = Instant::now();
 
     // Every series of a window shares its start: formatted once.
@@ -176,129 +287,22 @@ pub fn replay(
         Ok(())
     };
 
-    // Stream time never runs ahead of what many reports agree on (see
-    // `StreamClock`): a device clock 80 years ahead must not close every
-    // window. The first reports wait until the clock has its first sample.
-    let mut clock = StreamClock::new(opts.max_clock_skew_ms);
-    let mut warmup: Vec<Report<'static>> = Vec::with_capacity(64);
-    // Reports the clock refused, held for the next HELD_FOR reports instead
-    // of dropped: after a real data gap the first reports are ahead of the
-    // clock until enough of them move it (about 16), and they are then
-    // counted like the rest. A lone device clock ahead is not joined by the
-    // reports after it; it leaves the hold as `future_timestamp`.
-    let mut held: Held = Held::default();
-    let feed = |report: &Report<'_>,
-                clock: &mut StreamClock,
-                detector: &mut Detector,
-                rejected: &mut BTreeMap<RejectReason, u64>,
-                held: &mut Held,
-                pushed: bool|
-     -> u64 {
-        held.seq += 1;
-        let seq = held.seq;
-        while held
-            .reports
-            .front()
-            .is_some_and(|(s, _)| seq - s > HELD_FOR)
-        {
-            held.reports.pop_front();
-            *rejected.entry(RejectReason::FutureTimestamp).or_default() += 1;
-        }
-        if clock.judge(report.ts_ms) == Verdict::Future {
-            if !pushed {
-                clock.push_refused(report.ts_ms);
-            }
-            held.reports.push_back((seq, report.clone().into_owned()));
-            return 0;
-        }
-        if !pushed {
-            clock.push(report.ts_ms);
-        }
-        let now = clock.now().unwrap_or(report.ts_ms);
-        // The clock may have moved: held reports it now accepts count, in
-        // time order and each at its own time (the clock's new time is the
-        // upper quartile of them, and would make the earliest late).
-        let mut counted = 1;
-        let mut due: Vec<Report<'static>> = Vec::new();
-        held.reports.retain(|(_, h)| {
-            if clock.judge(h.ts_ms) == Verdict::Future {
-                return true;
-            }
-            due.push(h.clone());
-            false
-        });
-        due.sort_by_key(|h| h.ts_ms);
-        for h in &due {
-            detector.observe_at(h, h.ts_ms.min(now));
-            counted += 1;
-        }
-        // Stream time follows the reports, never beyond what the clock
-        // agrees on: the clock's upper quartile can be ahead of a report by
-        // a quarter of its sample (seconds in a busy stream, more in a
-        // sparse one, and after warm-up), which would make honest reports
-        // late.
-        detector.observe_at(report, report.ts_ms.min(now));
-        counted
-    };
+    let mut intake = Intake::new(opts.max_clock_skew_ms);
     let mut batches = Batches::spawn(reader, opts.clone());
     while let Some(batch) = batches.next() {
         let batch = batch.with_context(|| format!("cannot read {input}"))?;
         for report in batch.reports() {
             lines += 1;
-            let report = match report {
-                Ok(report) => report,
-                Err(reason) => {
-                    *rejected.entry(reason).or_default() += 1;
-                    continue;
-                }
-            };
-            if clock.now().is_none() {
-                clock.push(report.ts_ms);
-                warmup.push(report.into_owned());
-                if clock.warm() {
-                    clock.settle();
-                    for r in warmup.drain(..) {
-                        decoded += feed(
-                            &r,
-                            &mut clock,
-                            &mut detector,
-                            &mut rejected,
-                            &mut held,
-                            true,
-                        );
-                        handle(&mut detector.drain_events(), &mut scores, &mut windows)?;
-                    }
-                }
-                continue;
+            match report {
+                Ok(report) => intake.take(report, &mut detector),
+                Err(reason) => intake.reject(reason),
             }
-            decoded += feed(
-                &report,
-                &mut clock,
-                &mut detector,
-                &mut rejected,
-                &mut held,
-                false,
-            );
-            handle(&mut detector.drain_events(), &mut scores, &mut windows)?;
         }
+        // The batch's events, in the order they came.
+        handle(&mut detector.drain_events(), &mut scores, &mut windows)?;
         batches.recycle(batch);
     }
-    // A stream shorter than the clock's sample.
-    clock.settle();
-    for r in warmup.drain(..) {
-        decoded += feed(
-            &r,
-            &mut clock,
-            &mut detector,
-            &mut rejected,
-            &mut held,
-            true,
-        );
-        handle(&mut detector.drain_events(), &mut scores, &mut windows)?;
-    }
-    // Held to the end: ahead of everything the stream agreed on.
-    *rejected.entry(RejectReason::FutureTimestamp).or_default() += held.reports.len() as u64;
-    rejected.retain(|_, n| *n > 0);
+    let (decoded, rejected) = intake.finish(&mut detector);
     detector.flush();
     handle(&mut detector.drain_events(), &mut scores, &mut windows)?;
     scores.flush()?;
