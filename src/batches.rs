@@ -70,7 +70,15 @@ impl Batch {
                 reporter: s.reporter.as_ref().map(|r| text(r).into()),
                 source: s.source.as_ref().map(|r| text(r).into()),
             }),
-            Line::Owned(report) => Ok(report.clone()),
+            // Lent, not cloned: no allocation for escaped lines either.
+            Line::Owned(r) => Ok(Report {
+                service: r.service.as_ref().into(),
+                region: r.region,
+                ts_ms: r.ts_ms,
+                problem: r.problem,
+                reporter: r.reporter.as_deref().map(Into::into),
+                source: r.source.as_deref().map(Into::into),
+            }),
             Line::Rejected(reason) => Err(*reason),
         })
     }
