@@ -233,14 +233,11 @@ pub fn replay(
     // Every series of a window shares its start: formatted once.
     let mut stamp: (i64, String) = (i64::MIN, String::new());
     let mut row: Vec<u8> = Vec::with_capacity(128);
-    let mut handle = |events: &mut dyn Iterator<Item = Event>,
-                      scores: &mut BufWriter<File>,
-                      windows: &mut u64|
-     -> io::Result<()> {
+    let mut handle = |events: &mut dyn Iterator<Item = Event>| -> io::Result<()> {
         for event in events {
             match event {
                 Event::Window(w) => {
-                    *windows += 1;
+                    windows += 1;
                     // Looked up before inserting: no names copied for
                     // series already plotted (most windows).
                     let service = match plots.get_mut(&w.service) {
@@ -299,12 +296,12 @@ pub fn replay(
             }
         }
         // The batch's events, in the order they came.
-        handle(&mut detector.drain_events(), &mut scores, &mut windows)?;
+        handle(&mut detector.drain_events())?;
         batches.recycle(batch);
     }
     let (decoded, rejected) = intake.finish(&mut detector);
     detector.flush();
-    handle(&mut detector.drain_events(), &mut scores, &mut windows)?;
+    handle(&mut detector.drain_events())?;
     scores.flush()?;
     progress.finish_and_clear();
     let elapsed = started.elapsed().as_secs_f64();
