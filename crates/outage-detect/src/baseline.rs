@@ -40,6 +40,13 @@ const WEEK_VARIANCE: f64 = 0.01;
 /// found more slow outages but paged on first weekends; EVALUATION.md).
 const UNSEEN_SLOT_VARIANCE: f64 = 0.04;
 
+/// How far a day of one kind (weekday or weekend) is taken to be the
+/// other kind's day shifted in time: hour offsets and their weights, a
+/// normal distribution of one hour's spread at whole hours. People sleep
+/// in and stay up later at weekends; how much, no day of the other kind
+/// says. Set a priori, not tuned.
+const SHIFT_HOURS: [(i32, f64); 4] = [(-2, 0.054), (-1, 0.242), (1, 0.242), (2, 0.054)];
+
 /// Weight of one comparison in the learned day spread (about half a day
 /// of newly seen hours dominates it; set a priori, not tuned).
 const DAY_SPREAD_RATE: f64 = 1.0 / 12.0;
@@ -101,6 +108,39 @@ fn other_days(profile: &Profile, slot: usize) -> [(f64, f64); 2] {
         }
     }
     [all, same]
+}
+
+/// Relative variance of a guess of `slot` from the same hour on the days
+/// of the other kind, from the day's shape being shifted ([`SHIFT_HOURS`]):
+/// the weighted mean square log ratio of the neighbouring hours' means to
+/// this hour's, on those days. Large where the day rises or falls steeply
+/// (a weekend's late evening guessed from weekdays whose evening has
+/// ended), small where it is flat; nothing when those days were not
+/// seen. The day is taken as circular: an hour before midnight is the
+/// same days' 23:00.
+fn shift_variance(profile: &Profile, slot: usize) -> f64 {
+    let weekend = |day: usize| day >= 5;
+    let (hour, kind) = (slot % 24, weekend(slot / 24));
+    let mean_at = |h: usize| {
+        let (mut sum, mut visits) = (0.0, 0.0);
+        for day in (0..7).filter(|&d| weekend(d) != kind) {
+            let s = day * 24 + h;
+            let v = f64::from(profile.visits[s]);
+            sum += v * f64::from(profile.mult[s]);
+            visits += v;
+        }
+        (visits > 0.0 && sum > 0.0).then(|| sum / visits)
+    };
+    let Some(m0) = mean_at(hour) else {
+        return 0.0;
+    };
+    SHIFT_HOURS
+        .iter()
+        .filter_map(|&(d, w)| {
+            let m = mean_at((hour as i32 + d).rem_euclid(24) as usize)?;
+            Some(w * (m / m0).clamp(0.05, 20.0).ln().powi(2))
+        })
+        .sum()
 }
 
 /// Per-window learning rates, derived from the configured half-lives and
@@ -285,13 +325,24 @@ impl Baseline {
         // with the days of the other kind, off by the prior (a Saturday
         // is not a Tuesday). Each weighted by what it is worth, so the
         // first Sunday leans on Saturday, not on five weekdays.
+        // A guess from the other kind of day is also off by how much
+        // the day's shape is shifted, while the hour's first week of
+        // visits goes on (after it, its own are the evidence).
+        let kind_prior = || {
+            UNSEEN_SLOT_VARIANCE
+                + if own_visits < first_hour(rates) {
+                    shift_variance(profile, slot)
+                } else {
+                    0.0
+                }
+        };
         let other = match (same_visits > 0.0, visits > same_visits) {
             (true, true) => Some(pool(
                 guess(same_sum, same_visits, self.day_spread()),
-                guess(sum - same_sum, visits - same_visits, UNSEEN_SLOT_VARIANCE),
+                guess(sum - same_sum, visits - same_visits, kind_prior()),
             )),
             (true, false) => Some(guess(same_sum, same_visits, self.day_spread())),
-            (false, true) => Some(guess(sum, visits, UNSEEN_SLOT_VARIANCE)),
+            (false, true) => Some(guess(sum, visits, kind_prior())),
             (false, false) => None,
         };
         match (own_visits > 0.0, other) {
@@ -307,7 +358,12 @@ impl Baseline {
                 // several times as uncertain as the guess it replaced (and
                 // the rise its own expectation). Where the prior is the
                 // tighter (a series a day or two old) it holds at once.
-                let prior = UNSEEN_SLOT_VARIANCE + variance(other, visits);
+                // A guess from days of both kinds leans on its own kind.
+                let prior = if same_visits > 0.0 {
+                    UNSEEN_SLOT_VARIANCE
+                } else {
+                    kind_prior()
+                } + variance(other, visits);
                 let off = if unseen < prior {
                     let seen = (own_visits / rates.visits_per_week).min(1.0);
                     unseen + seen * (prior - unseen)
@@ -1005,6 +1061,42 @@ mod tests {
         // little to go on, four weekdays that agree are much.
         assert!(monday_var < UNSEEN_SLOT_VARIANCE / 4.0, "{monday_var}");
         assert!(monday_var < sunday_var, "{monday_var} {sunday_var}");
+    }
+
+    #[test]
+    fn a_first_weekend_hour_is_less_sure_where_the_weekdays_rise_or_fall() {
+        // Five weekdays whose evening ends steeply at 22:00 (60, 30, then
+        // 8 through the night). The first Saturday's midnight is guessed
+        // from the weekdays' midnight, but a weekend evening that ends an
+        // hour or two later is several times it: the guess is that much
+        // less sure. Its noon, where the weekdays are flat, is not.
+        let r = rates();
+        let start = 1_537_747_200_000; // a Monday
+        let hourly = |h: i64| match h {
+            18..=21 => 60.0,
+            22 => 30.0,
+            23 | 0..=6 => 8.0,
+            _ => 40.0,
+        };
+        let mut b = Baseline::new();
+        for w in 0..5 * 1440 {
+            let t = start + w * MIN;
+            b.learn(slot_of(t), hourly(w / 60 % 24), None, &r);
+        }
+        let saturday = |h: i64| slot_of(start + 5 * 86_400_000 + h * 3_600_000);
+        let midnight = b.slot_uncertainty(saturday(0), &r);
+        let noon = b.slot_uncertainty(saturday(12), &r);
+        assert!(noon < 1.5 * UNSEEN_SLOT_VARIANCE, "{noon}");
+        assert!(midnight > 2.0 * noon, "{midnight} vs {noon}");
+        // A weekday's hour, guessed from the days of its kind, is not
+        // touched: a Friday's midnight after four weekdays that agree.
+        let mut b = Baseline::new();
+        for w in 0..4 * 1440 {
+            let t = start + w * MIN;
+            b.learn(slot_of(t), hourly(w / 60 % 24), None, &r);
+        }
+        let friday = b.slot_uncertainty(slot_of(start + 4 * 86_400_000), &r);
+        assert!(friday < UNSEEN_SLOT_VARIANCE / 4.0, "{friday}");
     }
 
     #[test]
