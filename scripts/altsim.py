@@ -33,6 +33,8 @@ import math
 import random
 import sys
 
+from scenario_common import outage_region, poisson
+
 MIN = 60_000
 
 # region code, UTC offset in winter, DST rule ("eu", "us", None), weight
@@ -73,19 +75,6 @@ def utc_offset(rule, base, t):
         end = dt.datetime.combine(first_sun, dt.time(2)) - dt.timedelta(hours=base + 1)
         return base + (1 if start <= t < end else 0)
     return base
-
-
-def poisson(rng, lam):
-    if lam <= 0:
-        return 0
-    if lam < 30:
-        limit, k, p = math.exp(-lam), 0, 1.0
-        while True:
-            p *= rng.random()
-            if p <= limit:
-                return k
-            k += 1
-    return max(0, int(round(rng.gauss(lam, math.sqrt(lam)))))
 
 
 class Series:
@@ -248,16 +237,8 @@ def main():
     for e in events:
         regs = []
         for code, rs in e["regions"]:
-            ex = excess.get((ei, code), {})
+            regs.append(outage_region(code, iso(rs), excess.get((ei, code), {}), e["mag"], iso))
             ei += 1
-            tot = sum(ex.values())
-            peak = max(ex.values(), default=0.0)
-            floor = next((m for m in sorted(ex) if ex[m] >= 4.0), None)
-            detectable = tot >= 40 and peak >= 4
-            base = (sum(ex.values()) / max(1, len(ex))) / (e["mag"] - 1)
-            regs.append(dict(region=code, start=iso(rs), excess=round(tot, 1), peak_excess=round(peak, 2),
-                             base_per_minute=round(base, 3), detectable=detectable,
-                             floor_at=iso(floor) if floor is not None else None))
         truth_events.append(dict(kind="outage", service=e["service"], regions=regs, start=iso(e["start"]),
                                  end=iso(e["start"] + e["dur"]), expect_incident=True,
                                  expect_global=bool(e.get("fan")),

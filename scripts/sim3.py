@@ -26,6 +26,8 @@ import math
 import random
 import sys
 
+from scenario_common import outage_region, poisson
+
 MIN = 60_000
 # region, fixed UTC offset (hours), share of a service's volume
 REGIONS = [("US", -6, 300.0), ("GB", 0, 80.0), ("DE", 1, 50.0), ("FR", 1, 40.0), ("JP", 9, 60.0),
@@ -33,19 +35,6 @@ REGIONS = [("US", -6, 300.0), ("GB", 0, 80.0), ("DE", 1, 50.0), ("FR", 1, 40.0),
            ("NL", 1, 8.0), ("KR", 9, 6.0), ("NO", 1, 2.0), ("CL", -4, 0.8), ("LU", 1, 0.15)]
 SERVICES = ["netflix", "xbox", "slack", "paypal", "zoom"]
 PROBLEMS = ["login", "connection", "app", "payments", "other"]
-
-
-def poisson(rng, lam):
-    if lam <= 0:
-        return 0
-    if lam < 30:
-        limit, k, p = math.exp(-lam), 0, 1.0
-        while True:
-            p *= rng.random()
-            if p <= limit:
-                return k
-            k += 1
-    return max(0, int(round(rng.gauss(lam, math.sqrt(lam)))))
 
 
 def knots(rng, base):
@@ -171,15 +160,8 @@ def main():
     for e in events:
         regs = []
         for code, rs in e["regions"]:
-            ex = excess.get((ei, code), {})
+            regs.append(outage_region(code, iso(rs), excess.get((ei, code), {}), e["mag"], iso))
             ei += 1
-            tot = sum(ex.values())
-            peak = max(ex.values(), default=0.0)
-            floor = next((m for m in sorted(ex) if ex[m] >= 4.0), None)
-            base = tot / max(1, len(ex)) / (e["mag"] - 1)
-            regs.append(dict(region=code, start=iso(rs), excess=round(tot, 1), peak_excess=round(peak, 2),
-                             base_per_minute=round(base, 3), detectable=tot >= 40 and peak >= 4,
-                             floor_at=iso(floor) if floor is not None else None))
         truth.append(dict(kind="outage", service=e["service"], regions=regs, start=iso(e["start"]),
                           end=iso(e["start"] + e["dur"]), expect_incident=True,
                           expect_global=len(e["regions"]) >= 3, magnitude=round(e["mag"], 2),
