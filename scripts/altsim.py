@@ -27,13 +27,12 @@ Outages: nine single-region ones of 3-8x lasting 40-90 minutes (steps with a
 15 minutes. Only the standard library is used.
 """
 import datetime as dt
-import gzip
 import json
 import math
 import random
 import sys
 
-from scenario_common import outage_region, poisson
+from scenario_common import outage_regions, poisson, quiet_truth, write_feed
 
 MIN = 60_000
 
@@ -220,25 +219,15 @@ def main():
     for _ in range(50):
         at = t_mid + rng.randrange(-86_400_000 * 3, 86_400_000 * 3)
         lines.append((at, rng.choice(['{"service":"discord"', 'not json', '{"service":"x","region":"ZZZ","ts":1}', ''])))
-    lines.sort(key=lambda x: x[0])
-    with gzip.open(out, "wt") as f:
-        for _, line in lines:
-            if line:
-                f.write(line + "\n")
+    write_feed(out, lines)
 
     def iso(m):
         return (start + dt.timedelta(minutes=m)).strftime("%Y-%m-%dT%H:%M:%SZ")
 
-    truth_events = []
-    for e in quiet_events:
-        truth_events.append(dict(kind=e["kind"], service=e["service"], regions=[], start=iso(e["start"]),
-                                 end=iso(e["start"] + e["dur"]), expect_incident=False, expect_global=False))
+    truth_events = quiet_truth(quiet_events, iso)
     ei = 0
     for e in events:
-        regs = []
-        for code, rs in e["regions"]:
-            regs.append(outage_region(code, iso(rs), excess.get((ei, code), {}), e["mag"], iso))
-            ei += 1
+        regs, ei = outage_regions(e["regions"], excess, ei, e["mag"], iso)
         truth_events.append(dict(kind="outage", service=e["service"], regions=regs, start=iso(e["start"]),
                                  end=iso(e["start"] + e["dur"]), expect_incident=True,
                                  expect_global=bool(e.get("fan")),

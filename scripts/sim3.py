@@ -20,13 +20,12 @@
   sim3.py quiet SEED OUT.jsonl.gz     # 30 quiet days
 """
 import datetime as dt
-import gzip
 import json
 import math
 import random
 import sys
 
-from scenario_common import outage_region, poisson
+from scenario_common import outage_regions, poisson, quiet_truth, write_feed
 
 MIN = 60_000
 # region, fixed UTC offset (hours), share of a service's volume
@@ -144,24 +143,15 @@ def main():
                 lines.append((t0 + i * 900, json.dumps(dict(
                     service=spam[0], region=spam[1], ts=t0 + i * 900, problem="other",
                     reporter=f"bot-{i % 3}"), separators=(",", ":"))))
-    lines.sort(key=lambda x: x[0])
-    with gzip.open(out, "wt") as f:
-        for _, line in lines:
-            f.write(line + "\n")
+    write_feed(out, lines)
 
     def iso(m):
         return (start + dt.timedelta(minutes=m)).strftime("%Y-%m-%dT%H:%M:%SZ")
 
-    truth = []
-    for e in quiet_events:
-        truth.append(dict(kind=e["kind"], service=e["service"], regions=[], start=iso(e["start"]),
-                          end=iso(e["start"] + e["dur"]), expect_incident=False, expect_global=False))
+    truth = quiet_truth(quiet_events, iso)
     ei = 0
     for e in events:
-        regs = []
-        for code, rs in e["regions"]:
-            regs.append(outage_region(code, iso(rs), excess.get((ei, code), {}), e["mag"], iso))
-            ei += 1
+        regs, ei = outage_regions(e["regions"], excess, ei, e["mag"], iso)
         truth.append(dict(kind="outage", service=e["service"], regions=regs, start=iso(e["start"]),
                           end=iso(e["start"] + e["dur"]), expect_incident=True,
                           expect_global=len(e["regions"]) >= 3, magnitude=round(e["mag"], 2),
