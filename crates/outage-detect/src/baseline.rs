@@ -16,7 +16,10 @@
 //! hour not yet known is learned per series: each hour seen for the first
 //! time is compared with it (`Baseline::day_spread`), so a series whose
 //! days agree trusts the guess for its unseen hours more than one whose
-//! days differ. About 860 bytes.
+//! days differ. A guess from the other kind of day (a first Saturday from
+//! the weekdays) is also as unsure as that day changes within an hour or
+//! two of it (`SHIFT_HOURS`): weekends keep other hours. About 860
+//! bytes.
 
 use serde::{Deserialize, Serialize};
 
