@@ -351,7 +351,6 @@ impl Series {
             mu,
             ratio,
             k_disp,
-            k_window,
             ref verdict,
             trusted,
             suspect,
@@ -385,21 +384,15 @@ impl Series {
         let page = reached && !held;
         let own = verdict.window_surprise;
         let at = win.at;
-        // The run of elevated windows an onset starts lasts while each
-        // window is more than a standard deviation above expectation (as
-        // the window was scored). Above its mean, or its median, was
-        // not enough: in a series under one report a window, a single
-        // report is above the mean in more than half of all windows
-        // (altsim seed 26 `roblox` AU: one window of 5 at 0.8, then 2,
-        // 1, 1, 2, 3, 3 and the outage six minutes later); and a blip
-        // of one in a hundred followed by two windows just above the
-        // median dated an outage three minutes early, so `evaluate`
-        // counted it missed and the incident false (outages 706
-        // `alexa` JP: 18 where 8.1 were due, then 13 and 10, then the
-        // outage). Dating a flapping or ramping outage a little late
-        // costs nothing: it is paged when it is paged.
-        let sd = (mu * (1.0 + k_window * mu)).sqrt();
-        self.onset_at = if f64::from(c) <= mu + sd {
+        // Above expectation means above its median (about the mean
+        // plus a third, a Poisson count's; over-dispersion lowers the
+        // median, so this errs towards dating later): in a series
+        // under one report a window, a single report is above the
+        // mean in more than half of all windows, and runs of them
+        // dated outages minutes early (altsim seed 26 `roblox` AU:
+        // one window of 5 at 0.8, then 2, 1, 1, 2, 3, 3 and the
+        // outage six minutes later).
+        self.onset_at = if f64::from(c) <= mu + 1.0 / 3.0 {
             NO_ONSET
         } else if self.onset_at == NO_ONSET && own >= HOLD_SURPRISE {
             at
