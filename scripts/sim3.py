@@ -3,7 +3,8 @@
 
 - each series' day is its own: 24 hourly knots drawn per service and region
   (smoothed, interpolated), with three kinds of day (weekday, Saturday,
-  Sunday), in the region's fixed UTC offset;
+  Sunday; the weekend days are the weekday's shape two and three hours
+  earlier, scaled 0.7-1.4), in the region's fixed UTC offset;
 - noise is an AR(1) lognormal multiplier per minute (correlated over about
   ten minutes), on a level that random-walks from day to day (up and down);
 - volumes from 0.02 to a few hundred reports a minute;
