@@ -1,7 +1,8 @@
-"""What scripts/altsim.py and scripts/sim3.py share: Poisson draws and the
-truth of one outage region, in the truth format `outage-radar evaluate`
-reads (its excess, its peak excess a minute, whether it is detectable and
-the minute it reaches the floor of 4 excess reports)."""
+"""What scripts/altsim.py and scripts/sim3.py share: Poisson draws, writing
+the feed, and the truth in the format `outage-radar evaluate` reads (for
+each outage region its excess, its peak excess a minute, whether it is
+detectable and the minute it reaches the floor of 4 excess reports; the
+quirks that must raise nothing)."""
 import gzip
 import math
 
