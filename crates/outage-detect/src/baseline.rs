@@ -330,22 +330,22 @@ impl Baseline {
         // first Sunday leans on Saturday, not on five weekdays.
         // A guess from the other kind of day is also off by how much
         // the day's shape is shifted, while the hour's first week of
-        // visits goes on (after it, its own are the evidence).
-        let kind_prior = || {
-            UNSEEN_SLOT_VARIANCE
-                + if own_visits < first_hour(rates) {
-                    shift_variance(profile, slot)
-                } else {
-                    0.0
-                }
-        };
+        // visits goes on (after it, its own are the evidence). Worked
+        // out once, and only where a day of the other kind was seen
+        // (elsewhere it is used nowhere, and would be nothing).
+        let kind_prior = UNSEEN_SLOT_VARIANCE
+            + if own_visits < first_hour(rates) && visits > same_visits {
+                shift_variance(profile, slot)
+            } else {
+                0.0
+            };
         let other = match (same_visits > 0.0, visits > same_visits) {
             (true, true) => Some(pool(
                 guess(same_sum, same_visits, self.day_spread()),
-                guess(sum - same_sum, visits - same_visits, kind_prior()),
+                guess(sum - same_sum, visits - same_visits, kind_prior),
             )),
             (true, false) => Some(guess(same_sum, same_visits, self.day_spread())),
-            (false, true) => Some(guess(sum, visits, kind_prior())),
+            (false, true) => Some(guess(sum, visits, kind_prior)),
             (false, false) => None,
         };
         match (own_visits > 0.0, other) {
@@ -365,7 +365,7 @@ impl Baseline {
                 let prior = if same_visits > 0.0 {
                     UNSEEN_SLOT_VARIANCE
                 } else {
-                    kind_prior()
+                    kind_prior
                 } + variance(other, visits);
                 let off = if unseen < prior {
                     let seen = (own_visits / rates.visits_per_week).min(1.0);
