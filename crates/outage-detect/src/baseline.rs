@@ -285,7 +285,39 @@ impl Baseline {
     /// that of a guess when the hour was never seen.
     pub fn slot_uncertainty(&self, slot: usize, rates: &LearnRates) -> f64 {
         self.blend(slot, rates)
-            .map_or(UNSEEN_SLOT_VARIANCE, |(_, variance)| variance)
+            .map_or_else(|| self.unseen_hour_variance(), |(_, variance)| variance)
+    }
+
+    /// Relative variance of the guess for an hour of the day that no day
+    /// has seen: the series' level, which could be any of its hours. So
+    /// it is as unsure as the hours seen so far differ from the level
+    /// (their means' mean square relative deviation), and never surer than
+    /// [`UNSEEN_SLOT_VARIANCE`]. Trusted to ±20 % where the day swings
+    /// three- or fourfold, such an hour's first windows were suspect
+    /// on every visit, so never learned, and the hour paged every day
+    /// (EVALUATION.md, twenty-third session).
+    fn unseen_hour_variance(&self) -> f64 {
+        let Some(profile) = self.profile.as_deref() else {
+            return UNSEEN_SLOT_VARIANCE;
+        };
+        let (mut square, mut hours) = (0.0, 0.0);
+        for hour in 0..24 {
+            let (mut sum, mut visits) = (0.0, 0.0);
+            for day in 0..7 {
+                let v = f64::from(profile.visits[day * 24 + hour]);
+                sum += v * f64::from(profile.mult[day * 24 + hour]);
+                visits += v;
+            }
+            if visits > 0.0 {
+                square += (sum / visits - 1.0).powi(2);
+                hours += 1.0;
+            }
+        }
+        if hours > 0.0 {
+            (square / hours).max(UNSEEN_SLOT_VARIANCE)
+        } else {
+            UNSEEN_SLOT_VARIANCE
+        }
     }
 
     /// The multiplier for `slot` and its relative variance: the slot's own
@@ -668,7 +700,8 @@ impl Baseline {
     ) -> (f64, f64) {
         let blend = self.blend(pos.slot, rates);
         let shape = || blend.map(|(own, _)| self.line_at(pos, own, rates));
-        let uncertainty = blend.map_or(UNSEEN_SLOT_VARIANCE, |(_, variance)| variance);
+        let uncertainty =
+            blend.map_or_else(|| self.unseen_hour_variance(), |(_, variance)| variance);
         (self.in_use(shape, borrowed, rates), uncertainty)
     }
 
@@ -1003,6 +1036,46 @@ mod tests {
         assert!(friday < UNSEEN_SLOT_VARIANCE / 4.0, "{friday}");
         // The first Saturday: weekdays say nothing of how weekends differ.
         assert!(saturday >= UNSEEN_SLOT_VARIANCE, "{saturday}");
+    }
+
+    #[test]
+    fn an_hour_no_day_has_seen_is_as_unsure_as_the_day_swings() {
+        // Two days with the hour 15:00-16:00 never learned (it was
+        // suspect, or the feed had a gap). A flat day: the level is a
+        // good guess for it. A day that swings between 2 and 8 per
+        // window: the hour could be anywhere in that range.
+        let r = rates();
+        let skip = |t: i64| (t - START).rem_euclid(86_400_000) / 3_600_000 == 15;
+        let learn = |truth: &dyn Fn(i64) -> f64| {
+            let mut b = Baseline::new();
+            for w in 0..2 * 1440 {
+                let t = START + w * MIN;
+                if !skip(t) {
+                    b.learn(slot_of(t), truth(t), None, &r);
+                }
+            }
+            b
+        };
+        let hour = |t: i64| (t - START).rem_euclid(86_400_000) / 3_600_000;
+        let flat = learn(&|_| 5.0);
+        let swing = learn(&|t| if (8..20).contains(&hour(t)) { 8.0 } else { 2.0 });
+        let at = slot_of(START + 2 * 86_400_000 + 15 * 3_600_000);
+        assert!(flat.shape(at, &r).is_none() && swing.shape(at, &r).is_none());
+        let flat_u = flat.slot_uncertainty(at, &r);
+        let swing_u = swing.slot_uncertainty(at, &r);
+        assert_eq!(flat_u, UNSEEN_SLOT_VARIANCE);
+        // The guess is the level, and the hours seen are far from it
+        // (the level follows the latest windows, the night's): the guess
+        // is as far off as they are, on average.
+        let seen: Vec<f64> = (0..24)
+            .filter_map(|h| swing.shape(slot_of(START + 86_400_000 + h * 3_600_000), &r))
+            .collect();
+        let square = seen.iter().map(|m| (m - 1.0).powi(2)).sum::<f64>() / seen.len() as f64;
+        assert_eq!(seen.len(), 23);
+        assert!(
+            square > 1.0 && (swing_u / square - 1.0).abs() < 1e-6,
+            "{swing_u} {square}"
+        );
     }
 
     #[test]

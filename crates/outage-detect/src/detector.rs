@@ -689,11 +689,17 @@ impl Detector {
 
         // A service far below its expectation has a data gap or a quiet
         // day: learn nothing from it, unless it lasts a day (a new normal).
+        // Far below even the low end of what the hour could be (two
+        // standard deviations of the worldwide hour's guess down): on a
+        // series' first day an hour not seen yet is expected at the
+        // level, and where the day swings fourfold its trough is below
+        // 0.3 of it, so the whole service learned nothing for hours and
+        // those hours stayed unseen (EVALUATION.md, twenty-third session).
         let g_acc = w.get(global as u32);
-        let g_mu = self.series[global]
-            .baseline
-            .expected_with(global_shape, None, &rates);
-        let low = g_mu >= 20.0 && f64::from(g_acc.count) < 0.3 * g_mu;
+        let g_base = &self.series[global].baseline;
+        let g_mu = g_base.expected_with(global_shape, None, &rates);
+        let g_low_end = g_mu * (-2.0 * g_base.slot_uncertainty(pos.slot, &rates).sqrt()).exp();
+        let low = g_mu >= 20.0 && f64::from(g_acc.count) < 0.3 * g_low_end;
         let svc = &mut self.services[sid];
         svc.low_run = if low {
             svc.low_run.saturating_add(1)

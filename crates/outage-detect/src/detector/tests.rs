@@ -277,6 +277,41 @@ fn an_hour_that_stays_off_is_relearned_not_suspected_every_week() {
 }
 
 #[test]
+fn a_first_day_that_falls_fourfold_learns_its_evening() {
+    // 40 reports a minute until 14:00 UTC, 10 after, from the first day.
+    // The evening's first windows are expected at the level the morning
+    // taught, so the service looked far below it (a data gap) and
+    // nothing was learned; the evening stayed unseen, expected at the
+    // morning's level every day, and an outage that tripled it paged
+    // never. Its guess is only as sure as the day has shown: the evening
+    // is learned on the first day, and the outage on the third pages.
+    let mut d = Detector::new(DetectorConfig::default());
+    let outage = |t: i64| (T0 + 2 * 1440 * MIN + 18 * 60 * MIN..).contains(&t);
+    let rate = |t: i64| {
+        let hour = (t - T0) % (1440 * MIN) / (60 * MIN);
+        match (hour < 14, outage(t)) {
+            (true, _) => 40.0,
+            (false, false) => 10.0,
+            (false, true) => 35.0,
+        }
+    };
+    let events = feed(&mut d, T0, 2 * 1440 + 18 * 60 + 30, &["GB"], |_, t| rate(t));
+    let found = opened(&events);
+    assert!(
+        found
+            .iter()
+            .any(|i| i.scope == Scope::Region(Country::parse("GB").unwrap())
+                && outage(i.detected_at_ms)
+                && i.detected_at_ms < T0 + 2 * 1440 * MIN + 18 * 60 * MIN + 10 * MIN),
+        "{found:?}"
+    );
+    assert!(
+        found.iter().all(|i| outage(i.detected_at_ms)),
+        "paged before the outage: {found:?}"
+    );
+}
+
+#[test]
 fn a_daylight_saving_change_is_not_a_shift_of_the_day() {
     // Great Britain's evenings are busy in local time; on 2018-10-28 at
     // 01:00 UTC its clocks go back an hour, so in UTC the whole day
