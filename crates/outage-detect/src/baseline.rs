@@ -18,8 +18,10 @@
 //! days agree trusts the guess for its unseen hours more than one whose
 //! days differ. A guess from the other kind of day (a first Saturday from
 //! the weekdays) is also as unsure as that day changes within an hour or
-//! two of it (`SHIFT_HOURS`): weekends keep other hours. About 860
-//! bytes.
+//! two of it (`SHIFT_HOURS`): weekends keep other hours. So is a first
+//! Sunday guessed from Saturday (the weekend's days keep different hours
+//! too), and an hour no day has seen, guessed at the level, is as unsure
+//! as the hours seen are far from it. About 860 bytes.
 
 use serde::{Deserialize, Serialize};
 
@@ -113,20 +115,18 @@ fn other_days(profile: &Profile, slot: usize) -> [(f64, f64); 2] {
     [all, same]
 }
 
-/// Relative variance of a guess of `slot` from the same hour on the days
-/// of the other kind, from the day's shape being shifted ([`SHIFT_HOURS`]):
-/// the weighted mean square log ratio of the neighbouring hours' means to
-/// this hour's, on those days. Large where the day rises or falls steeply
-/// (a weekend's late evening guessed from weekdays whose evening has
-/// ended), small where it is flat; nothing when those days were not
-/// seen. The day is taken as circular: an hour before midnight is the
-/// same days' 23:00.
-fn shift_variance(profile: &Profile, slot: usize) -> f64 {
-    let weekend = |day: usize| day >= 5;
-    let (hour, kind) = (slot % 24, weekend(slot / 24));
+/// Relative variance of a guess of hour `hour` from the same hour on the
+/// days `from` (the other kind's, or the other weekend day), from the
+/// day's shape being shifted ([`SHIFT_HOURS`]): the weighted mean square
+/// log ratio of the neighbouring hours' means to this hour's, on those
+/// days. Large where the day rises or falls steeply (a weekend's late
+/// evening guessed from weekdays whose evening has ended), small where it
+/// is flat; nothing when those days were not seen. The day is taken as
+/// circular: an hour before midnight is the same days' 23:00.
+fn shift_variance(profile: &Profile, hour: usize, from: impl Fn(usize) -> bool) -> f64 {
     let mean_at = |h: usize| {
         let (mut sum, mut visits) = (0.0, 0.0);
-        for day in (0..7).filter(|&d| weekend(d) != kind) {
+        for day in (0..7).filter(|&d| from(d)) {
             let s = day * 24 + h;
             let v = f64::from(profile.visits[s]);
             sum += v * f64::from(profile.mult[s]);
@@ -365,18 +365,30 @@ impl Baseline {
         // visits goes on (after it, its own are the evidence). Worked
         // out once, and only where a day of the other kind was seen
         // (elsewhere it is used nowhere, and would be nothing).
+        // The two weekend days keep different hours too (a night out,
+        // then a late morning): a first Sunday guessed from Saturday
+        // carries the same shift, over Saturday's hours. Weekdays keep
+        // office hours; how far they agree is the day spread.
+        let (hour, day) = (slot % 24, slot / 24);
+        let first_week = own_visits < first_hour(rates);
         let kind_prior = UNSEEN_SLOT_VARIANCE
-            + if own_visits < first_hour(rates) && visits > same_visits {
-                shift_variance(profile, slot)
+            + if first_week && visits > same_visits {
+                shift_variance(profile, hour, |d| (d >= 5) != (day >= 5))
             } else {
                 0.0
             };
+        let weekend_shift = if first_week && day >= 5 && same_visits > 0.0 {
+            shift_variance(profile, hour, |d| d >= 5 && d != day)
+        } else {
+            0.0
+        };
+        let same_spread = self.day_spread() + weekend_shift;
         let other = match (same_visits > 0.0, visits > same_visits) {
             (true, true) => Some(pool(
-                guess(same_sum, same_visits, self.day_spread()),
+                guess(same_sum, same_visits, same_spread),
                 guess(sum - same_sum, visits - same_visits, kind_prior),
             )),
-            (true, false) => Some(guess(same_sum, same_visits, self.day_spread())),
+            (true, false) => Some(guess(same_sum, same_visits, same_spread)),
             (false, true) => Some(guess(sum, visits, kind_prior)),
             (false, false) => None,
         };
@@ -395,7 +407,7 @@ impl Baseline {
                 // tighter (a series a day or two old) it holds at once.
                 // A guess from days of both kinds leans on its own kind.
                 let prior = if same_visits > 0.0 {
-                    UNSEEN_SLOT_VARIANCE
+                    UNSEEN_SLOT_VARIANCE + weekend_shift
                 } else {
                     kind_prior
                 } + variance(other, visits);
@@ -653,6 +665,15 @@ impl Baseline {
     pub fn shape_at(&self, pos: WeekPos, rates: &LearnRates) -> Option<f64> {
         let own = self.shape(pos.slot, rates)?;
         Some(self.line_at(pos, own, rates))
+    }
+
+    /// [`Baseline::shape_at`] and the [`Baseline::slot_uncertainty`] of
+    /// `pos.slot`, from one blend of the hour.
+    pub fn shape_and_uncertainty_at(&self, pos: WeekPos, rates: &LearnRates) -> (Option<f64>, f64) {
+        match self.blend(pos.slot, rates) {
+            Some((own, variance)) => (Some(self.line_at(pos, own, rates)), variance),
+            None => (None, self.unseen_hour_variance()),
+        }
     }
 
     /// [`Baseline::shape_at`] given the hour's own shape `own`.
@@ -1173,6 +1194,33 @@ mod tests {
         }
         let friday = b.slot_uncertainty(slot_of(start + 4 * 86_400_000), &r);
         assert!(friday < UNSEEN_SLOT_VARIANCE / 4.0, "{friday}");
+    }
+
+    #[test]
+    fn a_first_sunday_is_less_sure_where_saturday_rises_or_falls() {
+        // Six days: weekdays flat at 40; Saturday the same but with a
+        // morning that rises steeply from 04:00 (8, then 20, then 40).
+        // The first Sunday's 04:00 is guessed from Saturday's, and a
+        // Sunday that rises an hour or two earlier or later is several
+        // times it: that guess is less sure than its noon, where Saturday
+        // is flat. A weekday's hour keeps the day spread alone.
+        let r = rates();
+        let start = 1_537_747_200_000; // a Monday
+        let hourly = |day: i64, h: i64| match (day, h) {
+            (5, 0..=3) => 8.0,
+            (5, 4) => 20.0,
+            _ => 40.0,
+        };
+        let mut b = Baseline::new();
+        for w in 0..6 * 1440 {
+            let t = start + w * MIN;
+            b.learn(slot_of(t), hourly(w / 1440, w / 60 % 24), None, &r);
+        }
+        let sunday = |h: i64| slot_of(start + 6 * 86_400_000 + h * 3_600_000);
+        let dawn = b.slot_uncertainty(sunday(4), &r);
+        let noon = b.slot_uncertainty(sunday(12), &r);
+        assert!(dawn > 2.0 * noon, "{dawn} vs {noon}");
+        assert!(noon < UNSEEN_SLOT_VARIANCE, "{noon}");
     }
 
     #[test]

@@ -685,7 +685,9 @@ impl Detector {
             ..
         } = *params;
         let global = self.services[sid].global as usize;
-        let global_shape = self.series[global].baseline.shape_at(pos, &rates);
+        let (global_shape, global_uncertain) = self.series[global]
+            .baseline
+            .shape_and_uncertainty_at(pos, &rates);
 
         // A service far below its expectation has a data gap or a quiet
         // day: learn nothing from it, unless it lasts a day (a new normal).
@@ -698,7 +700,7 @@ impl Detector {
         let g_acc = w.get(global as u32);
         let g_base = &self.series[global].baseline;
         let g_mu = g_base.expected_with(global_shape, None, &rates);
-        let g_low_end = g_mu * (-2.0 * g_base.slot_uncertainty(pos.slot, &rates).sqrt()).exp();
+        let g_low_end = g_mu * (-2.0 * global_uncertain.sqrt()).exp();
         let low = g_mu >= 20.0 && f64::from(g_acc.count) < 0.3 * g_low_end;
         let svc = &mut self.services[sid];
         svc.low_run = if low {
