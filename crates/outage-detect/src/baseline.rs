@@ -115,6 +115,19 @@ fn other_days(profile: &Profile, slot: usize) -> [(f64, f64); 2] {
     [all, same]
 }
 
+/// The multiplier of hour of the day `hour` on the days `from`, averaged
+/// over their visits; `None` when none of them saw it.
+fn hour_mean(profile: &Profile, hour: usize, from: impl Fn(usize) -> bool) -> Option<f64> {
+    let (mut sum, mut visits) = (0.0, 0.0);
+    for day in (0..7).filter(|&d| from(d)) {
+        let s = day * 24 + hour;
+        let v = f64::from(profile.visits[s]);
+        sum += v * f64::from(profile.mult[s]);
+        visits += v;
+    }
+    (visits > 0.0).then(|| sum / visits)
+}
+
 /// Relative variance of a guess of hour `hour` from the same hour on the
 /// days `from` (the other kind's, or the other weekend day), from the
 /// day's shape being shifted ([`SHIFT_HOURS`]): the weighted mean square
@@ -124,16 +137,7 @@ fn other_days(profile: &Profile, slot: usize) -> [(f64, f64); 2] {
 /// is flat; nothing when those days were not seen. The day is taken as
 /// circular: an hour before midnight is the same days' 23:00.
 fn shift_variance(profile: &Profile, hour: usize, from: impl Fn(usize) -> bool) -> f64 {
-    let mean_at = |h: usize| {
-        let (mut sum, mut visits) = (0.0, 0.0);
-        for day in (0..7).filter(|&d| from(d)) {
-            let s = day * 24 + h;
-            let v = f64::from(profile.visits[s]);
-            sum += v * f64::from(profile.mult[s]);
-            visits += v;
-        }
-        (visits > 0.0 && sum > 0.0).then(|| sum / visits)
-    };
+    let mean_at = |h: usize| hour_mean(profile, h, &from).filter(|&m| m > 0.0);
     let Some(m0) = mean_at(hour) else {
         return 0.0;
     };
@@ -292,26 +296,18 @@ impl Baseline {
     /// has seen: the series' level, which could be any of its hours. So
     /// it is as unsure as the hours seen so far differ from the level
     /// (their means' mean square relative deviation), and never surer than
-    /// [`UNSEEN_SLOT_VARIANCE`]. Trusted to ±20 % where the day swings
-    /// three- or fourfold, such an hour's first windows were suspect
-    /// on every visit, so never learned, and the hour paged every day
-    /// (EVALUATION.md, twenty-third session).
+    /// [`UNSEEN_SLOT_VARIANCE`]. Trusted to ±20 % instead, where the day
+    /// swings three- or fourfold, such an hour's first windows were
+    /// suspect on every visit, so never learned, and the hour paged every
+    /// day (EVALUATION.md, twenty-third session).
     fn unseen_hour_variance(&self) -> f64 {
         let Some(profile) = self.profile.as_deref() else {
             return UNSEEN_SLOT_VARIANCE;
         };
         let (mut square, mut hours) = (0.0, 0.0);
-        for hour in 0..24 {
-            let (mut sum, mut visits) = (0.0, 0.0);
-            for day in 0..7 {
-                let v = f64::from(profile.visits[day * 24 + hour]);
-                sum += v * f64::from(profile.mult[day * 24 + hour]);
-                visits += v;
-            }
-            if visits > 0.0 {
-                square += (sum / visits - 1.0).powi(2);
-                hours += 1.0;
-            }
+        for m in (0..24).filter_map(|hour| hour_mean(profile, hour, |_| true)) {
+            square += (m - 1.0).powi(2);
+            hours += 1.0;
         }
         if hours > 0.0 {
             (square / hours).max(UNSEEN_SLOT_VARIANCE)
@@ -1203,7 +1199,7 @@ mod tests {
         // The first Sunday's 04:00 is guessed from Saturday's, and a
         // Sunday that rises an hour or two earlier or later is several
         // times it: that guess is less sure than its noon, where Saturday
-        // is flat. A weekday's hour keeps the day spread alone.
+        // is flat.
         let r = rates();
         let start = 1_537_747_200_000; // a Monday
         let hourly = |day: i64, h: i64| match (day, h) {
