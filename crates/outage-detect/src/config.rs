@@ -65,7 +65,13 @@ pub struct DetectorConfig {
     /// Regions in outage within `global_span` that make a global incident.
     /// Default 3.
     pub global_min_regions: u32,
-    /// Default `1h`.
+    /// How long ago a region's outage, still open, may have begun and
+    /// count towards `global_min_regions`. Default `1day`: a rise that
+    /// lasts a day becomes its series' new normal, so every region still
+    /// in outage counts, and an outage that spreads over hours is one
+    /// global incident (with `1h`, sim3 outages 2's `zoom`, paged in
+    /// France at 08:13 and in Brazil and Australia after 09:15, never
+    /// was). A shorter span counts only outages that began within it.
     #[serde(with = "humantime_serde")]
     pub global_span: Duration,
     /// Event-time gap after which skipped windows are not learned (data
@@ -102,7 +108,7 @@ impl Default for DetectorConfig {
             resolve_after: Duration::from_secs(15 * 60),
             pending_tolerance: 1,
             global_min_regions: 3,
-            global_span: Duration::from_secs(3600),
+            global_span: Duration::from_secs(86_400),
             max_gap: Duration::from_secs(900),
             max_series: 1_000_000,
             max_services: 10_000,

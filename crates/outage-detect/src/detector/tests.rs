@@ -885,6 +885,65 @@ fn a_global_incident_follows_the_spread() {
 }
 
 #[test]
+fn an_outage_that_spreads_over_hours_is_one_global_incident() {
+    // GB fails at 10:05 and stays down; DE and FR follow at 11:20, while
+    // US, fifty times busier, carries on. Three regions are in outage at
+    // once from about 11:21: one global incident then, though GB's began
+    // more than an hour before. With the span at an hour, it waited for
+    // the worldwide series, if it came at all.
+    let spread = |span: Option<Duration>| {
+        let mut cfg = DetectorConfig::default();
+        if let Some(span) = span {
+            cfg.global_span = span;
+        }
+        let mut d = Detector::new(cfg);
+        let regions = ["GB", "DE", "FR", "US"];
+        let base = |r: &str| if r == "US" { 250.0 } else { 5.0 };
+        feed(&mut d, T0, 2 * 1440, &regions, |r, _| base(r));
+        let start = T0 + 2 * 1440 * MIN + 600 * MIN;
+        let events = feed(&mut d, start, 100, &regions, |r, t| {
+            let from = match r {
+                "GB" => 5,
+                "DE" | "FR" => 80,
+                _ => i64::MAX,
+            };
+            if (t - start) / MIN >= from {
+                base(r) * 5.0
+            } else {
+                base(r)
+            }
+        });
+        let regional: Vec<i64> = opened(&events)
+            .iter()
+            .filter(|i| i.scope != Scope::Global)
+            .map(|i| (i.detected_at_ms - start) / MIN)
+            .collect();
+        let global = opened(&events)
+            .iter()
+            .find(|i| i.scope == Scope::Global)
+            .map(|i| (i.detected_at_ms - start) / MIN);
+        (regional, global)
+    };
+    let (regional, global) = spread(None);
+    assert_eq!(regional.len(), 3, "{regional:?}");
+    assert!(
+        regional[0] < 15 && regional[1..].iter().all(|&m| m >= 80),
+        "{regional:?}"
+    );
+    let third = *regional.iter().max().unwrap();
+    assert!(
+        global.is_some_and(|g| (third..=third + 1).contains(&g)),
+        "{global:?} {regional:?}"
+    );
+    let (regional, within_an_hour) = spread(Some(Duration::from_secs(3600)));
+    let third = *regional.iter().max().unwrap();
+    assert!(
+        within_an_hour.is_none_or(|g| g > third + 5),
+        "{within_an_hour:?} {regional:?}"
+    );
+}
+
+#[test]
 fn a_region_pages_sooner_while_its_service_is_down_elsewhere() {
     // DE rises 2× from minute 10; GB either stays normal or has an
     // 8× outage from minute 5. The same DE reports page sooner while
