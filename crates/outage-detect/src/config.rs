@@ -71,7 +71,8 @@ pub struct DetectorConfig {
     /// in outage counts, and an outage that spreads over hours is one
     /// global incident (with `1h`, sim3 outages 2's `zoom`, paged in
     /// France at 08:13 and in Brazil and Australia after 09:15, never
-    /// was). A shorter span counts only outages that began within it.
+    /// opened one). A shorter span counts only outages that began within
+    /// it.
     #[serde(with = "humantime_serde")]
     pub global_span: Duration,
     /// Event-time gap after which skipped windows are not learned (data

@@ -282,8 +282,8 @@ fn a_first_day_that_falls_fourfold_learns_its_evening() {
     // The evening's first windows are expected at the level the morning
     // taught, so the service looked far below it (a data gap) and
     // nothing was learned; the evening stayed unseen, expected at the
-    // morning's level every day, and an outage that tripled it paged
-    // never. Its guess is only as sure as the day has shown: the evening
+    // morning's level every day, and an outage that tripled it never
+    // paged. Its guess is only as sure as the day has shown: the evening
     // is learned on the first day, and the outage on the third pages.
     let mut d = Detector::new(DetectorConfig::default());
     let outage = |t: i64| (T0 + 2 * 1440 * MIN + 18 * 60 * MIN..).contains(&t);
