@@ -288,8 +288,13 @@ impl Baseline {
     /// relative variance of its multiplier (see [`Baseline::blend`]), or
     /// that of a guess when the hour was never seen.
     pub fn slot_uncertainty(&self, slot: usize, rates: &LearnRates) -> f64 {
-        self.blend(slot, rates)
-            .map_or_else(|| self.unseen_hour_variance(), |(_, variance)| variance)
+        self.variance_of(self.blend(slot, rates))
+    }
+
+    /// The relative variance a [`Baseline::blend`] gives, or the unseen
+    /// hour's when it gave none.
+    fn variance_of(&self, blend: Option<(f64, f64)>) -> f64 {
+        blend.map_or_else(|| self.unseen_hour_variance(), |(_, variance)| variance)
     }
 
     /// Relative variance of the guess for an hour of the day that no day
@@ -666,10 +671,9 @@ impl Baseline {
     /// [`Baseline::shape_at`] and the [`Baseline::slot_uncertainty`] of
     /// `pos.slot`, from one blend of the hour.
     pub fn shape_and_uncertainty_at(&self, pos: WeekPos, rates: &LearnRates) -> (Option<f64>, f64) {
-        match self.blend(pos.slot, rates) {
-            Some((own, variance)) => (Some(self.line_at(pos, own, rates)), variance),
-            None => (None, self.unseen_hour_variance()),
-        }
+        let blend = self.blend(pos.slot, rates);
+        let shape = blend.map(|(own, _)| self.line_at(pos, own, rates));
+        (shape, self.variance_of(blend))
     }
 
     /// [`Baseline::shape_at`] given the hour's own shape `own`.
@@ -717,9 +721,7 @@ impl Baseline {
     ) -> (f64, f64) {
         let blend = self.blend(pos.slot, rates);
         let shape = || blend.map(|(own, _)| self.line_at(pos, own, rates));
-        let uncertainty =
-            blend.map_or_else(|| self.unseen_hour_variance(), |(_, variance)| variance);
-        (self.in_use(shape, borrowed, rates), uncertainty)
+        (self.in_use(shape, borrowed, rates), self.variance_of(blend))
     }
 
     /// [`Baseline::expected`] at `pos` (see [`Baseline::shape_at`]).

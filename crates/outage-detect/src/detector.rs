@@ -685,9 +685,8 @@ impl Detector {
             ..
         } = *params;
         let global = self.services[sid].global as usize;
-        let (global_shape, global_uncertain) = self.series[global]
-            .baseline
-            .shape_and_uncertainty_at(pos, &rates);
+        let g_base = &self.series[global].baseline;
+        let (global_shape, global_uncertain) = g_base.shape_and_uncertainty_at(pos, &rates);
 
         // A service far below its expectation has a data gap or a quiet
         // day: learn nothing from it, unless it lasts a day (a new normal).
@@ -698,7 +697,6 @@ impl Detector {
         // 0.3 of it, so the whole service learned nothing for hours and
         // those hours stayed unseen (EVALUATION.md, twenty-third session).
         let g_acc = w.get(global as u32);
-        let g_base = &self.series[global].baseline;
         let g_mu = g_base.expected_with(global_shape, None, &rates);
         let g_low_end = g_mu * (-2.0 * global_uncertain.sqrt()).exp();
         let low = g_mu >= 20.0 && f64::from(g_acc.count) < 0.3 * g_low_end;
